@@ -1,0 +1,212 @@
+"""Writing and reading the training artifact folder atomically.
+
+An artifact is a folder holding `model.pt` (a `Net` state_dict) and `metadata.json` (which
+carries the SHA-256 of `model.pt`). The writer builds the complete folder as a hidden sibling
+`.{OUT}.tmp-{pid}-{random}` on the same filesystem, fsyncs both files and the folder, then:
+
+- if OUT does not exist: rename(tmp, OUT), atomic;
+- if OUT exists: renameat2(tmp, OUT, RENAME_EXCHANGE) swaps the two folders in one atomic
+  step (Linux ≥ 3.15; ext4, xfs, btrfs, tmpfs, overlayfs), then the old one, now at the tmp
+  path, is deleted. OUT stays a real folder (no symlink), so rclone, `kubectl cp` and a PVC
+  mount see plain files.
+- where RENAME_EXCHANGE is unsupported (EINVAL/ENOSYS, e.g. some network filesystems): rename OUT
+  to `.{OUT}.old-…`, rename tmp to OUT, delete the old one. A kill between the two renames leaves
+  no OUT (never a partial one); the previous artifact survives under the `.old-` name.
+
+A SIGKILL at any moment therefore leaves OUT as the previous complete artifact, the new
+complete artifact, or (fallback only) absent. Leftover hidden `.tmp-`/`.old-` siblings of dead
+writers are removed by the next write.
+
+Readers: a swap can happen between a reader's two opens, so `read_artifact` opens the folder
+once (a directory fd survives the swap), reads both files relative to it, checks model.pt
+against the SHA-256 in metadata.json and retries on mismatch or a vanished file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+METADATA = "metadata.json"
+WEIGHTS = "model.pt"
+FORMAT = "mlctl.mnist/v1"
+
+# Test hook (documented in model/train.py): when set to a path, the writer creates that file
+# once the temp folder is complete and fsynced, then sleeps before the swap, so a test can
+# SIGKILL it at the most dangerous moment deterministically.
+PAUSE_ENV = "MNIST_TRAIN_TEST_PAUSE_BEFORE_COMMIT"
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+class ArtifactError(Exception):
+    """The artifact folder is missing, incomplete or inconsistent."""
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_siblings(out: Path) -> None:
+    """Delete `.OUT.tmp-PID-…`/`.OUT.old-PID-…` folders left by writers that died."""
+    for p in out.parent.glob(f".{out.name}.*-*-*"):
+        kind, _, rest = p.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def write_artifact(out: str | os.PathLike[str], save_weights: Callable[[Path], None],
+                   metadata: dict[str, Any]) -> dict[str, Any]:
+    """Write `model.pt` (via `save_weights(path)`) and `metadata.json` into OUT atomically.
+
+    Fills `metadata["sha256"]` with the SHA-256 of the written model.pt; returns the metadata.
+    """
+    out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_siblings(out)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = out.parent / f".{out.name}.tmp-{tag}"
+    tmp.mkdir()
+    try:
+        weights = tmp / WEIGHTS
+        save_weights(weights)
+        _fsync_path(weights)
+        metadata = {**metadata, "weights": WEIGHTS, "sha256": sha256_file(weights)}
+        meta_path = tmp / METADATA
+        with open(meta_path, "w", encoding="utf-8") as f:
+            json.dump(metadata, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_path(tmp, directory=True)
+        _pause_for_tests()
+        _commit(tmp, out, tag)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return metadata
+
+
+def _pause_for_tests() -> None:
+    marker = os.environ.get(PAUSE_ENV)
+    if not marker:
+        return
+    Path(marker).write_text(str(os.getpid()))
+    # Wait to be killed; continue if the test removes the marker instead.
+    while Path(marker).exists():
+        time.sleep(0.05)
+
+
+def _commit(tmp: Path, out: Path, tag: str) -> None:
+    if not out.exists() and not out.is_symlink():
+        try:
+            os.rename(tmp, out)
+            _fsync_path(out.parent, directory=True)
+            return
+        except OSError as e:
+            # Another writer created OUT meanwhile: fall through and swap with it.
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+    if _exchange(tmp, out):
+        _fsync_path(out.parent, directory=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    old = out.parent / f".{out.name}.old-{tag}"
+    os.rename(out, old)
+    os.rename(tmp, out)
+    _fsync_path(out.parent, directory=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_artifact(out: str | os.PathLike[str], attempts: int = 5) -> tuple[bytes, dict[str, Any]]:
+    """Return (model.pt bytes, metadata) from one consistent version of OUT.
+
+    Use `torch.load(io.BytesIO(weights), weights_only=True)` on the bytes.
+    """
+    out = Path(out)
+    last = ""
+    for _ in range(attempts):
+        try:
+            dfd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            last = f"{out}: no artifact folder"
+            time.sleep(0.05)
+            continue
+        try:
+            meta = json.loads(_read_at(dfd, METADATA))
+            weights = _read_at(dfd, meta.get("weights", WEIGHTS))
+        except FileNotFoundError as e:
+            last = f"{out}: incomplete artifact ({e.filename} missing)"
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            last = f"{out}/{METADATA}: not valid JSON ({e})"
+        else:
+            if meta.get("format") != FORMAT:
+                raise ArtifactError(f"{out}/{METADATA}: format {meta.get('format')!r}, expected {FORMAT!r}")
+            if hashlib.sha256(weights).hexdigest() == meta.get("sha256"):
+                return weights, meta
+            last = f"{out}/{WEIGHTS}: SHA-256 does not match {METADATA}"
+        finally:
+            os.close(dfd)
+        time.sleep(0.05)
+    raise ArtifactError(last)
+
+
+def _read_at(dfd: int, name: str) -> bytes:
+    if "/" in name or name in ("", ".", ".."):
+        raise ArtifactError(f"artifact file name {name!r} is not a plain file name")
+    try:
+        fd = os.open(name, os.O_RDONLY, dir_fd=dfd)
+    except FileNotFoundError as e:
+        e.filename = name
+        raise
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
