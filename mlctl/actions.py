@@ -1,0 +1,69 @@
+"""What the light commands do (validate, render, template): plain functions returning data."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from mlctl import helm, render as rendering
+from mlctl.artifacts import artifact_dir, read_artifact, training_hash
+from mlctl.errors import UsageError
+from mlctl.secrets import placeholders, resolve_secrets
+from mlctl.spec import Spec, load_spec
+
+
+def describe(spec: Spec) -> dict:
+    """A short, secret-free summary of a spec."""
+    digest = training_hash(spec)
+    return {
+        "name": spec.name,
+        "target": spec.target,
+        "runner": spec.training.runner.kind,
+        "trainingHash": digest,
+        "artifact": str(artifact_dir(spec, digest)),
+        "modelUri": spec.model_store.uri,
+        "release": spec.kubernetes.release,
+        "namespace": spec.kubernetes.namespace,
+    }
+
+
+def validate(path: Path) -> dict:
+    spec = load_spec(path)
+    result = describe(spec)
+    result["summary"] = (
+        f"project {spec.name}, target {spec.target}, {spec.training.runner.kind} training "
+        f"({spec.training.epochs} epochs, hash {result['trainingHash'][:12]}), "
+        f"model store {spec.model_store.uri}, release {spec.kubernetes.namespace}/{spec.kubernetes.release}"
+    )
+    return result
+
+
+def _model_sha(spec: Spec) -> str:
+    artifact = read_artifact(artifact_dir(spec), verify=False)
+    return artifact.sha256 if artifact else ""
+
+
+def render(path: Path, output: Path | None, include_secrets: bool) -> str:
+    """The values text for `path`'s spec; written to `output` when given (0600 with secrets)."""
+    spec = load_spec(path)
+    if include_secrets and output is None:
+        raise UsageError(
+            "--include-secrets needs --output FILE: credentials are never printed",
+            hint="mlctl render SPEC --include-secrets -o secret-values.yaml",
+        )
+    secrets = resolve_secrets(spec) if include_secrets else None
+    text = rendering.dump(rendering.build_values(spec, secrets, model_sha256=_model_sha(spec)))
+    if output is not None:
+        if include_secrets:
+            rendering.write_private(output, text)
+        else:
+            Path(output).write_text(text, encoding="utf-8")
+    return text
+
+
+def template(path: Path) -> str:
+    """The manifests `helm template` renders for the spec, with credentials redacted."""
+    spec = load_spec(path)
+    values = rendering.build_values(spec, placeholders(spec), model_sha256=_model_sha(spec))
+    with rendering.private_values_file(values) as file:
+        return helm.template(spec.kubernetes.release, [file], namespace=spec.kubernetes.namespace)

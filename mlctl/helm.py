@@ -1,0 +1,94 @@
+"""The only module that knows helm's command line: small named verbs over one runner.
+
+Values always travel in files (`-f`), never as `--set` with secrets on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlctl import tools
+from mlctl.tools import PROJECT_ROOT
+
+CHART = PROJECT_ROOT / "charts" / "mnist-seldon"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a release lives."""
+
+    release: str
+    namespace: str
+    context: str | None = None
+
+    def flags(self) -> list[str]:
+        return ["--namespace", self.namespace, *(["--kube-context", self.context] if self.context else [])]
+
+
+def binary() -> str:
+    return tools.find_tool("helm")
+
+
+def _helm(*args: str, timeout: float = 120, secrets: Sequence[str] = ()) -> str:
+    return tools.run([binary(), *args], timeout=timeout, secrets=secrets)
+
+
+def lint(values: Sequence[Path] = (), chart: Path = CHART, strict: bool = True) -> str:
+    return _helm("lint", str(chart), *(["--strict"] if strict else []), *_files(values))
+
+
+def template(release: str, values: Sequence[Path] = (), namespace: str = "default", chart: Path = CHART,
+             secrets: Sequence[str] = ()) -> str:  # fmt: skip
+    return _helm("template", release, str(chart), "--namespace", namespace, *_files(values), secrets=secrets)
+
+
+def upgrade_argv(target: Target, values: Sequence[Path], timeout_s: int, create_namespace: bool,
+                 chart: Path = CHART) -> list[str]:  # fmt: skip
+    """The exact `helm upgrade --install` mlctl runs (and `--dry-run` prints for CI)."""
+    return [
+        "upgrade", "--install", target.release, str(chart), *target.flags(),
+        *(["--create-namespace"] if create_namespace else []),
+        # --atomic rolls back a failed upgrade; Helm 4 spells it --rollback-on-failure but keeps
+        # --atomic as a deprecated alias, so one argv works with Helm 3 and 4.
+        "--atomic", "--wait", "--timeout", f"{timeout_s}s", *_files(values),
+    ]  # fmt: skip
+
+
+def upgrade(target: Target, values: Sequence[Path], timeout_s: int, create_namespace: bool,
+            secrets: Sequence[str] = ()) -> str:  # fmt: skip
+    argv = upgrade_argv(target, values, timeout_s, create_namespace)
+    return _helm(*argv, timeout=timeout_s + 60, secrets=secrets)
+
+
+def status(target: Target) -> dict | None:
+    """The release's status as helm reports it, or None when there is no such release."""
+    try:
+        out = _helm("status", target.release, *target.flags(), "--output", "json", timeout=60)
+    except tools.ToolError as exc:
+        if "not found" in exc.stderr:
+            return None
+        raise
+    return json.loads(out)
+
+
+def get_values(target: Target) -> dict | None:
+    """The user-supplied values of the deployed release, or None when there is none."""
+    try:
+        out = _helm("get", "values", target.release, *target.flags(), "--output", "json", timeout=60)
+    except tools.ToolError as exc:
+        if "not found" in exc.stderr:
+            return None
+        raise
+    return json.loads(out) or {}
+
+
+def uninstall(target: Target, timeout_s: int) -> str:
+    return _helm("uninstall", target.release, *target.flags(), "--wait", "--timeout", f"{timeout_s}s",
+                 timeout=timeout_s + 60)  # fmt: skip
+
+
+def _files(values: Sequence[Path]) -> list[str]:
+    return [a for v in values for a in ("-f", str(v))]

@@ -1,0 +1,148 @@
+"""Spec → Helm values for charts/mnist-seldon (the chart's values.schema.json checks the result).
+
+`build_values` is pure: the same spec, secrets and model digest give the same values. Secret
+values appear only when the caller passes them; `mlctl render` leaves them out unless asked.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from mlctl.secrets import Secrets
+from mlctl.spec import KubernetesRunner, Resources, Spec, TrainingSpec
+
+# Where the training Job keeps the downloaded data: /tmp is its writable emptyDir.
+JOB_DATA_DIR = "/tmp/mnist"
+
+
+def split_image(image: str) -> dict[str, str]:
+    """`host:5000/team/app:1.2` → repository `host:5000/team/app`, tag `1.2` (tag may be empty)."""
+    name, _, last = image.rpartition("/")
+    repo, sep, tag = last.partition(":")
+    return {"repository": f"{name}/{repo}" if name else repo, "tag": tag if sep else ""}
+
+
+def hyperparameter_args(training: TrainingSpec) -> list[str]:
+    """The `python -m model.train` flags that set the hyper-parameters (shared by both runners)."""
+    args = [
+        "--epochs", str(training.epochs),
+        "--batch-size", str(training.batch_size),
+        "--lr", repr(training.learning_rate),
+        "--label-smoothing", repr(training.label_smoothing),
+        "--weight-decay", repr(training.weight_decay),
+        "--seed", str(training.seed),
+        "--device", training.device,
+    ]  # fmt: skip
+    if training.limit_train:
+        args += ["--limit-train", str(training.limit_train)]
+    if training.limit_test:
+        args += ["--limit-test", str(training.limit_test)]
+    return args
+
+
+def _resources(resources: Resources) -> dict[str, Any]:
+    return {k: dict(v) for k, v in (("requests", resources.requests), ("limits", resources.limits)) if v}
+
+
+def build_values(
+    spec: Spec,
+    secrets: Secrets | None = None,
+    model_sha256: str = "",
+    training_hash: str = "",
+    train_job: bool = False,
+) -> dict[str, Any]:
+    """The chart values for `spec`. With `train_job` the training Job is enabled too."""
+    serving, training, store = spec.serving, spec.training, spec.model_store
+    secrets = secrets or Secrets()
+    runner = training.runner if isinstance(training.runner, KubernetesRunner) else KubernetesRunner(kind="kubernetes")
+    job_args = [
+        "--data-dir", JOB_DATA_DIR, *(["--download"] if spec.data.download else []),
+        *[a for m in spec.data.mirrors for a in ("--mirror", m)],
+        *hyperparameter_args(training), "--no-progress",
+        *(["--training-hash", training_hash] if training_hash else []),
+    ]  # fmt: skip
+    return {
+        "model": {"name": spec.name, "uri": store.uri, "sha256": model_sha256},
+        "serving": {
+            "image": {**split_image(serving.image), "pullPolicy": serving.image_pull_policy},
+            "replicas": serving.replicas,
+            "workers": serving.workers,
+            "threads": serving.threads,
+            "torchThreads": serving.torch_threads,
+            "restTimeoutMs": serving.rest_timeout_ms,
+            "resources": _resources(serving.resources),
+            "autoscaling": {
+                "enabled": serving.autoscaling.enabled,
+                "minReplicas": serving.autoscaling.min_replicas,
+                "maxReplicas": serving.autoscaling.max_replicas,
+                "targetCPUUtilizationPercentage": serving.autoscaling.target_cpu_utilization,
+            },
+            "probes": {
+                name: probe.model_dump(by_alias=True)
+                for name, probe in (("readiness", serving.probes.readiness), ("liveness", serving.probes.liveness))
+            },
+        },
+        "registry": {
+            "existingSecret": spec.registry.existing_secret or "",
+            "server": spec.registry.server or "",
+            "username": spec.registry.username or "",
+            "password": secrets.registry_password or "",
+        },
+        "storage": {
+            "existingSecret": spec.storage.existing_secret or "",
+            "remote": store.scheme,
+            "config": dict(spec.storage.rclone),
+            "credentials": {
+                "access_key_id": secrets.storage_access_key_id or "",
+                "secret_access_key": secrets.storage_secret_access_key or "",
+            },
+        },
+        "training": {
+            "enabled": train_job,
+            "image": {**split_image(runner.image), "pullPolicy": serving.image_pull_policy},
+            "args": job_args,
+            "resources": _resources(runner.resources),
+            "gpus": runner.gpus,
+            "activeDeadlineSeconds": runner.timeout_seconds,
+            "output": {"pvc": {"claimName": runner.pvc_claim or "", "subPath": ""}},
+        },
+        "tests": {"enabled": True},
+    }
+
+
+def dump(values: dict[str, Any]) -> str:
+    header = "# Generated by `mlctl render`; edit the spec, not this file.\n"
+    return header + yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (created 0600, never widened), atomically."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, stat.S_IRUSR | stat.S_IWUSR)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def private_values_file(values: dict[str, Any]) -> Iterator[Path]:
+    """A 0600 temporary values file for one helm call, removed afterwards (also on failure)."""
+    fd, name = tempfile.mkstemp(prefix="mlctl-values-", suffix=".yaml")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(dump(values))
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)

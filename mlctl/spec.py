@@ -1,0 +1,581 @@
+"""The project spec (`spec/mnist.yaml`): pydantic models, one per section.
+
+Every field is typed, defaulted where a default makes sense, and documented by the docstring under
+it; those docstrings become the JSON Schema descriptions (`mlctl schema`) and the README's
+reference. YAML keys are camelCase (like Kubernetes and Helm values); Python names are snake_case.
+Unknown keys are errors. Secrets are never values here, only references to where they live.
+
+Relative paths in the spec resolve against the spec file's folder (as docker compose and
+kustomize do), so `mlctl apply spec/mnist.yaml` means the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from mlctl.errors import SpecError, UsageError
+
+SPEC_VERSION = "mlctl/v1"
+
+DEFAULT_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Kubernetes resource.Quantity, as the API server parses it.
+_QUANTITY = re.compile(
+    r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
+)
+# A container image reference: [registry[:port]/]path[:tag][@digest].
+_IMAGE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?$"
+)
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _quantity(value: object) -> object:
+    # YAML reads `cpu: 1` as an int and `cpu: 0.5` as a float; Kubernetes accepts both spellings.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        value = str(value)
+    if isinstance(value, str) and not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 1, 512Mi, 2Gi)")
+    return value
+
+
+def _image(value: str) -> str:
+    if not _IMAGE.match(value):
+        raise ValueError(f"{value!r} is not an image reference (e.g. ghcr.io/acme/mnist-seldon:0.1.0)")
+    return value
+
+
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+Image = Annotated[str, AfterValidator(_image)]
+def _dns_label(value: str) -> str:
+    if not re.match(_DNS_LABEL, value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1123 label: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+DnsLabel = Annotated[str, Field(max_length=53), AfterValidator(_dns_label)]
+EnvName = Annotated[str, Field(pattern=_ENV_NAME)]
+
+
+class Problem(ValueError):
+    """A rule that spans fields, raised with the location (YAML keys) of the field to blame, so
+    the error names that field's line rather than the section's."""
+
+    def __init__(self, message: str, *loc: str | int) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+class Strict(BaseModel):
+    """Base of every spec model: unknown keys are errors, camelCase aliases, docstrings as docs."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        validate_default=True,
+    )
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Resolve a relative path against the spec file's folder (passed as validation context)."""
+    value = value.expanduser()
+    base = (info.context or {}).get("base_dir")
+    if base is not None and not value.is_absolute():
+        value = Path(os.path.normpath(Path(base) / value))
+    return value
+
+
+SpecPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+# --- secrets, by reference ------------------------------------------------------------------
+
+
+class SecretRef(Strict):
+    """Where a secret value lives: an environment variable or a file, never the value itself."""
+
+    env: EnvName | None = None
+    """Name of the environment variable that holds the value (e.g. REGISTRY_PASSWORD)."""
+    file: SpecPath | None = None
+    """Path of a file whose content (trailing newline stripped) is the value."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of `env` (a variable name) or `file` (a path)")
+        return self
+
+    def describe(self) -> str:
+        """Where the value comes from, safe to print."""
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+class DataSpec(Strict):
+    """The MNIST data: a folder holding the four standard IDX `.gz` files."""
+
+    dir: SpecPath = Path("~/.cache/mlctl/mnist")
+    """Folder with train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz
+    and t10k-labels-idx1-ubyte.gz. Relative to the spec file."""
+    download: bool = True
+    """Download missing files from `mirrors` into `dir` (checksums are verified either way)."""
+    mirrors: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(
+        default_factory=lambda: list(DEFAULT_MIRRORS), min_length=1
+    )
+    """Base URLs tried in order for each missing file."""
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+class Resources(Strict):
+    """Kubernetes resource requests and limits (cpu, memory, …)."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    """Resources the scheduler reserves, e.g. {cpu: "1", memory: 512Mi}."""
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+    """Hard caps, e.g. {cpu: "2", memory: 1Gi}."""
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for name in self.requests.keys() & self.limits.keys():
+            if _quantity_value(self.requests[name]) > _quantity_value(self.limits[name]):
+                raise Problem(
+                    f"{self.requests[name]} exceeds limits.{name} ({self.limits[name]})", "requests", name
+                )
+        return self
+
+
+_SUFFIX = {
+    "n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+    "E": 1e18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+
+
+def _quantity_value(q: str) -> float:
+    m = re.match(r"^[+]?([\d.]+(?:[eE][+-]?\d+)?)([a-zA-Z]*)$", q)
+    assert m, q  # only called on values the Quantity validator accepted
+    return float(m.group(1)) * _SUFFIX[m.group(2)]
+
+
+class LocalRunner(Strict):
+    """Train on this machine, as a subprocess (`python -m model.train`)."""
+
+    kind: Literal["local"] = "local"
+    threads: int | None = Field(None, ge=1, le=256)
+    """torch intra-op threads; empty means one per core."""
+
+
+class KubernetesRunner(Strict):
+    """Train as a Kubernetes Job (the chart's `job-train.yaml`) in `kubernetes.namespace`."""
+
+    kind: Literal["kubernetes"]
+    image: Image = "ghcr.io/example/mnist-train:0.1.0"
+    """Training image (model/train.Dockerfile)."""
+    gpus: int = Field(0, ge=0, le=16)
+    """nvidia.com/gpu devices requested by the Job; with 0 it trains on the CPU."""
+    resources: Resources = Resources(
+        requests={"cpu": "2", "memory": "2Gi"}, limits={"cpu": "4", "memory": "4Gi"}
+    )
+    """Resources of the training container."""
+    timeout_seconds: int = Field(3600, ge=60)
+    """The Job's activeDeadlineSeconds; mlctl waits this long for it."""
+    pvc_claim: DnsLabel | None = None
+    """Write the artifact to this PersistentVolumeClaim instead of uploading it to `modelStore.uri`."""
+
+
+Runner = Annotated[LocalRunner | KubernetesRunner, Field(discriminator="kind")]
+
+
+class TrainingSpec(Strict):
+    """How the model is trained. Any change here (or to the model code or data) retrains."""
+
+    epochs: int = Field(2, ge=1, le=100)
+    """Passes over the training set."""
+    batch_size: int = Field(128, ge=1, le=8192)
+    """Images per optimiser step."""
+    learning_rate: float = Field(0.01, gt=0, le=10)
+    """Peak learning rate of the one-cycle schedule."""
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    """Cross-entropy label smoothing."""
+    weight_decay: float = Field(0.0, ge=0, lt=1)
+    """Decoupled weight decay."""
+    seed: int = Field(1, ge=0, le=2**32 - 1)
+    """Random seed: the same seed, settings and data give the same weights."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` uses a GPU (with mixed precision) when one is visible."""
+    limit_train: int | None = Field(None, ge=100, le=60000)
+    """Train on the first N training images only (quick runs, tests); empty means all 60,000."""
+    limit_test: int | None = Field(None, ge=100, le=10000)
+    """Evaluate on the first N test images only; empty means all 10,000."""
+    output: SpecPath = Path("../.mlctl/models")
+    """Local folder of trained artifacts (one sub-folder per training hash). Relative to the spec."""
+    runner: Runner = Field(default_factory=lambda: {"kind": "local"})
+    """Where training runs: `kind: local` or `kind: kubernetes`."""
+
+    @model_validator(mode="after")
+    def _gpu_needs_a_runner_that_has_one(self) -> TrainingSpec:
+        if isinstance(self.runner, KubernetesRunner):
+            if self.device == "cuda" and self.runner.gpus == 0:
+                raise Problem("device is cuda but runner.gpus is 0: request at least one GPU", "device")
+        return self
+
+
+# --- serving -------------------------------------------------------------------------------
+
+
+class Autoscaling(Strict):
+    """A HorizontalPodAutoscaler on the model pods (Seldon's hpaSpec)."""
+
+    enabled: bool = False
+    """Scale between minReplicas and maxReplicas on CPU use instead of fixed `replicas`."""
+    min_replicas: int = Field(1, ge=1, le=100)
+    """Fewest pods."""
+    max_replicas: int = Field(4, ge=1, le=100)
+    """Most pods."""
+    target_cpu_utilization: int = Field(70, ge=1, le=100)
+    """Average CPU use (percent of the request) the autoscaler aims for."""
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise Problem(
+                f"{self.min_replicas} is greater than maxReplicas ({self.max_replicas})", "minReplicas"
+            )
+        return self
+
+
+class Probe(Strict):
+    """Timing of an HTTP probe on the model container."""
+
+    initial_delay_seconds: int = Field(5, ge=0, le=3600)
+    """Wait this long after start before the first probe."""
+    period_seconds: int = Field(10, ge=1, le=3600)
+    """Probe every this many seconds."""
+    timeout_seconds: int = Field(2, ge=1, le=600)
+    """A probe slower than this fails."""
+    failure_threshold: int = Field(3, ge=1, le=100)
+    """Consecutive failures before the pod is marked unready (or restarted, for liveness)."""
+
+
+class Probes(Strict):
+    """Readiness (`/health/status`, a real tiny prediction) and liveness (`/health/ping`)."""
+
+    readiness: Probe = Probe(initial_delay_seconds=5, period_seconds=5)
+    """Gates traffic to a pod."""
+    liveness: Probe = Probe(initial_delay_seconds=30, period_seconds=10)
+    """Restarts a pod that stops answering."""
+
+
+class LocalServing(Strict):
+    """The local server `mlctl serve` and `mlctl apply` (target local) run."""
+
+    host: str = "127.0.0.1"
+    """Address to print and probe; the Seldon wrapper itself listens on all interfaces."""
+    port: int = Field(9000, ge=1, le=65535)
+    """HTTP port of the REST endpoints."""
+
+
+class ServingSpec(Strict):
+    """The Seldon model server."""
+
+    image: Image = "ghcr.io/example/mnist-seldon:0.1.0"
+    """Serving image (model/seldon.Dockerfile)."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """When the kubelet pulls the image."""
+    replicas: int = Field(1, ge=0, le=100)
+    """Model pods when autoscaling is off."""
+    workers: int = Field(2, ge=1, le=64)
+    """gunicorn worker processes per pod (GUNICORN_WORKERS)."""
+    threads: int = Field(1, ge=1, le=64)
+    """Threads per gunicorn worker (GUNICORN_THREADS)."""
+    torch_threads: int = Field(1, ge=1, le=64)
+    """torch intra-op threads per worker (TORCH_THREADS)."""
+    rest_timeout_ms: int = Field(5000, ge=100, le=600000)
+    """Request timeout (the seldon.io/rest-timeout annotation, also gunicorn's timeout)."""
+    resources: Resources = Resources(
+        requests={"cpu": "1", "memory": "512Mi"}, limits={"cpu": "2", "memory": "1Gi"}
+    )
+    """Resources of the model container."""
+    autoscaling: Autoscaling = Field(default_factory=dict)
+    """Horizontal autoscaling."""
+    probes: Probes = Field(default_factory=dict)
+    """Health probes."""
+    local: LocalServing = Field(default_factory=dict)
+    """Local serving (`mlctl serve`)."""
+
+
+# --- where the model lives, and credentials --------------------------------------------------
+
+
+class ModelStore(Strict):
+    """Where the cluster's model server fetches the trained artifact from."""
+
+    uri: Annotated[str, Field(pattern=r"^(s3|gs|gcs|azure|minio|pvc)://[^\s]+$")] = (
+        "pvc://mlctl-models/mnist"
+    )
+    """Object-storage folder (s3://bucket/path, gs://…) or pvc://claim/path; Seldon's storage
+    initializer downloads it into /mnt/models."""
+
+    @property
+    def scheme(self) -> str:
+        return self.uri.split("://", 1)[0]
+
+    @property
+    def is_pvc(self) -> bool:
+        return self.scheme == "pvc"
+
+
+class RegistrySpec(Strict):
+    """Credentials for pulling the private images (a kubernetes.io/dockerconfigjson Secret)."""
+
+    existing_secret: DnsLabel | None = None
+    """Use this existing pull Secret instead of creating one."""
+    server: str | None = None
+    """Registry host, e.g. ghcr.io; empty means the images are public (no pull secret)."""
+    username: str | None = None
+    """Registry user name."""
+    password: SecretRef | None = None
+    """Where the registry password or token lives."""
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> RegistrySpec:
+        if self.existing_secret or not self.server:
+            return self
+        missing = [k for k in ("username", "password") if getattr(self, k) is None]
+        if missing:
+            raise Problem(
+                f"server is set but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: "
+                "give them, or name an existingSecret",
+                "server",
+            )
+        return self
+
+    @property
+    def creates_secret(self) -> bool:
+        return bool(self.server) and not self.existing_secret
+
+
+class StorageSpec(Strict):
+    """Credentials for the model store (an Opaque Secret of rclone RCLONE_CONFIG_* keys)."""
+
+    existing_secret: DnsLabel | None = None
+    """Use this existing Secret (RCLONE_CONFIG_<REMOTE>_* keys) instead of creating one."""
+    rclone: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], str] = Field(
+        default_factory=lambda: {"type": "s3", "provider": "Minio", "env_auth": "false"}
+    )
+    """Non-secret rclone options for the remote, e.g. {type: s3, provider: AWS, region: eu-west-1,
+    endpoint: http://minio.minio:9000}."""
+    access_key_id: SecretRef | None = None
+    """Where the access key id lives."""
+    secret_access_key: SecretRef | None = None
+    """Where the secret access key lives."""
+
+
+class KubernetesSpec(Strict):
+    """The cluster target of `mlctl apply --target kubernetes`."""
+
+    namespace: DnsLabel = "models"
+    """Namespace of the release."""
+    release: DnsLabel = "mnist"
+    """Helm release name (also names the SeldonDeployment)."""
+    context: str | None = None
+    """kubeconfig context; empty means the current one."""
+    create_namespace: bool = True
+    """Pass --create-namespace to helm."""
+    timeout_seconds: int = Field(600, ge=30, le=7200)
+    """How long helm --wait and the rollout may take."""
+    endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    """Base URL of the predictions endpoint through an ingress; empty means port-forward."""
+
+
+# --- the whole spec ------------------------------------------------------------------------
+
+
+class Spec(Strict):
+    """An mlctl project: train the MNIST CNN, serve it with Seldon Core, deploy it with Helm."""
+
+    api_version: Literal["mlctl/v1"] = Field(SPEC_VERSION, alias="apiVersion")
+    """Spec format version."""
+    name: DnsLabel = "mnist"
+    """Project and model name (names the artifact folder and the Kubernetes objects)."""
+    target: Literal["local", "kubernetes"] = "local"
+    """What `mlctl apply` does by default: run the model on this machine, or deploy it."""
+    data: DataSpec = Field(default_factory=dict)
+    """Training and test data."""
+    training: TrainingSpec = Field(default_factory=dict)
+    """Training settings."""
+    serving: ServingSpec = Field(default_factory=dict)
+    """Serving settings."""
+    model_store: ModelStore = Field(default_factory=dict)
+    """Where the cluster fetches the trained model."""
+    registry: RegistrySpec = Field(default_factory=dict)
+    """Image pull credentials."""
+    storage: StorageSpec = Field(default_factory=dict)
+    """Model-store credentials."""
+    kubernetes: KubernetesSpec = Field(default_factory=dict)
+    """Cluster target."""
+
+    @model_validator(mode="after")
+    def _store_credentials(self) -> Spec:
+        store, storage = self.model_store, self.storage
+        if not store.is_pvc and not storage.existing_secret:
+            refs = {"accessKeyId": storage.access_key_id, "secretAccessKey": storage.secret_access_key}
+            missing = [key for key, ref in refs.items() if ref is None]
+            if missing and storage.rclone.get("env_auth", "false") != "true":
+                raise Problem(
+                    f"{store.uri} needs credentials: set storage.existingSecret, "
+                    f"or storage.{' and storage.'.join(missing)}, or storage.rclone.env_auth: 'true'",
+                    "modelStore",
+                    "uri",
+                )
+        return self
+
+
+def spec_json_schema() -> dict:
+    """The JSON Schema of the spec (by alias: the YAML's camelCase keys)."""
+    return Spec.model_json_schema(by_alias=True)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read, parse and validate a spec file: the one entry point to a Spec.
+
+    Raises SpecError (exit 2) with one `file:line:col field.path: problem` line per problem, or
+    UsageError when the file cannot be read.
+    """
+    from mlctl import _yaml
+
+    shown = str(path)
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{shown}: no such file", hint="pass the path of a spec, e.g. spec/mnist.yaml") from None
+    except IsADirectoryError:
+        raise UsageError(f"{shown}: is a directory, not a spec file") from None
+    except PermissionError:
+        raise UsageError(f"{shown}: permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(shown, [f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+
+    try:
+        doc = _yaml.parse(text)
+    except _yaml.YamlSyntaxError as exc:
+        where = f":{exc.mark.line}:{exc.mark.column}" if exc.mark else ""
+        raise SpecError(shown, [f"{shown}{where} {exc.message}"]) from None
+    if doc.data is None:
+        raise SpecError(shown, [f"{shown}:1:1 the file is empty; a spec needs at least `apiVersion: {SPEC_VERSION}`"])
+    if not isinstance(doc.data, dict):
+        raise SpecError(shown, [f"{shown}:1:1 a spec is a mapping of keys (apiVersion, name, training, …), "
+                                f"not a {type(doc.data).__name__}"])  # fmt: skip
+
+    problems = [
+        f"{shown}:{m.line}:{m.column} {_dotted(p)}: duplicate key (an earlier one would be ignored)"
+        for p, m in doc.duplicates
+    ]
+    try:
+        spec = Spec.model_validate(doc.data, context={"base_dir": file.parent.absolute()})
+    except ValidationError as exc:
+        problems += sorted((_describe(shown, doc, err) for err in exc.errors()), key=_position)
+    if problems:
+        raise SpecError(shown, problems)
+    return spec
+
+
+def _position(problem: str) -> tuple[int, int]:
+    line, col = problem.split(" ", 1)[0].rsplit(":", 2)[1:]
+    return int(line), int(col)
+
+
+def _describe(shown: str, doc, err) -> str:
+    """One pydantic error as `file:line:col path: message`."""
+    loc = tuple(err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, Problem):
+        loc += cause.loc
+    found, mark = doc.locate(loc)
+    # Keep the segments that are YAML keys, plus a final one that is absent (a missing or unknown
+    # key); drop those that are neither (a discriminated union's tag).
+    shown_path = [s for i, s in enumerate(loc) if loc[: i + 1] == found[: i + 1] or i == len(loc) - 1]
+    return f"{shown}:{mark.line}:{mark.column} {_dotted(shown_path) or '(top level)'}: {_message(err, loc)}"
+
+
+def _message(err, loc) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"; did you mean `{close[0]}`?" if close else (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return "required key is missing"
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    value = err.get("input")
+    if kind != "value_error" and not isinstance(value, (dict, list)) and "input" in err:
+        msg += f" (got {value!r})"
+    return msg
+
+
+def _allowed_keys(loc) -> list[str]:
+    """The YAML keys the model at `loc` accepts, for 'did you mean' hints."""
+    members: list[type[BaseModel]] = [Spec]
+    for segment in loc:
+        fields = {f.alias or n: f for m in members for n, f in m.model_fields.items()}
+        if segment in fields:
+            members = _models_in(fields[segment].annotation)
+        else:  # a discriminated union's tag (`kubernetes`) names the member
+            members = [m for m in members if segment in typing.get_args(m.model_fields["kind"].annotation)]
+        if len(members) != 1 and segment not in fields:
+            return []
+    if len(members) != 1:
+        return []
+    return sorted(f.alias or n for n, f in members[0].model_fields.items())
+
+
+def _models_in(annotation) -> list[type[BaseModel]]:
+    """The pydantic models an annotation names: X, X | None, Annotated[X | Y, …]."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _dotted(path) -> str:
+    out = ""
+    for segment in path:
+        out += f"[{segment}]" if isinstance(segment, int) else (f".{segment}" if out else str(segment))
+    return out
