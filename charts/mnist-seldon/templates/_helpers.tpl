@@ -1,0 +1,201 @@
+{{- /*
+Helpers shared by every template of the mnist-seldon chart. All names are namespaced with the
+chart name so a parent chart cannot shadow them.
+
+  mnist-seldon.name                  chart name (or nameOverride), cut to 63 characters
+  mnist-seldon.fullname              release-qualified name (or fullnameOverride), cut to 63 characters
+  mnist-seldon.chart                 "name-version" for the helm.sh/chart label
+  mnist-seldon.labels                the app.kubernetes.io/* and helm.sh/chart labels of every object
+  mnist-seldon.selectorLabels        the stable subset of the labels (name + instance)
+  mnist-seldon.image                 "repository:tag" of an image map; the tag defaults to appVersion
+  mnist-seldon.predictorService      the Service Seldon creates for the predictor (REST on port 8000)
+  mnist-seldon.uriScheme             the scheme of model.uri ("s3", "gs", "pvc", …)
+  mnist-seldon.objectStorage         "true" when model.uri is object storage (not pvc://)
+  mnist-seldon.registrySecretName    the image pull Secret: registry.existingSecret or ours
+  mnist-seldon.createRegistrySecret  "true" when the chart creates the image pull Secret
+  mnist-seldon.registrySecretData    the data map of our image pull Secret (for the Secret and its checksum)
+  mnist-seldon.storageSecretName     the rclone Secret: storage.existingSecret or ours
+  mnist-seldon.createStorageSecret   "true" when the chart creates the rclone Secret
+  mnist-seldon.useStorageSecret      "true" when the model's storage initializer gets a Secret
+  mnist-seldon.storageSecretData     the data map of our rclone Secret (for the Secret and its checksum)
+  mnist-seldon.rcloneTarget          "remote:bucket/path" for the training Job's upload
+  mnist-seldon.validateValues        gathers every problem in the values and fails once with all of them
+
+Booleans come back as the strings "true" or "" because `include` always returns a string.
+*/}}
+
+{{- define "mnist-seldon.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- /* Kubernetes names are limited to 63 characters (DNS-1123 labels). */}}
+{{- define "mnist-seldon.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mnist-seldon.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mnist-seldon.labels" -}}
+helm.sh/chart: {{ include "mnist-seldon.chart" . }}
+{{ include "mnist-seldon.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mlctl
+{{- end }}
+
+{{- define "mnist-seldon.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mnist-seldon.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- /* Call as (include "mnist-seldon.image" (dict "image" .Values.serving.image "root" $)). */}}
+{{- define "mnist-seldon.image" -}}
+{{- printf "%s:%s" .image.repository (.image.tag | default .root.Chart.AppVersion | toString) }}
+{{- end }}
+
+{{- /*
+Seldon's operator (GetPredictorKey, v1.17.1) names the predictor's Service "<sdep>-<predictor>"
+and falls back to "seldon-<md5>" past 63 characters; validateValues rejects that case so this
+name stays predictable for NOTES.txt and the test pod.
+*/}}
+{{- define "mnist-seldon.predictorService" -}}
+{{- printf "%s-default" (include "mnist-seldon.fullname" .) }}
+{{- end }}
+
+{{- define "mnist-seldon.uriScheme" -}}
+{{- if contains "://" .Values.model.uri }}
+{{- splitList "://" .Values.model.uri | first }}
+{{- end }}
+{{- end }}
+
+{{- define "mnist-seldon.objectStorage" -}}
+{{- $scheme := include "mnist-seldon.uriScheme" . }}
+{{- if and $scheme (ne $scheme "pvc") }}true{{ end }}
+{{- end }}
+
+{{- define "mnist-seldon.createRegistrySecret" -}}
+{{- if and (not .Values.registry.existingSecret) .Values.registry.server }}true{{ end }}
+{{- end }}
+
+{{- define "mnist-seldon.registrySecretName" -}}
+{{- if .Values.registry.existingSecret }}
+{{- .Values.registry.existingSecret }}
+{{- else if .Values.registry.server }}
+{{- printf "%s-registry" (include "mnist-seldon.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "mnist-seldon.registrySecretData" -}}
+{{- $r := .Values.registry }}
+{{- $entry := dict "username" $r.username "password" $r.password "auth" (printf "%s:%s" $r.username $r.password | b64enc) }}
+{{- with $r.email }}{{ $_ := set $entry "email" . }}{{ end }}
+{{- $config := dict "auths" (dict $r.server $entry) }}
+.dockerconfigjson: {{ $config | toJson | b64enc }}
+{{- end }}
+
+{{- /*
+Any non-empty credential means the user wants a Secret; object storage needs one even without
+credentials, because the rclone remote's type/provider/endpoint reach the storage initializer
+only through envSecretRefName.
+*/}}
+{{- define "mnist-seldon.createStorageSecret" -}}
+{{- if not .Values.storage.existingSecret }}
+{{- $hasCredentials := false }}
+{{- range $k, $v := .Values.storage.credentials }}{{ if $v }}{{ $hasCredentials = true }}{{ end }}{{ end }}
+{{- if or $hasCredentials (include "mnist-seldon.objectStorage" .) }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{- define "mnist-seldon.useStorageSecret" -}}
+{{- if or .Values.storage.existingSecret (include "mnist-seldon.createStorageSecret" .) }}true{{ end }}
+{{- end }}
+
+{{- define "mnist-seldon.storageSecretName" -}}
+{{- if .Values.storage.existingSecret }}
+{{- .Values.storage.existingSecret }}
+{{- else }}
+{{- printf "%s-storage" (include "mnist-seldon.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- /* rclone reads a remote "NAME" from RCLONE_CONFIG_NAME_KEY variables; empty values are left out. */}}
+{{- define "mnist-seldon.storageSecretData" -}}
+{{- $prefix := printf "RCLONE_CONFIG_%s_" (.Values.storage.remote | upper) }}
+{{- $all := merge (dict) .Values.storage.credentials .Values.storage.config }}
+{{- range $k := keys $all | sortAlpha }}
+{{- $v := get $all $k | toString }}
+{{- if $v }}
+{{ printf "%s%s" $prefix ($k | upper) }}: {{ $v | b64enc }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mnist-seldon.rcloneTarget" -}}
+{{- printf "%s:%s" .Values.storage.remote (regexReplaceAll "^[a-zA-Z][a-zA-Z0-9+.-]*://" .Values.model.uri "") }}
+{{- end }}
+
+{{- /*
+Bitnami's pattern: collect every message, then fail once, so a user fixes all problems in one
+round instead of one per `helm template`. Called from seldondeployment.yaml, which always renders.
+*/}}
+{{- define "mnist-seldon.validateValues" -}}
+{{- $msgs := list }}
+{{- $v := .Values }}
+{{- $scheme := include "mnist-seldon.uriScheme" . }}
+{{- if not $v.model.uri }}
+{{- $msgs = append $msgs "model.uri is required: the artifact folder Seldon's storage initializer fetches (s3://bucket/path, gs://bucket/path or pvc://claim/path)" }}
+{{- else if not $scheme }}
+{{- $msgs = append $msgs (printf "model.uri %q has no scheme: use s3://bucket/path, gs://bucket/path or pvc://claim/path" $v.model.uri) }}
+{{- else if and (ne $scheme "pvc") (ne $scheme $v.storage.remote) }}
+{{- $msgs = append $msgs (printf "storage.remote %q must equal the scheme of model.uri %q: rclone resolves %s:// through the RCLONE_CONFIG_%s_* keys" $v.storage.remote $scheme $scheme ($scheme | upper)) }}
+{{- end }}
+{{- if and $v.registry.server (not $v.registry.existingSecret) (or (not $v.registry.username) (not $v.registry.password)) }}
+{{- $msgs = append $msgs "registry.server is set but registry.username or registry.password is empty: give both, or name an existing kubernetes.io/dockerconfigjson Secret in registry.existingSecret" }}
+{{- end }}
+{{- if and (not $v.registry.server) (not $v.registry.existingSecret) (or $v.registry.username $v.registry.password) }}
+{{- $msgs = append $msgs "registry.username/registry.password are set but registry.server is empty: the pull secret needs the registry host (e.g. ghcr.io)" }}
+{{- end }}
+{{- if and (include "mnist-seldon.objectStorage" .) (not $v.storage.existingSecret) }}
+{{- $c := $v.storage.credentials }}
+{{- if and (ne (toString $v.storage.config.env_auth) "true") (or (not $c.access_key_id) (not $c.secret_access_key)) }}
+{{- $msgs = append $msgs (printf "model.uri %q is object storage but there are no credentials: set storage.existingSecret, or storage.credentials.access_key_id and storage.credentials.secret_access_key, or storage.config.env_auth \"true\" for workload identity" $v.model.uri) }}
+{{- end }}
+{{- end }}
+{{- $as := $v.serving.autoscaling }}
+{{- if and $as.enabled (gt (int $as.minReplicas) (int $as.maxReplicas)) }}
+{{- $msgs = append $msgs (printf "serving.autoscaling.minReplicas (%d) is greater than serving.autoscaling.maxReplicas (%d)" (int $as.minReplicas) (int $as.maxReplicas)) }}
+{{- end }}
+{{- $svc := include "mnist-seldon.predictorService" . }}
+{{- if gt (len $svc) 63 }}
+{{- $msgs = append $msgs (printf "the predictor Service name %q is longer than 63 characters, so Seldon would hash it: use a shorter release name or a fullnameOverride of at most 55 characters" $svc) }}
+{{- end }}
+{{- if $v.training.enabled }}
+{{- $claim := $v.training.output.pvc.claimName }}
+{{- if and (eq $scheme "pvc") (not $claim) }}
+{{- $msgs = append $msgs (printf "training.enabled with model.uri %q needs training.output.pvc.claimName: the Job must write where the model is served from" $v.model.uri) }}
+{{- end }}
+{{- if and (eq $scheme "pvc") $claim }}
+{{- $want := trimSuffix "/" (printf "pvc://%s/%s" $claim $v.training.output.pvc.subPath) }}
+{{- if ne (trimSuffix "/" $v.model.uri) $want }}
+{{- $msgs = append $msgs (printf "training.output.pvc (%s) and model.uri (%s) point at different places: the Job would train into a folder the model is not served from" $want $v.model.uri) }}
+{{- end }}
+{{- end }}
+{{- if and $claim (include "mnist-seldon.objectStorage" .) }}
+{{- $msgs = append $msgs (printf "training.output.pvc.claimName is set but model.uri %q is object storage: leave the claim empty so the Job uploads to model.uri, or serve from pvc://%s/…" $v.model.uri $claim) }}
+{{- end }}
+{{- end }}
+{{- if $msgs }}
+{{- fail (printf "\n\nVALUES VALIDATION:\n  - %s\n" (join "\n  - " $msgs)) }}
+{{- end }}
+{{- end }}
