@@ -1,0 +1,110 @@
+"""Spec → values: shape, secrets only on request, files written 0600."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlctl.render import build_values, split_image, write_private
+from mlctl.secrets import Secrets, placeholders, resolve_secrets
+from mlctl.errors import UsageError
+from mlctl.spec import load_spec
+
+from tests.helpers import REPO
+
+SPEC = REPO / "spec" / "mnist.yaml"
+CREDS = {"REGISTRY_PASSWORD": "reg-pw-5f1e", "MLCTL_S3_ACCESS_KEY_ID": "AKIA-77x", "MLCTL_S3_SECRET_ACCESS_KEY": "s3cr3t-9q"}
+
+
+@pytest.mark.parametrize(
+    "image, repo, tag",
+    [
+        ("ghcr.io/acme/mnist:1.2", "ghcr.io/acme/mnist", "1.2"),
+        ("localhost:5000/mnist:dev", "localhost:5000/mnist", "dev"),
+        ("localhost:5000/team/mnist", "localhost:5000/team/mnist", ""),
+        ("mnist", "mnist", ""),
+    ],
+)
+def test_split_image(image, repo, tag):
+    assert split_image(image) == {"repository": repo, "tag": tag}
+
+
+def test_values_carry_no_secret_unless_given(monkeypatch):
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    spec = load_spec(SPEC)
+    plain = yaml.safe_dump(build_values(spec))
+    assert not any(v in plain for v in CREDS.values())
+    full = build_values(spec, resolve_secrets(spec))
+    assert full["registry"]["password"] == CREDS["REGISTRY_PASSWORD"]
+    assert full["storage"]["credentials"] == {
+        "access_key_id": CREDS["MLCTL_S3_ACCESS_KEY_ID"],
+        "secret_access_key": CREDS["MLCTL_S3_SECRET_ACCESS_KEY"],
+    }
+    assert "reg-pw" not in repr(resolve_secrets(spec))
+
+
+def test_missing_variable_is_named_without_values(monkeypatch):
+    monkeypatch.delenv("REGISTRY_PASSWORD", raising=False)
+    with pytest.raises(UsageError, match="registry.password: environment variable REGISTRY_PASSWORD is not set"):
+        resolve_secrets(load_spec(SPEC))
+
+
+def test_secret_from_file(tmp_path: Path, monkeypatch):
+    (tmp_path / "pw").write_text("from-a-file\n")
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(
+        "apiVersion: mlctl/v1\nmodelStore: {uri: pvc://models/mnist}\n"
+        "registry: {server: ghcr.io, username: bot, password: {file: pw}}\n"
+    )
+    secrets = resolve_secrets(load_spec(spec_file))
+    assert secrets == Secrets(registry_password="from-a-file")
+
+
+def test_placeholders_hide_every_value():
+    spec = load_spec(SPEC)
+    hidden = placeholders(spec)
+    assert set(hidden.values()) == {"<redacted>"} and len(hidden.values()) == 3
+
+
+def test_existing_secrets_need_no_credentials(tmp_path: Path, monkeypatch):
+    for k in CREDS:
+        monkeypatch.delenv(k, raising=False)
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "apiVersion: mlctl/v1\nmodelStore: {uri: s3://b/m}\n"
+        "registry: {existingSecret: pull}\nstorage: {existingSecret: store}\n"
+    )
+    spec = load_spec(f)
+    assert resolve_secrets(spec) == Secrets()
+    values = build_values(spec)
+    assert values["registry"]["existingSecret"] == "pull" and values["storage"]["existingSecret"] == "store"
+
+
+def test_write_private_is_0600_and_atomic(tmp_path: Path):
+    target = tmp_path / "v.yaml"
+    write_private(target, "a: 1\n")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert target.read_text() == "a: 1\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["v.yaml"]
+
+
+def test_render_cli_writes_secrets_only_when_asked(tmp_path: Path, mlctl):
+    plain, full = tmp_path / "values.yaml", tmp_path / "secret-values.yaml"
+    p = mlctl("render", "spec/mnist.yaml", "-o", str(plain), env=CREDS)
+    assert p.returncode == 0, p.stderr
+    assert not any(v in plain.read_text() for v in CREDS.values())
+    p = mlctl("render", "spec/mnist.yaml", "--include-secrets", "-o", str(full), env=CREDS)
+    assert p.returncode == 0, p.stderr
+    assert stat.S_IMODE(full.stat().st_mode) == 0o600
+    assert all(v in full.read_text() for v in CREDS.values())
+    assert not any(v in p.stdout + p.stderr for v in CREDS.values())
+
+
+def test_render_refuses_to_print_secrets(mlctl):
+    p = mlctl("render", "spec/mnist.yaml", "--include-secrets", env=CREDS)
+    assert p.returncode == 2 and "never printed" in p.stderr
+    assert not any(v in p.stdout + p.stderr for v in CREDS.values())
