@@ -110,6 +110,23 @@ def template(spec: SpecArg) -> None:
     out.print(actions.template(spec), markup=False, end="")
 
 
+@app.command()
+def train(
+    spec: SpecArg,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even if an artifact for this spec exists.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the model the spec describes (skipped when its artifact already exists)."""
+    from mlctl import train as training
+    from mlctl.spec import load_spec
+
+    result = training.train(load_spec(spec), force=force, progress=not as_json)
+    r = result.as_dict()
+    verb = "trained" if result.trained else "up to date:"
+    _emit(r, as_json, f"{verb} {r['artifact']} — test accuracy {r['testAccuracy']:.2%}, "
+                      f"sha256 {r['sha256'][:12]}" + (f", {r['seconds']:.1f} s" if result.trained else ""))
+
+
 def main() -> None:
     """Console entry point: run the app; show an MlctlError once, without a traceback."""
     try:

@@ -226,11 +226,11 @@ class TrainingSpec(Strict):
     """Passes over the training set."""
     batch_size: int = Field(128, ge=1, le=8192)
     """Images per optimiser step."""
-    learning_rate: float = Field(0.01, gt=0, le=10)
-    """Peak learning rate of the one-cycle schedule."""
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    learning_rate: float = Field(0.003, gt=0, le=10)
+    """Peak learning rate of the one-cycle schedule (AdamW)."""
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
     """Cross-entropy label smoothing."""
-    weight_decay: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0, lt=1)
     """Decoupled weight decay."""
     seed: int = Field(1, ge=0, le=2**32 - 1)
     """Random seed: the same seed, settings and data give the same weights."""
@@ -544,6 +544,9 @@ def _message(err, loc) -> str:
         return f"unknown key{hint}"
     if kind == "missing":
         return "required key is missing"
+    if kind == "union_tag_not_found":
+        tag = err["ctx"]["discriminator"].strip("'")
+        return f"required key `{tag}` is missing (local or kubernetes)"
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     value = err.get("input")
     if kind != "value_error" and not isinstance(value, (dict, list)) and "input" in err:

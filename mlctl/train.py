@@ -1,0 +1,93 @@
+"""`mlctl train`: run the training the spec describes, unless its artifact already exists.
+
+The local runner starts the same entrypoint the training image runs (`python -m model.train`) as
+a subprocess of this Python: its progress bar goes straight to the terminal, its one JSON line
+on stdout is the artifact's metadata. The Kubernetes runner lives in mlctl/train_k8s.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlctl import artifacts
+from mlctl.errors import MlctlError, UsageError
+from mlctl.render import hyperparameter_args
+from mlctl.spec import LocalRunner, Spec
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    artifact: artifacts.Artifact
+    trained: bool  # False when an artifact for this training hash already existed
+    seconds: float
+    training_hash: str
+
+    def as_dict(self) -> dict:
+        meta = self.artifact.metadata
+        return {
+            "trained": self.trained,
+            "artifact": str(self.artifact.path),
+            "trainingHash": self.training_hash,
+            "sha256": self.artifact.sha256,
+            "testAccuracy": self.artifact.test_accuracy,
+            "testLoss": meta.get("test_loss"),
+            "epochs": meta.get("epochs"),
+            "trainSeconds": meta.get("train_seconds"),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def local_argv(spec: Spec, out: Path, digest: str, progress: bool = True) -> list[str]:
+    """The exact command the local runner runs."""
+    training = spec.training
+    runner = training.runner
+    assert isinstance(runner, LocalRunner)
+    return [
+        sys.executable, "-m", "model.train",
+        "--data-dir", str(spec.data.dir), *(["--download"] if spec.data.download else []),
+        *[a for m in spec.data.mirrors for a in ("--mirror", m)],
+        *hyperparameter_args(training),
+        *(["--threads", str(runner.threads)] if runner.threads else []),
+        "--training-hash", digest, "--out", str(out),
+        *([] if progress else ["--no-progress"]),
+    ]  # fmt: skip
+
+
+def train(spec: Spec, force: bool = False, progress: bool = True) -> TrainResult:
+    """Train if needed (or when forced) and return the artifact for the spec's training hash."""
+    if spec.training.runner.kind == "kubernetes":
+        from mlctl import train_k8s
+
+        return train_k8s.train(spec, force=force)
+    digest = artifacts.training_hash(spec)
+    out = artifacts.artifact_dir(spec, digest)
+    existing = artifacts.read_artifact(out)
+    if existing is not None and not force:
+        return TrainResult(existing, trained=False, seconds=0.0, training_hash=digest)
+    if importlib.util.find_spec("torch") is None:
+        raise UsageError(
+            f"torch is not installed in {sys.prefix}, so this machine cannot train",
+            hint="run scripts/setup.sh (or pip install -c requirements/constraints.txt 'mlctl[train]')",
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    # stderr is inherited: the trainer's progress bar and its own error line reach the user as is.
+    proc = subprocess.run(local_argv(spec, out, digest, progress), stdout=subprocess.PIPE, text=True)
+    seconds = time.monotonic() - started
+    if proc.returncode:
+        cls = UsageError if proc.returncode == 2 else MlctlError
+        raise cls(f"training failed (exit {proc.returncode}); its error is above", hint=None)
+    try:
+        json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise MlctlError("training finished but printed no metadata line") from None
+    artifact = artifacts.read_artifact(out)
+    if artifact is None:
+        raise MlctlError(f"training finished but left no artifact in {out}")
+    return TrainResult(artifact, trained=True, seconds=seconds, training_hash=digest)
