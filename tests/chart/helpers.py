@@ -208,25 +208,28 @@ def validate_all(objects: Iterable[dict], k8s_version: str = K8S_VERSION) -> Non
 
 # --- values and schema ------------------------------------------------------------------------
 
-def value_leaves(values: Mapping[str, Any], prefix: str = "") -> set[str]:
-    """Dotted paths of the leaves of a values map; an empty map is a leaf (a free-form map)."""
+def values_schema_paths(values: Mapping[str, Any], schema: Mapping[str, Any],
+                        prefix: str = "") -> tuple[set[str], list[str]]:
+    """Walk values.yaml and the schema together. Returns the documented leaves (where the schema
+    stops declaring properties: a scalar, a list or a free-form map) and the mismatches: keys in
+    the values the schema does not declare, and declared keys a non-empty values map lacks."""
     leaves: set[str] = set()
+    problems: list[str] = []
+    declared = schema.get("properties", {})
     for key, value in values.items():
         path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            leaves |= value_leaves(value, f"{path}.")
+        sub = declared.get(key)
+        if sub is None:
+            if schema.get("additionalProperties") is False or not isinstance(schema.get("additionalProperties"), dict):
+                problems.append(f"{path}: in values.yaml, not in the schema")
+            else:
+                leaves.add(path)
+        elif isinstance(value, Mapping) and value and sub.get("properties"):
+            sub_leaves, sub_problems = values_schema_paths(value, sub, f"{path}.")
+            leaves |= sub_leaves
+            problems += sub_problems
         else:
             leaves.add(path)
-    return leaves
-
-
-def schema_leaves(schema: Mapping[str, Any], prefix: str = "") -> set[str]:
-    """Dotted paths of the schema's declared leaves (objects without declared properties count)."""
-    leaves: set[str] = set()
-    for key, sub in schema.get("properties", {}).items():
-        path = f"{prefix}{key}"
-        if sub.get("properties"):
-            leaves |= schema_leaves(sub, f"{path}.")
-        else:
-            leaves.add(path)
-    return leaves
+    if values:
+        problems += [f"{prefix}{key}: in the schema, not in values.yaml" for key in declared if key not in values]
+    return leaves, problems

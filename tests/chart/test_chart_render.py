@@ -1,0 +1,277 @@
+"""Assertions on rendered paths: what the operator, kubelet and registry will actually see."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from tests.chart.helpers import CHART, NAMESPACE, RELEASE, find, load_yaml, one, run_helm, template
+
+CI = CHART / "ci"
+FULLNAME = f"{RELEASE}-mnist-seldon"
+S3 = {"model": {"uri": "s3://models/mnist/v1"},
+      "storage": {"credentials": {"access_key_id": "AK", "secret_access_key": "SK"}}}
+APP_VERSION = load_yaml(CHART / "Chart.yaml")["appVersion"]
+
+
+def render(helm, values=None, ci=None):
+    return template(values=values, values_files=[CI / f"{ci}-values.yaml"] if ci else (), helm=helm)
+
+
+def predictor(objects):
+    return one(objects, "SeldonDeployment")["spec"]["predictors"][0]
+
+
+def component(objects):
+    return predictor(objects)["componentSpecs"][0]
+
+
+def model_container(objects):
+    (container,) = component(objects)["spec"]["containers"]
+    return container
+
+
+def secret_data(secret):
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+# --- the SeldonDeployment ---------------------------------------------------------------------
+
+def test_seldondeployment_shape(helm):
+    objects = render(helm, ci="default")
+    sdep = one(objects, "SeldonDeployment")
+    assert sdep["metadata"]["name"] == FULLNAME
+    assert sdep["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    assert sdep["metadata"]["labels"]["helm.sh/chart"] == "mnist-seldon-0.1.0"
+    assert sdep["spec"]["annotations"] == {"seldon.io/rest-timeout": "5000"}
+    p = predictor(objects)
+    assert p["name"] == "default" and p["replicas"] == 1
+    assert p["graph"] == {"name": "classifier", "type": "MODEL", "modelUri": "s3://models/mnist/v1",
+                          "envSecretRefName": f"{FULLNAME}-storage", "children": []}
+    c = model_container(objects)
+    # The operator finds the container to mount /mnt/models into by the graph node's name.
+    assert c["name"] == p["graph"]["name"]
+    assert c["image"] == f"ghcr.io/example/mnist-seldon:{APP_VERSION}"
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env == {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "1", "TORCH_THREADS": "1",
+                   "GRPC_WORKERS": "0", "MODEL_URI": "/mnt/models",
+                   "MODEL_SHA256": "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"}
+    assert component(objects)["metadata"]["annotations"]["mlctl.io/model-sha256"] == env["MODEL_SHA256"]
+    assert c["resources"] == {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+
+
+def test_serving_knobs_reach_env_and_annotations(helm):
+    objects = render(helm, {**S3, "serving": {"workers": 4, "threads": 3, "torchThreads": 2, "restTimeoutMs": 12000,
+                                              "image": {"tag": "sha-abc"}, "podAnnotations": {"a.io/b": "c"}}})
+    env = {e["name"]: e["value"] for e in model_container(objects)["env"]}
+    assert (env["GUNICORN_WORKERS"], env["GUNICORN_THREADS"], env["TORCH_THREADS"]) == ("4", "3", "2")
+    assert one(objects, "SeldonDeployment")["spec"]["annotations"]["seldon.io/rest-timeout"] == "12000"
+    assert model_container(objects)["image"].endswith(":sha-abc")
+    assert component(objects)["metadata"]["annotations"]["a.io/b"] == "c"
+
+
+def test_security_contexts_are_restricted(helm):
+    objects = render(helm, ci="train-gpu")
+    pod_specs = [component(objects)["spec"], one(objects, "Job")["spec"]["template"]["spec"],
+                 one(objects, "Pod")["spec"]]
+    for spec in pod_specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["securityContext"]["runAsUser"] > 0
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, c["name"]
+            assert sc["readOnlyRootFilesystem"] is True, c["name"]
+            assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
+            mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+            if c["name"] != "predict":  # the test pod writes nothing
+                assert "/tmp" in mounts, f"{c['name']} has a read-only root but no writable /tmp"
+    assert component(objects)["spec"]["securityContext"]["runAsUser"] == 8888
+
+
+def test_http_probes_on_the_wrapper_port(helm):
+    c = model_container(render(helm, ci="default"))
+    assert c["readinessProbe"]["httpGet"] == {"path": "/health/status", "port": 9000}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health/ping", "port": 9000}
+    assert c["livenessProbe"]["initialDelaySeconds"] == 30 and c["readinessProbe"]["periodSeconds"] == 5
+
+
+def test_replicas_without_autoscaling_and_hpa_spec_with_it(helm):
+    assert "hpaSpec" not in component(render(helm, ci="default"))
+    objects = render(helm, ci="autoscaling")
+    assert "replicas" not in predictor(objects)  # the HPA owns the count
+    assert component(objects)["hpaSpec"] == {
+        "minReplicas": 2, "maxReplicas": 8,
+        "metrics": [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 60}}]}
+
+
+def test_node_selector_and_tolerations(helm):
+    spec = component(render(helm, ci="pvc"))["spec"]
+    assert spec["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+    assert spec["tolerations"][0]["key"] == "dedicated"
+    assert "nodeSelector" not in component(render(helm, ci="default"))["spec"]
+
+
+# --- Secrets ----------------------------------------------------------------------------------
+
+def test_no_pull_secret_by_default(helm):
+    objects = render(helm, ci="default")
+    assert "imagePullSecrets" not in component(objects)["spec"]
+    assert not find(objects, "Secret", "-registry")
+    assert "checksum/registry-secret" not in component(objects)["metadata"]["annotations"]
+
+
+def test_registry_secret_is_a_valid_dockerconfigjson(helm):
+    objects = render(helm, ci="registry")
+    secret = one(objects, "Secret", "-registry")
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    config = json.loads(secret_data(secret)[".dockerconfigjson"])
+    entry = config["auths"]["ghcr.io"]
+    assert base64.b64decode(entry["auth"]).decode() == "mlctl-bot:ghp_notarealtoken"
+    assert (entry["username"], entry["password"], entry["email"]) == ("mlctl-bot", "ghp_notarealtoken", "bot@example.com")
+    assert component(objects)["spec"]["imagePullSecrets"] == [{"name": f"{FULLNAME}-registry"}]
+
+
+def test_existing_secrets_are_referenced_not_created(helm):
+    objects = render(helm, ci="existing-secrets")
+    assert not find(objects, "Secret")
+    assert component(objects)["spec"]["imagePullSecrets"] == [{"name": "ghcr-pull"}]
+    assert predictor(objects)["graph"]["envSecretRefName"] == "minio-rclone"
+    annotations = component(objects)["metadata"]["annotations"]
+    assert not [k for k in annotations if k.startswith("checksum/")]
+
+
+def test_storage_secret_keys(helm):
+    objects = render(helm, ci="default")
+    data = secret_data(one(objects, "Secret", "-storage"))
+    # Empty options (region) are left out; names are RCLONE_CONFIG_<REMOTE>_<KEY>.
+    assert data == {"RCLONE_CONFIG_S3_TYPE": "s3", "RCLONE_CONFIG_S3_PROVIDER": "Minio",
+                    "RCLONE_CONFIG_S3_ENDPOINT": "http://minio.minio.svc:9000",
+                    "RCLONE_CONFIG_S3_ENV_AUTH": "false",
+                    "RCLONE_CONFIG_S3_ACCESS_KEY_ID": "minio", "RCLONE_CONFIG_S3_SECRET_ACCESS_KEY": "minio123"}
+
+
+def test_storage_secret_follows_the_remote_and_extra_options(helm):
+    objects = render(helm, ci="registry")  # gs:// with workload identity, no credentials
+    data = secret_data(one(objects, "Secret", "-storage"))
+    assert data == {"RCLONE_CONFIG_GS_TYPE": "google cloud storage", "RCLONE_CONFIG_GS_ENV_AUTH": "true"}
+    objects = render(helm, {**S3, "storage": {**S3["storage"], "config": {"acl": "private"}}})
+    assert secret_data(one(objects, "Secret", "-storage"))["RCLONE_CONFIG_S3_ACL"] == "private"
+
+
+def test_pvc_uri_needs_no_storage_secret(helm):
+    objects = render(helm, ci="pvc")
+    assert not find(objects, "Secret")
+    assert "envSecretRefName" not in predictor(objects)["graph"]
+    assert predictor(objects)["graph"]["modelUri"] == "pvc://mnist-models/mnist/v1"
+
+
+def _checksums(objects):
+    annotations = component(objects)["metadata"]["annotations"]
+    return annotations.get("checksum/registry-secret"), annotations.get("checksum/storage-secret")
+
+
+def test_checksums_follow_secret_data_only(helm):
+    base = {**S3, "registry": {"server": "ghcr.io", "username": "u", "password": "p1"}}
+    reg, sto = _checksums(render(helm, base))
+    assert reg and sto
+    new_password = _checksums(render(helm, {**base, "registry": {**base["registry"], "password": "p2"}}))
+    assert new_password[0] != reg and new_password[1] == sto
+    new_key = _checksums(render(helm, {**base, "storage": {"credentials": {"access_key_id": "AK",
+                                                                           "secret_access_key": "SK2"}}}))
+    assert new_key[0] == reg and new_key[1] != sto
+    # Values outside the Secrets leave the checksums (and so the pods) alone.
+    assert _checksums(render(helm, {**base, "serving": {"replicas": 3}, "nameOverride": "other"})) == (reg, sto)
+
+
+# --- the training Job -------------------------------------------------------------------------
+
+def _job_containers(job):
+    spec = job["spec"]["template"]["spec"]
+    return {c["name"]: c for c in spec.get("initContainers", []) + spec["containers"]}, spec
+
+
+def test_training_job_off_by_default(helm):
+    assert not find(render(helm, ci="default"), "Job")
+
+
+def test_training_job_on_object_storage_with_gpu(helm):
+    job = one(render(helm, ci="train-gpu"), "Job")
+    containers, spec = _job_containers(job)
+    assert [c["name"] for c in spec["initContainers"]] == ["train"]
+    assert [c["name"] for c in spec["containers"]] == ["upload"]
+    train, upload = containers["train"], containers["upload"]
+    assert train["command"] == ["python", "-m", "model.train"]
+    assert train["args"] == ["--epochs", "3", "--batch-size", "128", "--out", "/out"]
+    assert train["resources"]["limits"] == {"memory": "8Gi", "nvidia.com/gpu": 1}
+    assert train["image"] == f"ghcr.io/example/mnist-train:{APP_VERSION}"
+    assert upload["args"] == ["copy", "--verbose", "/out", "s3:models/mnist/v2"]
+    assert upload["envFrom"] == [{"secretRef": {"name": f"{FULLNAME}-storage"}}]
+    assert upload["image"] == "rclone/rclone:1.68"
+    assert {v["name"]: v for v in spec["volumes"]}["out"] == {"name": "out", "emptyDir": {}}
+    assert spec["restartPolicy"] == "Never"
+    assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"],
+            job["spec"]["ttlSecondsAfterFinished"]) == (0, 3600, 86400)
+
+
+def test_training_job_into_a_claim(helm):
+    job = one(render(helm, ci="train-pvc"), "Job")
+    containers, spec = _job_containers(job)
+    assert list(containers) == ["train"] and "initContainers" not in spec
+    train = containers["train"]
+    assert "nvidia.com/gpu" not in str(train.get("resources", {}))
+    assert {m["mountPath"]: m for m in train["volumeMounts"]}["/out"]["subPath"] == "mnist/v1"
+    assert {v["name"]: v for v in spec["volumes"]}["out"]["persistentVolumeClaim"] == {"claimName": "mnist-models"}
+    assert "ttlSecondsAfterFinished" not in job["spec"]  # null by default: keep the finished Job
+
+
+def test_training_job_name_changes_only_with_its_spec(helm):
+    values = load_yaml(CI / "train-pvc-values.yaml")
+    name = one(render(helm, values), "Job")["metadata"]["name"]
+    assert name.startswith(f"{FULLNAME}-train-")
+    assert one(render(helm, {**values, "serving": {"replicas": 5}}), "Job")["metadata"]["name"] == name
+    changed = {**values, "training": {**values["training"], "args": ["--epochs", "2"]}}
+    assert one(render(helm, changed), "Job")["metadata"]["name"] != name
+
+
+# --- names, the helm test pod -----------------------------------------------------------------
+
+def test_long_release_names_are_cut_to_63(helm):
+    objects = template(values={"model": {"uri": "pvc://m/p"}, "fullnameOverride": "x" * 55}, helm=helm)
+    assert one(objects, "SeldonDeployment")["metadata"]["name"] == "x" * 55
+    assert all(len(o["metadata"]["name"]) <= 63 for o in objects)
+
+
+def test_test_pod_calls_the_predictor_service(helm):
+    objects = render(helm, ci="default")
+    pod = one(objects, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    # Seldon v1 names the predictor's Service "<sdep>-<predictor>" and serves REST on 8000.
+    assert env["PREDICT_URL"] == f"http://{FULLNAME}-default.{NAMESPACE}.svc:8000/api/v1.0/predictions"
+    cm = one(objects, "ConfigMap", "-test-sample")
+    assert pod["spec"]["volumes"][0]["configMap"]["name"] == cm["metadata"]["name"]
+    assert base64.b64decode(cm["binaryData"]["digit.png"]) == (CHART / "files/digit.png").read_bytes()
+    assert cm["data"]["predict.py"].strip() == (CHART / "files/predict.py").read_text().strip()
+    assert cm["data"]["digit.label"] == (CHART / "files/digit.label").read_text().strip()
+
+
+def test_tests_can_be_switched_off(helm):
+    objects = render(helm, ci="pvc")
+    assert not find(objects, "Pod") and not find(objects, "ConfigMap")
+
+
+@pytest.mark.parametrize("ci", ["default", "train-gpu"])
+def test_notes_tell_how_to_predict(helm, ci):
+    # `install --dry-run=client` prints NOTES.txt without a cluster; `template` does not.
+    notes = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+                     values_files=[CI / f"{ci}-values.yaml"])
+    notes = notes.split("NOTES:", 1)[1]
+    assert f"port-forward svc/{FULLNAME}-default 8000:8000" in notes
+    assert "curl -s -F binData=@digit.png http://127.0.0.1:8000/api/v1.0/predictions" in notes
+    assert f"/seldon/{NAMESPACE}/{FULLNAME}/api/v1.0/predictions" in notes
+    assert f"helm test {RELEASE} -n {NAMESPACE}" in notes
+    assert ("logs -f job" in notes) == (ci == "train-gpu")
