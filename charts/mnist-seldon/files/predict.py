@@ -1,8 +1,8 @@
 """`helm test` check: post a real MNIST digit to the predictions endpoint and demand the right class.
 
 Standard library only (it runs in a bare python image). Reads PREDICT_URL, SAMPLE_PNG and
-SAMPLE_LABEL from the environment; retries while the Service warms up; exits 0 only when the
-answer's argmax equals the digit's true label.
+SAMPLE_LABEL from the environment; retries while the Service warms up (ATTEMPTS, RETRY_SECONDS);
+exits 0 only when the answer's argmax equals the digit's true label.
 """
 
 import json
@@ -47,6 +47,7 @@ def main() -> int:
     with open(os.environ["SAMPLE_LABEL"]) as f:
         label = int(f.read().strip())
     attempts = int(os.environ.get("ATTEMPTS", "10"))
+    pause = float(os.environ.get("RETRY_SECONDS", "3"))
     body, content_type = multipart("binData", "digit.png", png)
     for attempt in range(1, attempts + 1):
         request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
@@ -58,7 +59,7 @@ def main() -> int:
             print(f"attempt {attempt}/{attempts}: {url}: {exc}", file=sys.stderr)
             if attempt == attempts:
                 return 1
-            time.sleep(3)
+            time.sleep(pause)
     row = scores(answer)
     predicted = max(range(len(row)), key=row.__getitem__)
     print(json.dumps({"url": url, "label": label, "predicted": predicted, "scores": row}))
