@@ -41,8 +41,9 @@ def lint(values: Sequence[Path] = (), chart: Path = CHART, strict: bool = True) 
 
 
 def template(release: str, values: Sequence[Path] = (), namespace: str = "default", chart: Path = CHART,
-             secrets: Sequence[str] = ()) -> str:  # fmt: skip
-    return _helm("template", release, str(chart), "--namespace", namespace, *_files(values), secrets=secrets)
+             secrets: Sequence[str] = (), show_only: Sequence[str] = ()) -> str:  # fmt: skip
+    only = [a for t in show_only for a in ("--show-only", t)]
+    return _helm("template", release, str(chart), "--namespace", namespace, *only, *_files(values), secrets=secrets)
 
 
 def upgrade_argv(target: Target, values: Sequence[Path], timeout_s: int, create_namespace: bool,

@@ -1,0 +1,179 @@
+"""Train as a Kubernetes Job: the chart's `templates/job-train.yaml`, applied with kubectl.
+
+The Job is rendered by the same chart `mlctl apply` installs (`helm template --show-only`), so
+there is one definition of it. Its name carries a hash of what it does (arguments, which include
+the training hash, image and destination), so a Job that already completed under that name has
+already trained this exact model: it is reused unless `force`. The Job's `train` container prints
+the artifact's metadata as its last JSON line on stdout; mlctl reads it back with `kubectl logs`.
+
+The Secrets the Job needs (the storage Secret its rclone upload reads, the image pull Secret) are
+applied beside it, annotated with the release's name and namespace so a later
+`helm upgrade --install` adopts them instead of refusing to overwrite them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import yaml
+
+from mlctl import helm, kubectl, render, tools
+from mlctl.artifacts import Artifact, training_hash
+from mlctl.errors import MlctlError
+from mlctl.secrets import Secrets, resolve_secrets
+from mlctl.spec import KubernetesRunner, Spec
+from mlctl.train import TrainResult
+
+JOB_TEMPLATE = "templates/job-train.yaml"
+STORAGE_SECRET_TEMPLATE = "templates/secret-storage.yaml"
+REGISTRY_SECRET_TEMPLATE = "templates/secret-registry.yaml"
+TRAIN_CONTAINER = "train"
+POLL_SECONDS = 5.0
+# The Job's own activeDeadlineSeconds ends it; this margin covers API latency around that moment.
+DEADLINE_MARGIN_S = 120
+LOG_TAIL = 20
+
+# Indirections so tests can run the polling loop on a fake clock.
+_clock = time.monotonic
+_sleep = time.sleep
+
+
+def target(spec: Spec) -> helm.Target:
+    k = spec.kubernetes
+    return helm.Target(release=k.release, namespace=k.namespace, context=k.context)
+
+
+def render_job(spec: Spec, secrets: Secrets, digest: str) -> list[dict]:
+    """The Job and the Secrets it needs, as the chart renders them (Secrets first)."""
+    values = render.build_values(spec, secrets, training_hash=digest, train_job=True)
+    # --show-only fails on a template that renders nothing, so ask only for what will render.
+    templates = [JOB_TEMPLATE]
+    if not spec.model_store.is_pvc and not spec.storage.existing_secret:
+        templates.insert(0, STORAGE_SECRET_TEMPLATE)
+    if spec.registry.creates_secret:
+        templates.insert(0, REGISTRY_SECRET_TEMPLATE)
+    k = spec.kubernetes
+    with render.private_values_file(values) as file:
+        text = helm.template(k.release, [file], namespace=k.namespace, secrets=secrets.values(), show_only=templates)
+    objects = [doc for doc in yaml.safe_load_all(text) if doc]
+    for obj in objects:
+        if obj["kind"] == "Secret":
+            obj["metadata"].setdefault("annotations", {}).update(
+                {"meta.helm.sh/release-name": k.release, "meta.helm.sh/release-namespace": k.namespace}
+            )
+    return objects
+
+
+def job_state(job: dict | None) -> tuple[str, str]:
+    """("absent" | "running" | "complete" | "failed", reason) of a Job object."""
+    if job is None:
+        return "absent", ""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return "complete", cond.get("reason") or ""
+        if cond.get("type") == "Failed":
+            why = ": ".join(x for x in (cond.get("reason"), cond.get("message")) if x)
+            return "failed", why or "Failed"
+    return "running", ""
+
+
+def metadata_from_log(text: str) -> dict | None:
+    """The last line of the log that is a JSON object with a sha256: the trainer's metadata."""
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                meta = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(meta, dict) and "sha256" in meta:
+                return meta
+    return None
+
+
+def _log_tail(t: helm.Target, job: str, secrets: Secrets) -> str:
+    try:
+        text = kubectl.logs(t, f"job/{job}", TRAIN_CONTAINER, tail=LOG_TAIL)
+    except MlctlError as exc:
+        return f"(no logs: {exc.message.splitlines()[0]})"
+    return tools.masked([tools.tail(text, LOG_TAIL)], secrets.values())[0] or "(empty log)"
+
+
+def _read_metadata(t: helm.Target, job: str, digest: str) -> dict:
+    try:
+        text = kubectl.logs(t, f"job/{job}", TRAIN_CONTAINER, tail=200)
+    except MlctlError as exc:
+        raise MlctlError(
+            f"training Job {job} completed but its log is gone, so mlctl cannot read the model's metadata",
+            hint="retrain with --force (or keep Jobs: training.ttlSecondsAfterFinished is null by default)",
+        ) from exc
+    meta = metadata_from_log(text)
+    if meta is None:
+        raise MlctlError(f"training Job {job} completed but its `{TRAIN_CONTAINER}` log has no metadata line")
+    if meta.get("training_hash") not in (None, digest):
+        raise MlctlError(
+            f"training Job {job} reports training hash {str(meta['training_hash'])[:12]}…, expected {digest[:12]}…",
+            hint="retrain with --force",
+        )
+    return meta
+
+
+def wait_for_job(t: helm.Target, job: str, timeout_s: float, secrets: Secrets) -> None:
+    """Poll until the Job completes; MlctlError naming the Job, its reason and its last log lines
+    when it fails or outlives `timeout_s`."""
+    deadline = _clock() + timeout_s
+    while True:
+        state, why = job_state(kubectl.get_json(t, "job", job))
+        if state == "complete":
+            return
+        if state == "failed":
+            raise MlctlError(
+                f"training Job {job} failed ({why}); last log lines:\n{_log_tail(t, job, secrets)}",
+                hint=f"kubectl logs job/{job} -c {TRAIN_CONTAINER} -n {t.namespace}",
+            )
+        if state == "absent":
+            raise MlctlError(f"training Job {job} disappeared while mlctl was waiting for it")
+        if _clock() >= deadline:
+            raise MlctlError(
+                f"training Job {job} did not finish within {timeout_s:.0f}s; last log lines:\n"
+                f"{_log_tail(t, job, secrets)}",
+                hint=f"kubectl describe job/{job} -n {t.namespace}",
+            )
+        _sleep(POLL_SECONDS)
+
+
+def train(spec: Spec, force: bool = False) -> TrainResult:
+    """Run (or reuse) the training Job for the spec's training hash; the artifact's path is the
+    model store URI the Job wrote to."""
+    runner = spec.training.runner
+    assert isinstance(runner, KubernetesRunner)
+    started = _clock()
+    digest = training_hash(spec)
+    t = target(spec)
+    secrets = resolve_secrets(spec)
+    objects = render_job(spec, secrets, digest)
+    job = next(o for o in objects if o["kind"] == "Job")["metadata"]["name"]
+
+    state, _ = job_state(kubectl.get_json(t, "job", job))
+    trained = True
+    if state == "complete" and not force:
+        trained = False
+    else:
+        if state != "absent" and (force or state == "failed"):
+            # A Job's pod template is immutable, and a finished Job never runs again: replace it.
+            kubectl.delete(t, "job", job)
+            state = "absent"
+        if state == "absent":
+            kubectl.apply_objects(t, objects, secrets=secrets.values())
+        wait_for_job(t, job, runner.timeout_seconds + DEADLINE_MARGIN_S, secrets)
+
+    meta = _read_metadata(t, job, digest)
+    try:
+        artifact = Artifact(path=spec.model_store.uri, sha256=str(meta["sha256"]),  # type: ignore[arg-type]
+                            test_accuracy=float(meta["test_accuracy"]), metadata=meta)  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MlctlError(f"training Job {job}: incomplete metadata line ({exc})") from None
+    return TrainResult(artifact, trained=trained, seconds=_clock() - started, training_hash=digest)
