@@ -228,6 +228,14 @@ def test_training_job_into_a_claim(helm):
     assert "ttlSecondsAfterFinished" not in job["spec"]  # null by default: keep the finished Job
 
 
+def test_training_job_claim_comes_from_a_pvc_uri(helm):
+    job = one(render(helm, {"model": {"uri": "pvc://models/mnist/v3/"}, "training": {"enabled": True}}), "Job")
+    containers, spec = _job_containers(job)
+    assert {m["mountPath"]: m for m in containers["train"]["volumeMounts"]}["/out"]["subPath"] == "mnist/v3"
+    assert {v["name"]: v for v in spec["volumes"]}["out"]["persistentVolumeClaim"] == {"claimName": "models"}
+    assert "initContainers" not in spec
+
+
 def test_training_job_name_changes_only_with_its_spec(helm):
     values = load_yaml(CI / "train-pvc-values.yaml")
     name = one(render(helm, values), "Job")["metadata"]["name"]

@@ -124,8 +124,6 @@ CASES = {
                                    "serving": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
                                   ["minReplicas (5) is greater than serving.autoscaling.maxReplicas (2)"]),
     "service name too long": ({"model": {"uri": "pvc://m/p"}}, ["longer than 63 characters"]),
-    "training to pvc without claim": ({"model": {"uri": "pvc://m/p"}, "training": {"enabled": True}},
-                                      ["needs training.output.pvc.claimName"]),
     "training claim elsewhere": ({"model": {"uri": "pvc://m/p"}, "training": {"enabled": True,
                                   "output": {"pvc": {"claimName": "m", "subPath": "q"}}}},
                                  ["training.output.pvc (pvc://m/q) and model.uri (pvc://m/p) point at different places"]),

@@ -19,6 +19,7 @@ chart name so a parent chart cannot shadow them.
   mnist-seldon.useStorageSecret      "true" when the model's storage initializer gets a Secret
   mnist-seldon.storageSecretData     the data map of our rclone Secret (for the Secret and its checksum)
   mnist-seldon.rcloneTarget          "remote:bucket/path" for the training Job's upload
+  mnist-seldon.trainingClaim         JSON {claimName, subPath} the Job trains into ("" claim: upload instead)
   mnist-seldon.validateValues        gathers every problem in the values and fails once with all of them
 
 Booleans come back as the strings "true" or "" because `include` always returns a string.
@@ -146,6 +147,22 @@ only through envSecretRefName.
 {{- end }}
 
 {{- /*
+training.output.pvc when given; otherwise a pvc:// model.uri names the claim and folder itself, so
+the Job writes exactly where the model is served from. Use with fromJson.
+*/}}
+{{- define "mnist-seldon.trainingClaim" -}}
+{{- $pvc := .Values.training.output.pvc }}
+{{- if $pvc.claimName }}
+{{- dict "claimName" $pvc.claimName "subPath" ($pvc.subPath | default "") | toJson }}
+{{- else if eq (include "mnist-seldon.uriScheme" .) "pvc" }}
+{{- $parts := splitList "/" (trimPrefix "pvc://" .Values.model.uri) }}
+{{- dict "claimName" (first $parts) "subPath" (rest $parts | join "/" | trimSuffix "/") | toJson }}
+{{- else }}
+{{- dict "claimName" "" "subPath" "" | toJson }}
+{{- end }}
+{{- end }}
+
+{{- /*
 Bitnami's pattern: collect every message, then fail once, so a user fixes all problems in one
 round instead of one per `helm template`. Called from seldondeployment.yaml, which always renders.
 */}}
@@ -182,9 +199,6 @@ round instead of one per `helm template`. Called from seldondeployment.yaml, whi
 {{- end }}
 {{- if $v.training.enabled }}
 {{- $claim := $v.training.output.pvc.claimName }}
-{{- if and (eq $scheme "pvc") (not $claim) }}
-{{- $msgs = append $msgs (printf "training.enabled with model.uri %q needs training.output.pvc.claimName: the Job must write where the model is served from" $v.model.uri) }}
-{{- end }}
 {{- if and (eq $scheme "pvc") $claim }}
 {{- $want := trimSuffix "/" (printf "pvc://%s/%s" $claim $v.training.output.pvc.subPath) }}
 {{- if ne (trimSuffix "/" $v.model.uri) $want }}
