@@ -9,7 +9,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from tests.chart.helpers import (CI_VALUES, find, helm_binaries, lint, one, template, template_text,
+from tests.chart.helpers import (CI_VALUES, HelmFailed, find, helm_binaries, lint, one, template, template_text,
                                  validate_all, validate_object)
 
 # The defaults need exactly one value; a pvc:// uri needs no credentials.
@@ -61,3 +61,13 @@ def test_strict_validation_rejects_unknown_fields(helm, seldon_schema):
     job["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_object(job)
+
+
+@pytest.mark.parametrize("kube, ok", [("1.22.0", False), ("1.23.0", True), ("1.31.0", True)])
+def test_kube_version_constraint(each_helm, kube, ok):
+    args = {"values": DEFAULTS, "helm": each_helm, "extra_args": ["--kube-version", kube]}
+    if ok:
+        assert template(**args)
+    else:
+        with pytest.raises(HelmFailed, match="kubeVersion|compatible"):
+            template(**args)
