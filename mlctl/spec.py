@@ -211,9 +211,8 @@ class KubernetesRunner(Strict):
     )
     """Resources of the training container."""
     timeout_seconds: int = Field(3600, ge=60)
-    """The Job's activeDeadlineSeconds; mlctl waits this long for it."""
-    pvc_claim: DnsLabel | None = None
-    """Write the artifact to this PersistentVolumeClaim instead of uploading it to `modelStore.uri`."""
+    """The Job's activeDeadlineSeconds; mlctl waits this long for it. The Job writes the
+    artifact where the cluster serves it from: the `modelStore.uri` claim (pvc://) or bucket."""
 
 
 Runner = Annotated[LocalRunner | KubernetesRunner, Field(discriminator="kind")]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl.render import build_values, split_image, write_private
+from mlctl.render import build_values, dump, split_image, write_private
 from mlctl.secrets import Secrets, placeholders, resolve_secrets
 from mlctl.errors import UsageError
 from mlctl.spec import load_spec
@@ -108,3 +108,10 @@ def test_render_refuses_to_print_secrets(mlctl):
     p = mlctl("render", "spec/mnist.yaml", "--include-secrets", env=CREDS)
     assert p.returncode == 2 and "never printed" in p.stderr
     assert not any(v in p.stdout + p.stderr for v in CREDS.values())
+
+
+def test_dump_quotes_what_helm_would_misread():
+    # helm reads YAML 1.1: a plain `n` or `y` is a boolean there, `1.0` a float.
+    text = dump({"username": "n", "tag": "1.0", "other": "y", "plain": "mlctl-bot"})
+    assert yaml.safe_load(text) == {"username": "n", "tag": "1.0", "other": "y", "plain": "mlctl-bot"}
+    assert 'username: "n"' in text and 'tag: "1.0"' in text and "plain: mlctl-bot" in text
