@@ -79,6 +79,8 @@ def build_values(
         *(["--training-hash", training_hash] if training_hash else []),
     ]  # fmt: skip
     return {
+        # Objects are named after the release (`mnist`), not `<release>-mnist-seldon`.
+        "fullnameOverride": spec.kubernetes.release,
         "model": {"name": spec.name, "uri": store.uri, "sha256": model_sha256},
         "serving": {
             "image": {**split_image(serving.image), "pullPolicy": serving.image_pull_policy},

@@ -387,12 +387,22 @@ class RegistrySpec(Strict):
         return bool(self.server) and not self.existing_secret
 
 
+def _rclone_value(value: object) -> object:
+    # rclone reads its options from environment variables: `env_auth: false` means "false".
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, (int, float)) else value
+
+
+RcloneValue = Annotated[str, BeforeValidator(_rclone_value)]
+
+
 class StorageSpec(Strict):
     """Credentials for the model store (an Opaque Secret of rclone RCLONE_CONFIG_* keys)."""
 
     existing_secret: DnsLabel | None = None
     """Use this existing Secret (RCLONE_CONFIG_<REMOTE>_* keys) instead of creating one."""
-    rclone: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], str] = Field(
+    rclone: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], RcloneValue] = Field(
         default_factory=lambda: {"type": "s3", "provider": "Minio", "env_auth": "false"}
     )
     """Non-secret rclone options for the remote, e.g. {type: s3, provider: AWS, region: eu-west-1,
@@ -453,7 +463,7 @@ class Spec(Strict):
         if not store.is_pvc and not storage.existing_secret:
             refs = {"accessKeyId": storage.access_key_id, "secretAccessKey": storage.secret_access_key}
             missing = [key for key, ref in refs.items() if ref is None]
-            if missing and storage.rclone.get("env_auth", "false") != "true":
+            if missing and storage.rclone.get("env_auth") != "true":
                 raise Problem(
                     f"{store.uri} needs credentials: set storage.existingSecret, "
                     f"or storage.{' and storage.'.join(missing)}, or storage.rclone.env_auth: 'true'",
