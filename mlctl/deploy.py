@@ -1,0 +1,335 @@
+"""`mlctl apply --target kubernetes`, `mlctl status` and `mlctl delete`: functions that return data.
+
+deploy = upload the artifact → `helm upgrade --install --atomic --wait` with a 0600 values file →
+wait for the SeldonDeployment to be Available → post the chart's sample digit and demand the
+right class. Each failure names its step. Credentials are compared in memory only: plans, diffs,
+results and errors show `***` where a credential would be.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlctl import helm, kubectl, render, tools, upload
+from mlctl.artifacts import Artifact
+from mlctl.errors import MlctlError
+from mlctl.secrets import Secrets, resolve_secrets
+from mlctl.spec import Spec
+
+CHART_NAME = "mnist-seldon"
+PREDICTOR = "default"
+SERVICE_PORT = 8000
+SAMPLE_PNG = helm.CHART / "files" / "digit.png"
+SAMPLE_LABEL = helm.CHART / "files" / "digit.label"
+# Values that carry credentials; a path ending in ".*" covers everything under it.
+SECRET_PATHS = ("registry.password", "storage.credentials.*")
+VALUES_PLACEHOLDER = "values.yaml"
+POLL_SECONDS = 5.0
+SMOKE_ATTEMPTS = 5
+
+_clock = time.monotonic
+_sleep = time.sleep
+
+
+def target(spec: Spec) -> helm.Target:
+    k = spec.kubernetes
+    return helm.Target(release=k.release, namespace=k.namespace, context=k.context)
+
+
+def sdep_name(spec: Spec) -> str:
+    """The SeldonDeployment's name: the chart's `mnist-seldon.fullname` for the values mlctl renders."""
+    values = render.build_values(spec)
+    release = spec.kubernetes.release
+    name = values.get("fullnameOverride") or (release if CHART_NAME in release else f"{release}-{CHART_NAME}")
+    return name[:63].rstrip("-")
+
+
+def predictor_service(spec: Spec) -> str:
+    return f"{sdep_name(spec)}-{PREDICTOR}"
+
+
+def deploy_values(spec: Spec, artifact: Artifact, secrets: Secrets) -> dict[str, Any]:
+    """What `mlctl render` writes for this spec and model, so CI and mlctl install the same values."""
+    return render.build_values(spec, secrets, model_sha256=artifact.sha256)
+
+
+# --- values comparison, credentials hidden ---------------------------------------------------
+
+
+def _is_secret(path: str) -> bool:
+    return any(path == p or (p.endswith(".*") and path.startswith(p[:-1])) for p in SECRET_PATHS)
+
+
+def _leaves(values: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(values, dict) and values:
+        out: dict[str, Any] = {}
+        for k, v in values.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): values}
+
+
+def redact(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy with every credential replaced by `***` (empty ones stay empty)."""
+
+    def walk(node: Any, prefix: str) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, f"{prefix}{k}.") for k, v in node.items()}
+        return tools.MASK if node and _is_secret(prefix.rstrip(".")) else node
+
+    return walk(values, "")
+
+
+def values_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+    """[{path, old, new}] for every leaf that differs; credentials compared, but shown as `***`."""
+    before, after = _leaves(old or {}), _leaves(new)
+    changes = []
+    for path in sorted(before.keys() | after.keys()):
+        a, b = before.get(path), after.get(path)
+        if a == b:
+            continue
+        if _is_secret(path):
+            a, b = (tools.MASK if a else a), (tools.MASK if b else b)
+        changes.append({"path": path, "old": a, "new": b})
+    return changes
+
+
+# --- plan ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    release: str
+    namespace: str
+    context: str | None
+    argv: list[str]
+    """The exact helm command (the values file is a 0600 temporary file at run time)."""
+    exists: bool
+    helm_status: str | None
+    revision: int | None
+    changes: list[dict[str, Any]]
+    up_to_date: bool
+    values: dict[str, Any] = field(repr=False)
+    """The values mlctl installs, credentials shown as ***."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan(spec: Spec, artifact: Artifact, secrets: Secrets | None = None) -> DeployPlan:
+    """What deploy would do; read-only (`helm status`, `helm get values`)."""
+    secrets = resolve_secrets(spec) if secrets is None else secrets
+    t = target(spec)
+    k = spec.kubernetes
+    values = deploy_values(spec, artifact, secrets)
+    argv = ["helm", *helm.upgrade_argv(t, [Path(VALUES_PLACEHOLDER)], k.timeout_seconds, k.create_namespace)]
+    try:
+        status = helm.status(t)
+        deployed = helm.get_values(t) if status is not None else None
+    except MlctlError as exc:
+        raise MlctlError(f"reading the release failed: {exc.message}", hint=exc.hint) from None
+    helm_status = (status or {}).get("info", {}).get("status")
+    changes = values_diff(deployed, values)
+    return DeployPlan(
+        release=k.release, namespace=k.namespace, context=k.context,
+        argv=tools.masked(argv, secrets.values()),
+        exists=status is not None, helm_status=helm_status, revision=(status or {}).get("version"),
+        changes=changes, up_to_date=status is not None and helm_status == "deployed" and not changes,
+        values=redact(values),
+    )  # fmt: skip
+
+
+# --- deploy ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    release: str
+    namespace: str
+    upgraded: bool
+    revision: int | None
+    upload: dict[str, Any]
+    state: str
+    smoke: dict[str, Any]
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def deploy(spec: Spec, artifact: Artifact, plan: DeployPlan, secrets: Secrets | None = None) -> DeployResult:
+    """Upload, install or upgrade, wait for Available, smoke test. An up-to-date plan skips the
+    upload and the upgrade but still checks the deployment and its answer."""
+    started = _clock()
+    secrets = resolve_secrets(spec) if secrets is None else secrets
+    t = target(spec)
+    k = spec.kubernetes
+    uploaded: dict[str, Any] = {}
+    revision = plan.revision
+    if not plan.up_to_date:
+        uploaded = upload.ensure_uploaded(spec, artifact, secrets).as_dict()
+        values = deploy_values(spec, artifact, secrets)
+        try:
+            with render.private_values_file(values) as file:
+                helm.upgrade(t, [file], k.timeout_seconds, k.create_namespace, secrets=secrets.values())
+        except MlctlError as exc:
+            raise MlctlError(
+                f"helm upgrade failed: {exc.message}",
+                hint=exc.hint or f"--atomic rolled the release back; see `helm history {k.release} -n {k.namespace}`",
+            ) from None
+        status = helm.status(t) or {}
+        revision = status.get("version")
+    state = wait_available(spec)
+    smoke = smoke_test(spec)
+    return DeployResult(k.release, k.namespace, upgraded=not plan.up_to_date, revision=revision, upload=uploaded,
+                        state=state, smoke=smoke, seconds=round(_clock() - started, 2))  # fmt: skip
+
+
+def _sdep_state(sdep: dict | None) -> tuple[str, str]:
+    status = (sdep or {}).get("status") or {}
+    return status.get("state") or ("absent" if sdep is None else "Unknown"), status.get("description") or ""
+
+
+def wait_available(spec: Spec, timeout_s: float | None = None) -> str:
+    """Poll the SeldonDeployment until `status.state` is Available; MlctlError on Failed or timeout."""
+    t, name = target(spec), sdep_name(spec)
+    timeout_s = spec.kubernetes.timeout_seconds if timeout_s is None else timeout_s
+    deadline = _clock() + timeout_s
+    while True:
+        state, description = _sdep_state(kubectl.get_json(t, "sdep", name))
+        if state == "Available":
+            return state
+        if state == "Failed":
+            raise MlctlError(f"rollout failed: SeldonDeployment {name} is Failed: {description or 'no description'}",
+                             hint=f"kubectl describe sdep/{name} -n {t.namespace}")  # fmt: skip
+        if _clock() >= deadline:
+            raise MlctlError(
+                f"rollout timed out: SeldonDeployment {name} is {state} after {timeout_s:.0f}s"
+                + (f": {description}" if description else ""),
+                hint=f"kubectl get pods -n {t.namespace} -l seldon-deployment-id={name}",
+            )
+        _sleep(POLL_SECONDS)
+
+
+# --- smoke test ------------------------------------------------------------------------------
+
+
+def _multipart(png: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"binData\"; filename=\"digit.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()  # fmt: skip
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def scores(answer: dict) -> list[float]:
+    """The first row of a Seldon v1 answer (ndarray or tensor)."""
+    data = answer.get("data") or {}
+    if "ndarray" in data:
+        row = data["ndarray"]
+        while row and isinstance(row[0], list):
+            row = row[0]
+        return [float(x) for x in row]
+    if "tensor" in data:
+        shape = data["tensor"].get("shape") or []
+        values = data["tensor"]["values"]
+        return [float(x) for x in values[: shape[-1] if shape else len(values)]]
+    raise ValueError("no data.ndarray or data.tensor in the answer")
+
+
+def post_digit(url: str, png: bytes, timeout: float = 10) -> list[float]:
+    body, ctype = _multipart(png)
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": ctype})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return scores(json.load(response))
+
+
+def _smoke(url: str) -> dict[str, Any]:
+    png, label = SAMPLE_PNG.read_bytes(), int(SAMPLE_LABEL.read_text().strip())
+    last = ""
+    for attempt in range(1, SMOKE_ATTEMPTS + 1):
+        try:
+            row = post_digit(url, png)
+            break
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            last = str(getattr(exc, "reason", exc))
+            if attempt == SMOKE_ATTEMPTS:
+                raise MlctlError(f"smoke test: POST {url} failed {SMOKE_ATTEMPTS} times: {last}") from None
+            _sleep(2)
+    predicted = max(range(len(row)), key=row.__getitem__)
+    if predicted != label:
+        raise MlctlError(f"smoke test: {url} predicted {predicted}, but the sample digit is a {label}",
+                         hint="the deployed model is wrong or stale; check mlctl status and the model sha256")  # fmt: skip
+    return {"url": url, "label": label, "predicted": predicted, "score": round(row[predicted], 4)}
+
+
+def smoke_test(spec: Spec) -> dict[str, Any]:
+    """Post the chart's sample digit through the ingress endpoint, or a port-forward to the
+    predictor Service; the answer's argmax must be the digit's label."""
+    k = spec.kubernetes
+    if k.endpoint:
+        return _smoke(f"{k.endpoint.rstrip('/')}/seldon/{k.namespace}/{sdep_name(spec)}/api/v1.0/predictions")
+    try:
+        with kubectl.port_forward(target(spec), predictor_service(spec), SERVICE_PORT) as port:
+            result = _smoke(f"http://127.0.0.1:{port}/api/v1.0/predictions")
+    except MlctlError as exc:
+        if exc.message.startswith("smoke test:"):
+            raise
+        raise MlctlError(f"smoke test: {exc.message}", hint=exc.hint) from None
+    result["via"] = f"port-forward svc/{predictor_service(spec)}:{SERVICE_PORT}"
+    return result
+
+
+# --- status and delete -----------------------------------------------------------------------
+
+
+def status(spec: Spec) -> dict[str, Any]:
+    """The release and its SeldonDeployment as the cluster reports them."""
+    t, name = target(spec), sdep_name(spec)
+    out: dict[str, Any] = {"release": t.release, "namespace": t.namespace, "exists": False}
+    release = helm.status(t)
+    if release is None:
+        return out
+    values = helm.get_values(t) or {}
+    sdep = kubectl.get_json(t, "sdep", name)
+    state, description = _sdep_state(sdep)
+    deployments = ((sdep or {}).get("status") or {}).get("deploymentStatus") or {}
+    out.update({
+        "exists": True,
+        "revision": release.get("version"),
+        "helmStatus": (release.get("info") or {}).get("status"),
+        "chart": ((release.get("chart") or {}).get("metadata") or {}).get("version"),
+        "seldonDeployment": name,
+        "state": state,
+        "description": description,
+        "replicas": ((sdep or {}).get("status") or {}).get("replicas"),
+        "availableReplicas": sum(int(d.get("availableReplicas") or 0) for d in deployments.values()),
+        "modelUri": (values.get("model") or {}).get("uri"),
+        "modelSha256": (values.get("model") or {}).get("sha256"),
+    })  # fmt: skip
+    return out
+
+
+def delete(spec: Spec) -> dict[str, Any]:
+    """`helm uninstall` the release and delete its training Jobs; never touches local artifacts or
+    the model store."""
+    t = target(spec)
+    out: dict[str, Any] = {"release": t.release, "namespace": t.namespace, "uninstalled": False, "jobsDeleted": []}
+    if helm.status(t) is not None:
+        try:
+            helm.uninstall(t, spec.kubernetes.timeout_seconds)
+        except MlctlError as exc:
+            raise MlctlError(f"helm uninstall failed: {exc.message}", hint=exc.hint) from None
+        out["uninstalled"] = True
+    # Training Jobs are applied by kubectl (mlctl train), not owned by the release.
+    selector = f"app.kubernetes.io/instance={t.release},app.kubernetes.io/component=training"
+    for job in kubectl.list_names(t, "job", selector):
+        if kubectl.delete(t, "job", job, wait=False):
+            out["jobsDeleted"].append(job)
+    return out

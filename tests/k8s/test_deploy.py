@@ -1,0 +1,242 @@
+"""deploy.plan / deploy / status / delete against stand-in helm and kubectl: the exact calls and
+flags, idempotence, the dry-run plan, each failure path, and secret hygiene."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlctl import deploy
+from mlctl.errors import MlctlError, UsageError
+from mlctl.secrets import resolve_secrets
+from tests.k8s.conftest import SECRETS, remote_artifact, write_spec
+from tests.k8s.fakes import NOT_FOUND_RELEASE
+from mlctl.spec import load_spec
+
+LABEL = int(deploy.SAMPLE_LABEL.read_text())
+
+
+def answer(predicted: int) -> dict:
+    row = [0.01] * 10
+    row[predicted] = 0.91
+    return {"data": {"names": [f"t:{i}" for i in range(10)], "ndarray": [row]}, "meta": {}}
+
+
+def deployed(revision: int = 1) -> dict:
+    return {"json": {"name": "mnist", "version": revision, "info": {"status": "deployed"},
+                     "chart": {"metadata": {"version": "0.1.0"}}}}  # fmt: skip
+
+
+def sdep(state: str, description: str = "") -> dict:
+    return {"json": {"kind": "SeldonDeployment", "status": {"state": state, "description": description,
+                                                            "replicas": 1, "deploymentStatus": {
+                                                                "mnist-default-0-classifier": {
+                                                                    "replicas": 1, "availableReplicas": 1}}}}}  # fmt: skip
+
+
+def fresh_cluster(fakes, predicted: int = LABEL) -> None:
+    fakes.on("helm", ["status"], NOT_FOUND_RELEASE, deployed(1))
+    fakes.on("helm", ["upgrade"], {"stdout": "Release \"mnist\" has been upgraded.\n"})
+    fakes.on("kubectl", ["get", "sdep"], sdep("Creating"), sdep("Available"))
+    fakes.on("kubectl", ["port-forward"], {"serve": answer(predicted)})
+
+
+def test_first_deploy_runs_upgrade_with_a_private_values_file(fakes, spec, secret_env, clock, private_tmp):
+    fresh_cluster(fakes)
+    artifact = remote_artifact()
+    plan = deploy.plan(spec, artifact)
+    assert not plan.exists and not plan.up_to_date
+    result = deploy.deploy(spec, artifact, plan)
+
+    assert fakes.verbs("helm") == ["status", "upgrade", "status"]
+    upgrade = fakes.calls("helm")[1]["argv"]
+    chart = str(deploy.helm.CHART)
+    values_file = upgrade[upgrade.index("-f") + 1]
+    assert upgrade == ["upgrade", "--install", "mnist", chart, "--namespace", "models", "--kube-context", "kind-ci",
+                       "--create-namespace", "--atomic", "--wait", "--timeout", "60s", "-f", values_file]
+    info = fakes.calls("helm")[1]["files"][values_file]
+    assert info == {"exists": True, "mode": "0o600", "kinds": [], "has_secret": True}
+    assert not Path(values_file).exists()
+    assert list(private_tmp.iterdir()) == []
+    # The plan shows the same command, with a placeholder for the temporary file.
+    assert plan.argv == ["helm", *upgrade[:-1], deploy.VALUES_PLACEHOLDER]
+
+    kube = fakes.calls("kubectl")
+    assert [c["argv"][:3] for c in kube[:2]] == [["get", "sdep", "mnist"]] * 2
+    forward = kube[2]["argv"]
+    assert forward[:2] == ["port-forward", "svc/mnist-default"] and forward[2].endswith(":8000")
+    assert forward[-4:] == ["--namespace", "models", "--context", "kind-ci"]
+    assert result.upgraded and result.revision == 1 and result.state == "Available"
+    assert result.smoke["predicted"] == LABEL == result.smoke["label"]
+    assert result.upload["note"].startswith("trained in the cluster")
+
+
+def test_second_run_is_up_to_date_and_does_not_upgrade(fakes, spec, secret_env, clock):
+    artifact = remote_artifact()
+    values = deploy.deploy_values(spec, artifact, resolve_secrets(spec))
+    fakes.on("helm", ["status"], deployed(3))
+    fakes.on("helm", ["get", "values"], {"json": values})
+    fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
+    fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL)})
+
+    plan = deploy.plan(spec, artifact)
+    assert plan.up_to_date and plan.changes == [] and plan.revision == 3
+    result = deploy.deploy(spec, artifact, plan)
+    assert "upgrade" not in fakes.verbs("helm")
+    assert not result.upgraded and result.revision == 3
+
+
+def test_plan_diff_masks_credentials_and_mutates_nothing(fakes, spec, secret_env, clock):
+    artifact = remote_artifact()
+    old = deploy.deploy_values(spec, artifact, resolve_secrets(spec))
+    old["serving"]["replicas"] = 3
+    old["registry"]["password"] = "an-older-password-123"
+    fakes.on("helm", ["status"], deployed(2))
+    fakes.on("helm", ["get", "values"], {"json": old})
+
+    plan = deploy.plan(spec, artifact)
+    assert not plan.up_to_date
+    assert {"path": "serving.replicas", "old": 3, "new": 1} in plan.changes
+    assert {"path": "registry.password", "old": "***", "new": "***"} in plan.changes
+    assert plan.values["registry"]["password"] == "***"
+    assert plan.values["storage"]["credentials"] == {"access_key_id": "***", "secret_access_key": "***"}
+    text = json.dumps(plan.as_dict())
+    assert "an-older-password-123" not in text and not any(v in text for v in SECRETS.values())
+    assert fakes.verbs("helm") == ["status", "get"] and fakes.calls("kubectl") == []
+
+
+def test_release_in_a_failed_state_is_not_up_to_date(fakes, spec, secret_env):
+    artifact = remote_artifact()
+    values = deploy.deploy_values(spec, artifact, resolve_secrets(spec))
+    fakes.on("helm", ["status"], {"json": {"version": 4, "info": {"status": "failed"}}})
+    fakes.on("helm", ["get", "values"], {"json": values})
+    plan = deploy.plan(spec, artifact)
+    assert plan.changes == [] and not plan.up_to_date and plan.helm_status == "failed"
+
+
+def test_helm_upgrade_failure_names_the_step_and_removes_the_values_file(fakes, spec, secret_env, clock, private_tmp):
+    fakes.on("helm", ["status"], NOT_FOUND_RELEASE)
+    fakes.on("helm", ["upgrade"], {"rc": 1, "stderr": f"Error: UPGRADE FAILED: context deadline exceeded "
+                                                      f"(password {SECRETS['REGISTRY_PASSWORD']})\n"})  # fmt: skip
+    artifact = remote_artifact()
+    with pytest.raises(MlctlError) as err:
+        deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
+    assert err.value.message.startswith("helm upgrade failed: ")
+    assert "context deadline exceeded" in err.value.message
+    assert SECRETS["REGISTRY_PASSWORD"] not in err.value.message  # an echoed secret is masked
+    assert err.value.exit_code == 1
+    assert list(private_tmp.iterdir()) == []
+    assert fakes.calls("kubectl") == []
+
+
+def test_rollout_timeout(fakes, spec, secret_env, clock):
+    fakes.on("helm", ["status"], NOT_FOUND_RELEASE, deployed(1))
+    fakes.on("helm", ["upgrade"], {"stdout": ""})
+    fakes.on("kubectl", ["get", "sdep"], sdep("Creating", "Deployment is progressing"))
+    artifact = remote_artifact()
+    with pytest.raises(MlctlError) as err:
+        deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
+    assert err.value.message == ("rollout timed out: SeldonDeployment mnist is Creating after 60s: "
+                                 "Deployment is progressing")
+    assert clock.now - 1000 >= 60 and "port-forward" not in fakes.verbs("kubectl")
+
+
+def test_rollout_failed_state(fakes, spec, secret_env, clock):
+    fakes.on("helm", ["status"], NOT_FOUND_RELEASE, deployed(1))
+    fakes.on("helm", ["upgrade"], {"stdout": ""})
+    fakes.on("kubectl", ["get", "sdep"], sdep("Failed", "ImagePullBackOff"))
+    artifact = remote_artifact()
+    with pytest.raises(MlctlError, match=r"^rollout failed: .*ImagePullBackOff"):
+        deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
+
+
+def test_smoke_test_wrong_class(fakes, spec, secret_env, clock):
+    wrong = (LABEL + 1) % 10
+    fresh_cluster(fakes, predicted=wrong)
+    artifact = remote_artifact()
+    with pytest.raises(MlctlError) as err:
+        deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
+    assert err.value.message.startswith(f"smoke test: http://127.0.0.1:")
+    assert f"predicted {wrong}, but the sample digit is a {LABEL}" in err.value.message
+
+
+def test_smoke_test_through_the_ingress_endpoint(fakes, tmp_path, secret_env, clock):
+    """With kubernetes.endpoint set the sample goes to Seldon's ingress path, no port-forward."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append((self.path, self.headers["Content-Type"]))
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps(answer(LABEL)).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        spec = load_spec(write_spec(tmp_path).parent / "mnist.yaml")
+        spec = spec.model_copy(update={"kubernetes": spec.kubernetes.model_copy(
+            update={"endpoint": f"http://127.0.0.1:{server.server_port}"})})  # fmt: skip
+        fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
+        result = deploy.smoke_test(spec)
+    finally:
+        server.shutdown()
+    assert seen[0][0] == "/seldon/models/mnist/api/v1.0/predictions"
+    assert seen[0][1].startswith("multipart/form-data")
+    assert result["predicted"] == LABEL and fakes.calls("kubectl") == []
+
+
+def test_missing_credential_variable_is_a_usage_error(fakes, spec, secret_env, monkeypatch):
+    monkeypatch.delenv("MLCTL_S3_SECRET_ACCESS_KEY")
+    with pytest.raises(UsageError) as err:
+        deploy.plan(spec, remote_artifact())
+    assert "MLCTL_S3_SECRET_ACCESS_KEY" in err.value.message and err.value.exit_code == 2
+    assert fakes.calls() == []
+
+
+def test_status_and_delete(fakes, spec, secret_env):
+    fakes.on("helm", ["status"], deployed(5))
+    fakes.on("helm", ["get", "values"], {"json": {"model": {"uri": "s3://mlctl-models/mnist", "sha256": "cd" * 32}}})
+    fakes.on("helm", ["uninstall"], {"stdout": "release \"mnist\" uninstalled\n"})
+    fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
+    fakes.on("kubectl", ["get", "job"], {"json": {"items": [{"metadata": {"name": "mnist-train-0a1b2c3d"}}]}})
+    fakes.on("kubectl", ["delete"], {"stdout": "deleted"})
+
+    st = deploy.status(spec)
+    assert st == {"release": "mnist", "namespace": "models", "exists": True, "revision": 5, "helmStatus": "deployed",
+                  "chart": "0.1.0", "seldonDeployment": "mnist", "state": "Available", "description": "",
+                  "replicas": 1, "availableReplicas": 1, "modelUri": "s3://mlctl-models/mnist",
+                  "modelSha256": "cd" * 32}  # fmt: skip
+    gone = deploy.delete(spec)
+    assert gone == {"release": "mnist", "namespace": "models", "uninstalled": True,
+                    "jobsDeleted": ["mnist-train-0a1b2c3d"]}  # fmt: skip
+    uninstall = next(c["argv"] for c in fakes.calls("helm") if c["argv"][0] == "uninstall")
+    assert uninstall == ["uninstall", "mnist", "--namespace", "models", "--kube-context", "kind-ci",
+                         "--wait", "--timeout", "60s"]  # fmt: skip
+    selector = next(c["argv"] for c in fakes.calls("kubectl") if c["argv"][:2] == ["get", "job"])
+    assert "app.kubernetes.io/instance=mnist,app.kubernetes.io/component=training" in selector
+
+
+def test_status_of_a_missing_release(fakes, spec):
+    fakes.on("helm", ["status"], NOT_FOUND_RELEASE)
+    assert deploy.status(spec) == {"release": "mnist", "namespace": "models", "exists": False}
+
+
+def test_sdep_name_matches_the_chart(spec, secret_env):
+    from tests.chart.helpers import one, template
+
+    for release in ("mnist", "prod-mnist-seldon"):
+        s = spec.model_copy(update={"kubernetes": spec.kubernetes.model_copy(update={"release": release})})
+        objects = template(deploy.deploy_values(s, remote_artifact(), resolve_secrets(s)), release=release)
+        assert one(objects, "SeldonDeployment")["metadata"]["name"] == deploy.sdep_name(s)
