@@ -50,6 +50,7 @@ DEFAULT_SEED = 1
 DEFAULT_LABEL_SMOOTHING = 0.1
 DEFAULT_WEIGHT_DECAY = 0.01
 EVAL_BATCH_SIZE = 1000
+PCT_START = 0.25
 
 
 class UsageError(Exception):
@@ -208,6 +209,20 @@ def _set_determinism(seed: int, device: str) -> None:
 ProgressFn = Callable[[int, int, int, float, float], None]
 
 
+def pct_start(total_steps: int) -> float:
+    """Warm-up share of the one-cycle schedule: 25 %, but at least two steps (OneCycleLR divides
+    by the warm-up length minus one)."""
+    return max(PCT_START, 2 / total_steps)
+
+
+def _schedule(opt: Any, lr: float, total: int) -> Any:
+    import torch
+
+    if total < 4:  # too short to warm up and anneal: constant rate
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=pct_start(total))
+
+
 def fit(cfg: TrainConfig, data: Any, device: str, precision: str,
         on_step: ProgressFn | None = None, on_epoch: ProgressFn | None = None) -> Any:
     """Train a fresh Net on `data` (an MnistData); return the model (on CPU, eval mode)."""
@@ -225,7 +240,7 @@ def fit(cfg: TrainConfig, data: Any, device: str, precision: str,
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
+    sched = _schedule(opt, cfg.lr, total)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -308,7 +323,9 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
     n_train = len(data.train_y) if cfg.limit_train is None else min(cfg.limit_train, len(data.train_y))
     hyper = {k: v for k, v in asdict(cfg).items()
              if k in ("batch_size", "lr", "label_smoothing", "weight_decay", "limit_train", "limit_test")}
-    hyper.update(optimizer="adamw", schedule="onecycle", pct_start=0.25, precision=precision,
+    total_steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
+    hyper.update(optimizer="adamw", schedule="onecycle" if total_steps >= 4 else "constant",
+                 pct_start=round(pct_start(total_steps), 4), precision=precision,
                  threads=threads, channels_last=True)
     metadata = {
         "format": artifact.FORMAT,
@@ -356,7 +373,7 @@ def _progress(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[ProgressFn 
         bar.update(task, total=total, completed=done, epoch=epoch, loss=loss, rate=rate)
 
     def epoch_done(epoch: int, done: int, total: int, loss: float, rate: float) -> None:
-        bar.console.log(f"epoch {epoch}/{cfg.epochs}  mean loss {loss:.4f}  {rate:,.0f} img/s")
+        bar.console.print(f"epoch {epoch}/{cfg.epochs}  mean loss {loss:.4f}  {rate:,.0f} img/s")
 
     return step, epoch_done, bar.stop
 
