@@ -97,8 +97,8 @@ def metadata_from_log(text: str) -> dict | None:
 def _log_tail(t: helm.Target, job: str, secrets: Secrets) -> str:
     try:
         text = kubectl.logs(t, f"job/{job}", TRAIN_CONTAINER, tail=LOG_TAIL)
-    except MlctlError as exc:
-        return f"(no logs: {exc.message.splitlines()[0]})"
+    except tools.ToolError as exc:
+        return f"(no logs: {tools.tail(exc.stderr, 3) or 'kubectl logs failed'})"
     return tools.masked([tools.tail(text, LOG_TAIL)], secrets.values())[0] or "(empty log)"
 
 

@@ -73,8 +73,8 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_tmp: Path) ->
     tools = FakeTools(tmp_path / "bin")
     for k, v in env_for(tools, find_helm()).items():
         monkeypatch.setenv(k, v)
-    # The registry password is the one secret every spec here puts in a values file.
-    monkeypatch.setenv("FAKE_EXPECT_SECRET", SECRETS["REGISTRY_PASSWORD"])
+    # The storage key appears as is in values files and base64-encoded in Secret manifests.
+    monkeypatch.setenv("FAKE_EXPECT_SECRET", SECRETS["MLCTL_S3_SECRET_ACCESS_KEY"])
     return tools
 
 
