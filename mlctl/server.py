@@ -1,0 +1,277 @@
+"""Run the real Seldon Core v1 model server (seldon-core-microservice) locally.
+
+The server lives in its own environment (.venv-serve: seldon-core pins old Flask/click), so mlctl
+starts it as a subprocess: argv built here, its own process group so the gunicorn workers and the
+metrics server stop with it, readiness = `/health/ping` and then `/health/status` (a real
+prediction in a worker) answering 200. Nothing here imports torch or seldon_core.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from mlctl.errors import MlctlError
+
+MODEL_CLASS = "model.serving.MnistClassifier"
+SERVER_BIN = "seldon-core-microservice"
+ENV_SERVER_BIN = "MLCTL_SERVE_BIN"
+DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 1
+DEFAULT_TORCH_THREADS = 1
+LOG_TAIL_LINES = 40
+
+
+class ServerError(MlctlError):
+    """The local model server could not be found, started or stopped."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to run one local server."""
+
+    model_dir: Path
+    http_port: int = 0
+    """0 picks a free port."""
+    grpc_port: int = 0
+    metrics_port: int = 0
+    workers: int = DEFAULT_WORKERS
+    threads: int = DEFAULT_THREADS
+    torch_threads: int = DEFAULT_TORCH_THREADS
+    model_class: str = MODEL_CLASS
+    host: str = "127.0.0.1"
+    """Where clients reach it; the wrapper itself always binds 0.0.0.0."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def server_binary() -> str:
+    """Find seldon-core-microservice: $MLCTL_SERVE_BIN, .venv-serve/bin, then PATH."""
+    tried = []
+    explicit = os.environ.get(ENV_SERVER_BIN)
+    if explicit:
+        if os.access(explicit, os.X_OK):
+            return explicit
+        tried.append(f"${ENV_SERVER_BIN}={explicit} (not an executable file)")
+    local = repo_root() / ".venv-serve" / "bin" / SERVER_BIN
+    if os.access(local, os.X_OK):
+        return str(local)
+    tried.append(str(local))
+    on_path = shutil.which(SERVER_BIN)
+    if on_path:
+        return on_path
+    tried.append(f"{SERVER_BIN} on PATH")
+    raise ServerError(
+        "seldon-core-microservice not found; tried: " + "; ".join(tried),
+        hint="create the serving environment with scripts/setup.sh (it makes .venv-serve), "
+        f"or set {ENV_SERVER_BIN} to the binary",
+    )
+
+
+def model_package_parent() -> Path:
+    """The folder holding the `model` package, found without importing it (it imports torch)."""
+    spec = importlib.util.find_spec("model")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError(
+            "the model package is not importable",
+            hint="run mlctl from the repository root or install it with `pip install -e .`",
+        )
+    return Path(next(iter(spec.submodule_search_locations))).resolve().parent
+
+
+def server_argv(cfg: ServerConfig, binary: str | None = None) -> list[str]:
+    """The exact command line (ports must be concrete)."""
+    return [
+        binary or server_binary(),
+        cfg.model_class,
+        "--service-type", "MODEL",
+        "--http-port", str(cfg.http_port),
+        "--grpc-port", str(cfg.grpc_port),
+        "--metrics-port", str(cfg.metrics_port),
+        "--workers", str(cfg.workers),
+        "--threads", str(cfg.threads),
+    ]  # fmt: skip
+
+
+def server_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the server runs with: the artifact, thread counts, no gRPC server."""
+    env = dict(os.environ if base is None else base)
+    parent = str(model_package_parent())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH", "")) if p)
+    env.update(
+        MODEL_URI=str(Path(cfg.model_dir).resolve()),
+        TORCH_THREADS=str(cfg.torch_threads),
+        # 0 keeps the wrapper from forking a gRPC process that loads the model a second time.
+        GRPC_WORKERS="0",
+        # Responses carry data and tags; custom metrics go to the /metrics port only.
+        INCLUDE_METRICS_IN_CLIENT_RESPONSE="false",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(cfg.extra_env)
+    return env
+
+
+class LocalServer:
+    """A running seldon-core-microservice; use as a context manager.
+
+    >>> with LocalServer(ServerConfig(model_dir=Path("out"))) as srv:   # doctest: +SKIP
+    ...     predict_image(srv.url, "seven.png")
+    """
+
+    def __init__(self, cfg: ServerConfig, *, start_timeout: float = 90.0, log_path: Path | None = None):
+        ports = {k: getattr(cfg, k) or free_port() for k in ("http_port", "grpc_port", "metrics_port")}
+        self.cfg = ServerConfig(**{**cfg.__dict__, **ports})
+        self.start_timeout = start_timeout
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at: float | None = None
+        self.ready_after_s: float | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.cfg.host}:{self.cfg.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.cfg.host}:{self.cfg.metrics_port}/metrics"
+
+    @property
+    def argv(self) -> list[str]:
+        return server_argv(self.cfg)
+
+    def start(self) -> LocalServer:
+        if not (Path(self.cfg.model_dir) / "metadata.json").is_file():
+            raise ServerError(
+                f"{self.cfg.model_dir} holds no metadata.json",
+                hint="point at a folder written by `python -m model.train --out DIR`",
+            )
+        argv = self.argv
+        if self.log_path is not None:
+            self._log = open(self.log_path, "w+b")
+        else:
+            self._log = tempfile.TemporaryFile()
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            argv,
+            env=server_env(self.cfg),
+            cwd=str(model_package_parent()),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() reaches every worker
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        self.ready_after_s = time.monotonic() - self.started_at
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + self.start_timeout
+        for path in ("/health/ping", "/health/status"):
+            while True:
+                if self.proc.poll() is not None:
+                    raise ServerError(
+                        f"the model server exited with status {self.proc.returncode} while starting\n"
+                        + self.log_tail(),
+                        hint="the lines above are the end of its log",
+                    )
+                if _get_ok(self.url + path):
+                    break
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"the model server did not answer {path} within {self.start_timeout:.0f} s\n"
+                        + self.log_tail()
+                    )
+                time.sleep(0.1)
+
+    def log_text(self) -> str:
+        if self._log is None or self._log.closed:
+            return ""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def pids(self) -> list[int]:
+        """Process ids of the server's whole group (parent, gunicorn workers, metrics server)."""
+        if self.proc is None:
+            return []
+        pgid = self.proc.pid
+        out = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if os.getpgid(int(entry.name)) == pgid:
+                        out.append(int(entry.name))
+                except OSError:
+                    continue
+        return sorted(out)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM the process group, then SIGKILL what is left after `timeout` seconds."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout)
+        # Workers can outlive a parent that died first; sweep the group either way.
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        return self.proc.returncode
+
+    def close(self) -> None:
+        self.stop()
+        if self._log is not None:
+            self._log.close()
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _get_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
