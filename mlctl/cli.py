@@ -127,6 +127,111 @@ def train(
                       f"sha256 {r['sha256'][:12]}" + (f", {r['seconds']:.1f} s" if result.trained else ""))
 
 
+TargetOpt = Annotated[
+    Optional[str],
+    typer.Option("--target", "-t", help="local or kubernetes; defaults to the spec's `target`.",
+                 show_default=False),
+]
+
+
+def _target(value: Optional[str]) -> Optional[str]:
+    if value not in (None, "local", "kubernetes"):
+        raise typer.BadParameter(f"{value!r} is not one of: local, kubernetes", param_hint="--target")
+    return value
+
+
+_MARK = {"ok": "[green]✓[/]", "changed": "[yellow]●[/]", "up to date": "[green]=[/]", "planned": "[cyan]→[/]"}
+
+
+@app.command()
+def apply(
+    spec: SpecArg,
+    target: TargetOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Do what the spec needs, and only that: train if needed, then serve locally or deploy."""
+    from mlctl import apply as applying
+
+    def show(step) -> None:
+        err.print(f"{_MARK.get(step.status, '·')} {step.name:<9} {escape(step.detail)}")
+
+    result = applying.apply(spec, _target(target), dry_run=dry_run, on_step=show)
+    _emit(result.as_dict(), as_json, _apply_text(result))
+
+
+def _apply_text(result) -> str:
+    s = result.summary
+    if result.dry_run:
+        return "dry run: " + ("nothing to do" if not result.changed else "the steps marked → would run")
+    head = "up to date: nothing changed" if not result.changed else f"applied in {result.seconds:.1f} s"
+    if result.target == "local":
+        return (f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
+                f"predictions: {s['url']}\n"
+                f"  curl -F binData=@digit.png {s['url']}\n"
+                f"  mlctl predict digit.png --url {s['url'].rsplit('/api/', 1)[0]}\n"
+                f"stop it with: mlctl delete {s['spec']}")  # fmt: skip
+    return (f"{head}\nrelease {s['release']} revision {s['revision']}, model sha256 {s['modelSha256'][:12]}…, "
+            f"test accuracy {s['testAccuracy']:.2%}\nsmoke test: {s['smoke']}")  # fmt: skip
+
+
+@app.command()
+def serve(
+    spec: SpecArg,
+    port: Annotated[Optional[int], typer.Option("--port", "-p", help="HTTP port (default: serving.local.port).")] = None,
+) -> None:
+    """Run the real Seldon model server on the trained artifact, in the foreground (Ctrl-C stops it)."""
+    from mlctl import serve as serving
+
+    with serving.serve(spec, port) as srv:
+        err.print(f"serving {srv.cfg.model_dir} with {srv.cfg.workers} workers (ready in {srv.ready_after_s:.1f} s)")
+        out.print(f"{srv.url}/api/v1.0/predictions", markup=False)
+        err.print(f"try: mlctl predict IMAGE --url {srv.url}    (Ctrl-C stops the server)")
+        serving.wait_until_interrupted(srv)
+    err.print("stopped")
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, …).", show_default=False,
+                                                 exists=True, dir_okay=False, readable=True)],
+    url: Annotated[str, typer.Option("--url", help="The server's base URL.")] = "http://127.0.0.1:9000",
+    endpoint: Annotated[str, typer.Option("--endpoint", help="/api/v1.0/predictions or /predict.")]
+    = "/api/v1.0/predictions",
+    as_json: JsonOpt = False,
+) -> None:
+    """Post each image as multipart `binData` and print the predicted digit and its scores."""
+    from mlctl import predict as predicting
+    from rich.table import Table
+
+    results = [(p, predicting.predict_image(url, p, endpoint=endpoint)) for p in images]
+    if as_json:
+        _emit({"predictions": [{"image": str(p), "class": r.cls, "scores": r.scores} for p, r in results]}, True, "")
+        return
+    table = Table("image", "digit", "p", "scores (0–9)", box=None)
+    for p, r in results:
+        table.add_row(str(p), str(r.cls), f"{r.scores[r.cls]:.3f}", " ".join(f"{x:.2f}" for x in r.scores))
+    out.print(table)
+
+
+@app.command()
+def status(spec: SpecArg, target: TargetOpt = None, as_json: JsonOpt = False) -> None:
+    """Show what is running for this spec: the local server, or the release and its SeldonDeployment."""
+    from mlctl import lifecycle
+
+    result = lifecycle.status(spec, _target(target))
+    _emit(result, as_json, "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+@app.command()
+def delete(spec: SpecArg, target: TargetOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop the local server or uninstall the release. Trained artifacts are kept."""
+    from mlctl import lifecycle
+
+    result = lifecycle.delete(spec, _target(target))
+    _emit(result, as_json, result.get("summary", ""))
+
+
 def main() -> None:
     """Console entry point: run the app; show an MlctlError once, without a traceback."""
     try:

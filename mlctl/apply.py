@@ -1,0 +1,186 @@
+"""`mlctl apply`: from the spec to a running model, doing only what is needed.
+
+1. validate the spec;  2. train unless the artifact for its training hash exists;
+3. local target: make sure the local Seldon server runs this artifact, then check a real
+   prediction of the chart's sample digit;
+   kubernetes target: plan (helm status/get values), then upload → helm upgrade --install
+   --atomic --wait → wait for Available → smoke test (mlctl/deploy.py).
+Each step reports through `on_step`; a failure raises an MlctlError that names its step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mlctl import artifacts
+from mlctl.errors import MlctlError
+from mlctl.spec import Spec, load_spec
+
+Target = Literal["local", "kubernetes"]
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "charts" / "mnist-seldon" / "files"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    status: str  # "ok", "changed", "up to date", "planned"
+    detail: str
+
+
+@dataclass
+class ApplyResult:
+    target: Target
+    dry_run: bool
+    steps: list[Step] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return any(s.status in ("changed", "planned") for s in self.steps)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target, "dryRun": self.dry_run, "changed": self.changed,
+            "steps": [vars(s) for s in self.steps], "summary": self.summary, "seconds": round(self.seconds, 2),
+        }  # fmt: skip
+
+
+def _step(name: str, error: MlctlError) -> MlctlError:
+    """The same error, its message prefixed with the step it failed in."""
+    error.message = f"{name}: {error.message}"
+    error.args = (error.message,)
+    return error
+
+
+def apply(
+    path: Path,
+    target: Target | None = None,
+    dry_run: bool = False,
+    on_step: Callable[[Step], None] = lambda step: None,
+) -> ApplyResult:
+    started = time.monotonic()
+    spec = load_spec(path)
+    result = ApplyResult(target=target or spec.target, dry_run=dry_run)
+
+    def report(name: str, status: str, detail: str) -> None:
+        result.steps.append(Step(name, status, detail))
+        on_step(result.steps[-1])
+
+    report("validate", "ok", f"{path}: project {spec.name}, target {result.target}")
+    artifact = _train(spec, dry_run, report)
+    if result.target == "local":
+        _local(spec, artifact, dry_run, report, result, path)
+    else:
+        _kubernetes(spec, artifact, dry_run, report, result)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _train(spec: Spec, dry_run: bool, report) -> artifacts.Artifact | None:
+    from mlctl import train
+
+    digest = artifacts.training_hash(spec)
+    if dry_run:
+        existing = artifacts.read_artifact(artifacts.artifact_dir(spec, digest))
+        if existing is None:
+            report("train", "planned", f"would train ({spec.training.runner.kind} runner, hash {digest[:12]})")
+        else:
+            report("train", "up to date", f"{existing.path.name}: test accuracy {existing.test_accuracy:.2%}")
+        return existing
+    try:
+        trained = train.train(spec)
+    except MlctlError as exc:
+        raise _step("train", exc) from None
+    a = trained.artifact
+    if trained.trained:
+        report("train", "changed", f"trained {a.path.name} in {trained.seconds:.1f} s: test accuracy {a.test_accuracy:.2%}")
+    else:
+        report("train", "up to date", f"{a.path.name}: test accuracy {a.test_accuracy:.2%}")
+    return a
+
+
+def sample_digit() -> tuple[bytes, int]:
+    """The chart's sample MNIST digit (PNG) and its true label."""
+    return (SAMPLE_DIR / "digit.png").read_bytes(), int((SAMPLE_DIR / "digit.label").read_text().strip())
+
+
+def _check_prediction(url: str) -> dict[str, Any]:
+    from mlctl import predict
+
+    png, label = sample_digit()
+    try:
+        answer = predict.predict_image(url, png)
+    except MlctlError as exc:
+        raise _step("smoke test", exc) from None
+    if answer.cls != label:
+        raise MlctlError(f"smoke test: the sample digit {label} was predicted as {answer.cls}")
+    return {"label": label, "predicted": answer.cls, "probability": round(answer.scores[answer.cls], 4)}
+
+
+def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spec_path: Path) -> None:
+    from mlctl import local
+
+    running = local.current(spec)
+    if dry_run:
+        if artifact is not None and running is not None and running.sha256 == artifact.sha256:
+            report("serve", "up to date", f"{running.url} (pid {running.pid})")
+        else:
+            report("serve", "planned", f"would {'restart' if running else 'start'} the local server on port "
+                                       f"{spec.serving.local.port}")  # fmt: skip
+        return
+    try:
+        state, action = local.ensure(spec, artifact)
+    except MlctlError as exc:
+        raise _step("serve", exc) from None
+    report("serve", "up to date" if action == "up to date" else "changed",
+           f"{action}: seldon-core-microservice at {state.url} (pid {state.pid}, log {state.log})")  # fmt: skip
+    check = _check_prediction(state.url)
+    report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['probability']})")
+    result.summary = {
+        "url": f"{state.url}/api/v1.0/predictions",
+        "modelSha256": artifact.sha256,
+        "testAccuracy": artifact.test_accuracy,
+        "prediction": check,
+        "pid": state.pid,
+        "spec": str(spec_path),
+    }
+
+
+def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult) -> None:
+    from mlctl import deploy
+    from mlctl.secrets import resolve_secrets
+
+    try:
+        secrets = resolve_secrets(spec)
+    except MlctlError as exc:
+        raise _step("credentials", exc) from None
+    if artifact is None:  # dry run before the first training: plan with what is known
+        artifact = artifacts.Artifact(artifacts.artifact_dir(spec), "<after training>", 0.0, {})
+    try:
+        plan = deploy.plan(spec, artifact, secrets)
+    except MlctlError as exc:
+        raise _step("plan", exc) from None
+    where = f"{plan.namespace}/{plan.release}"
+    if dry_run:
+        if plan.up_to_date:
+            report("deploy", "up to date", f"release {where} revision {plan.revision} is up to date")
+        else:
+            report("deploy", "planned", f"would run: {' '.join(plan.argv)}")
+        result.summary = {"plan": plan.as_dict()}
+        return
+    done = deploy.deploy(spec, artifact, plan, secrets)
+    if done.upgraded:
+        report("deploy", "changed", f"release {where} revision {done.revision}, SeldonDeployment {done.state}")
+    else:
+        report("deploy", "up to date", f"release {where} revision {done.revision} is up to date ({done.state})")
+    report("check", "ok", f"sample digit → predicted {done.smoke.get('predicted')} via {done.smoke.get('via')}")
+    result.summary = {
+        "release": where, "revision": done.revision, "modelSha256": artifact.sha256,
+        "testAccuracy": artifact.test_accuracy, "smoke": done.smoke, "upload": done.upload,
+        "changes": plan.changes,
+    }  # fmt: skip

@@ -1,0 +1,155 @@
+"""The local target: one Seldon model server per spec, running in the background on this machine.
+
+`mlctl apply` (target local) starts it detached and records it in `<output>/../run/<name>.json`;
+a second apply with the same artifact and serving settings finds it alive and changes nothing;
+`mlctl status` reads the record; `mlctl delete` stops the process group. The server itself is
+the real `seldon-core-microservice` (mlctl/server.py starts it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mlctl import server
+from mlctl.artifacts import Artifact
+from mlctl.errors import MlctlError
+from mlctl.spec import Spec
+
+
+@dataclass(frozen=True)
+class LocalState:
+    pid: int
+    url: str
+    port: int
+    sha256: str
+    artifact: str
+    settings: str  # hash of the serving settings the process was started with
+    log: str
+    started: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _run_dir(spec: Spec) -> Path:
+    return spec.training.output.parent / "run"
+
+
+def _state_file(spec: Spec) -> Path:
+    return _run_dir(spec) / f"{spec.name}.json"
+
+
+def _settings(spec: Spec) -> str:
+    s = spec.serving
+    payload = [s.workers, s.threads, s.torch_threads, s.local.port, s.local.host, s.rest_timeout_ms]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a recycled pid is not our server
+        return b"seldon" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+
+
+def current(spec: Spec) -> LocalState | None:
+    """The recorded server if its process is still alive; a stale record is removed."""
+    file = _state_file(spec)
+    try:
+        state = LocalState(**json.loads(file.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if not _alive(state.pid):
+        file.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))  # the wrapper binds all interfaces
+        except OSError:
+            return False
+    return True
+
+
+def start(spec: Spec, artifact: Artifact, ready_timeout: float = 120) -> LocalState:
+    """Start the server detached (its own session, output to a log file) and wait until it
+    answers a real prediction (/health/status)."""
+    run_dir = _run_dir(spec)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    port = spec.serving.local.port
+    if not _port_is_free(port):
+        raise MlctlError(
+            f"port {port} is already in use", hint="stop what uses it, or set serving.local.port in the spec"
+        )
+    s = spec.serving
+    cfg = server.ServerConfig(
+        model_dir=artifact.path, http_port=port, workers=s.workers, threads=s.threads,
+        torch_threads=s.torch_threads, host=s.local.host,
+    )  # fmt: skip
+    log = run_dir / f"{spec.name}.log"
+    # Not used as a context manager: the server is meant to outlive this command.
+    srv = server.LocalServer(cfg, start_timeout=ready_timeout, log_path=log).start()
+    assert srv.proc is not None
+    state = LocalState(srv.proc.pid, srv.url, port, artifact.sha256, str(artifact.path), _settings(spec),
+                       str(log), time.time())  # fmt: skip
+    _state_file(spec).write_text(json.dumps(state.as_dict(), indent=2))
+    return state
+
+
+def ensure(spec: Spec, artifact: Artifact) -> tuple[LocalState, str]:
+    """The running server for this artifact and settings: `up to date`, `started` or `restarted`."""
+    state = current(spec)
+    if state is not None and state.sha256 == artifact.sha256 and state.settings == _settings(spec):
+        return state, "up to date"
+    action = "started"
+    if state is not None:
+        stop(spec)
+        action = "restarted"
+    return start(spec, artifact), action
+
+
+def stop(spec: Spec) -> LocalState | None:
+    """Stop the recorded server (its whole process group); None when none was running."""
+    state = current(spec)
+    if state is not None:
+        _terminate(state.pid)
+    _state_file(spec).unlink(missing_ok=True)
+    return state
+
+
+def _terminate(pid: int, grace: float = 10) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

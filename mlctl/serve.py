@@ -1,0 +1,56 @@
+"""`mlctl serve`: the real Seldon server on the spec's trained artifact, in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from mlctl import artifacts, server
+from mlctl.errors import MlctlError, UsageError
+from mlctl.spec import load_spec
+
+
+@contextmanager
+def serve(path: Path, port: int | None = None) -> Iterator[server.LocalServer]:
+    """Start the server for the spec's artifact; stop it (whole process group) on exit."""
+    spec = load_spec(path)
+    artifact = artifacts.read_artifact(artifacts.artifact_dir(spec))
+    if artifact is None:
+        raise UsageError(
+            f"no trained model for this spec yet ({artifacts.artifact_dir(spec)})",
+            hint=f"run `mlctl train {path}` (or `mlctl apply {path}`) first",
+        )
+    s = spec.serving
+    port = port or s.local.port
+    cfg = server.ServerConfig(
+        model_dir=artifact.path, http_port=port, workers=s.workers, threads=s.threads,
+        torch_threads=s.torch_threads, host=s.local.host,
+    )  # fmt: skip
+    srv = server.LocalServer(cfg)
+    try:
+        srv.start()
+    except MlctlError as exc:
+        if "Address already in use" in exc.message or "Connection in use" in exc.message:
+            raise MlctlError(f"port {port} is already in use", hint="mlctl delete SPEC stops the server "
+                             "`mlctl apply` started, or pass --port") from None  # fmt: skip
+        raise
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def wait_until_interrupted(srv: server.LocalServer) -> None:
+    """Block until Ctrl-C or SIGTERM, or until the server dies (an error, with its log tail)."""
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    try:
+        while not stop:
+            if srv.proc is not None and srv.proc.poll() is not None:
+                raise MlctlError(f"the model server exited ({srv.proc.returncode})\n{srv.log_tail()}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
