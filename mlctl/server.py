@@ -139,11 +139,19 @@ class LocalServer:
     ...     predict_image(srv.url, "seven.png")
     """
 
-    def __init__(self, cfg: ServerConfig, *, start_timeout: float = 90.0, log_path: Path | None = None):
+    def __init__(
+        self,
+        cfg: ServerConfig,
+        *,
+        start_timeout: float = 90.0,
+        log_path: Path | None = None,
+        readiness: tuple[str, ...] = ("/health/ping", "/health/status"),
+    ):
         ports = {k: getattr(cfg, k) or free_port() for k in ("http_port", "grpc_port", "metrics_port")}
         self.cfg = ServerConfig(**{**cfg.__dict__, **ports})
         self.start_timeout = start_timeout
         self.log_path = log_path
+        self.readiness = readiness
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
         self.ready_after_s: float | None = None
@@ -193,7 +201,7 @@ class LocalServer:
     def _wait_ready(self) -> None:
         assert self.proc is not None
         deadline = time.monotonic() + self.start_timeout
-        for path in ("/health/ping", "/health/status"):
+        for path in self.readiness:
             while True:
                 if self.proc.poll() is not None:
                     raise ServerError(

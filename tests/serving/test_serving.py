@@ -1,0 +1,258 @@
+"""The served model: decode/training parity, accuracy through real HTTP, bad input, concurrency,
+the local server's lifecycle and the predict client's errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mlctl.predict import PredictError, encode_multipart, predict_image
+from mlctl.server import LocalServer, ServerConfig, ServerError
+from model._serving_decode import InputError, array_to_pixels, decode_image
+from model.preprocess import normalize
+
+N_ACCURACY = 300
+ENDPOINTS = ("/predict", "/api/v1.0/predictions")
+
+
+def encode(pixels: np.ndarray, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width × height grey pixels, with a token IDAT: what a
+    decompression bomb looks like before its pixels are inflated."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (width + 1) * 8)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def post_raw(url: str, body: bytes, content_type: str, timeout: float = 10) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+# -- decode path, no server -------------------------------------------------------------------
+
+
+def test_png_decode_matches_training_preprocessing(mnist_test):
+    images, _ = mnist_test
+    for i in range(0, 2000, 40):
+        served = normalize(decode_image(encode(images[i], "PNG")))
+        assert torch.equal(served, normalize(images[i])), f"test image {i}"
+
+
+def test_arrays_in_both_scales_give_the_training_tensor(mnist_test):
+    img = mnist_test[0][7]
+    assert np.array_equal(array_to_pixels(img.astype(np.int64).tolist()), img)
+    assert np.array_equal(array_to_pixels((img / 255.0).reshape(1, 784).tolist()), img)
+    assert np.array_equal(array_to_pixels(img.reshape(1, 1, 28, 28)), img)
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ([[0.5]], "accepted shapes"),
+        (np.full((28, 28), 300), "0..255"),
+        (np.full((28, 28), -0.5), "0..255"),
+        (np.full((28, 28), np.nan), "NaN"),
+        ({"a": 1}, "numbers"),
+    ],
+)
+def test_bad_arrays_are_rejected(payload, message):
+    with pytest.raises(InputError, match=message):
+        array_to_pixels(payload)
+
+
+def test_dark_on_light_photo_is_inverted_and_resized(mnist_test):
+    digit = mnist_test[0][0]
+    big = np.asarray(Image.fromarray(255 - digit).resize((112, 84)), dtype=np.uint8)  # 4:3
+    out = decode_image(encode(big, "JPEG", quality=95))
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    assert out[0].max() < 40 and out[-1].max() < 40, "the padded, inverted background is black"
+    assert out.max() > 200, "the strokes came out light"
+
+
+def test_transparent_canvas_strokes_survive_compositing():
+    rgba = np.zeros((56, 56, 4), dtype=np.uint8)
+    rgba[10:46, 26:30] = (20, 20, 20, 255)  # dark stroke on a fully transparent canvas
+    buf = encode(rgba, "PNG")
+    out = decode_image(buf)
+    assert out[:, 13:15].max() > 200 and out[:, :8].max() < 20
+
+
+def test_sixteen_bit_and_palette_images_decode():
+    wide = (np.arange(28 * 28, dtype=np.uint16).reshape(28, 28) * 80).astype(np.uint16)
+    out16 = decode_image(encode(wide, "PNG"))
+    assert out16.dtype == np.uint8 and out16.max() > 200
+    pal = Image.fromarray(np.eye(28, dtype=np.uint8) * 255).convert("P")
+    buf = io.BytesIO()
+    pal.save(buf, format="GIF")
+    assert decode_image(buf.getvalue()).max() == 255
+
+
+def test_decompression_bomb_is_rejected_from_the_header_quickly():
+    start = time.perf_counter()
+    with pytest.raises(InputError) as e:
+        decode_image(png_header(30_000, 30_000))
+    assert e.value.status == 413 and "too many pixels" in e.value.message
+    assert time.perf_counter() - start < 0.5
+
+
+# -- the real server --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_first_requests_after_start_are_answered(trained_model_dir, serve_bin):
+    """Every worker's first prediction answers (the fork deadlock hangs exactly there)."""
+    cfg = ServerConfig(model_dir=trained_model_dir, workers=2, threads=1)
+    with LocalServer(cfg, readiness=("/health/ping",)) as srv:
+        img = encode(np.zeros((28, 28), dtype=np.uint8), "PNG")
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: predict_image(srv.url, img, timeout=20), range(8)))
+    assert all(len(r.scores) == 10 for r in results)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_accuracy_through_http(server, mnist_test, endpoint, fmt):
+    images, labels = mnist_test
+    idx = range(0, 10_000, 10_000 // N_ACCURACY)
+    correct = sum(
+        predict_image(server.url, encode(images[i], fmt), endpoint=endpoint).cls == int(labels[i])
+        for i in idx
+    )
+    assert correct / len(idx) >= 0.985, f"{correct}/{len(idx)} via {fmt} on {endpoint}"
+
+
+@pytest.mark.slow
+def test_response_is_the_tutorial_shape_plus_tags(server, mnist_test):
+    p = predict_image(server.url, encode(mnist_test[0][0], "PNG"))
+    assert p.raw["data"]["names"] == [f"t:{i}" for i in range(10)]
+    assert p.raw["data"]["tensor"]["shape"] == [1, 10]
+    assert abs(sum(p.scores) - 1) < 1e-6
+    tags = p.raw["meta"]["tags"]
+    assert tags["predicted_class"] == p.cls == int(mnist_test[1][0])
+    meta = json.loads((server.cfg.model_dir / "metadata.json").read_text())
+    assert tags["model_sha256"] == meta["sha256"]
+    assert "metrics" not in p.raw["meta"]
+
+
+@pytest.mark.slow
+def test_json_ndarray_input_matches_the_image_path(server, mnist_test):
+    img = mnist_test[0][3]
+    body = json.dumps({"data": {"ndarray": (img / 255.0).tolist()}}).encode()
+    status, answer = post_raw(server.url + "/api/v1.0/predictions", body, "application/json")
+    assert status == 200
+    by_image = predict_image(server.url, encode(img, "PNG")).raw["data"]["tensor"]["values"]
+    np.testing.assert_allclose(answer["data"]["ndarray"][0], by_image, atol=1e-5)
+
+
+def _bad_requests(tmp_jpeg: bytes) -> list[tuple[str, bytes, str, int, str]]:
+    mp = lambda field, data: encode_multipart(field, "x.bin", data)  # noqa: E731
+    cases = [
+        ("empty body", *mp("binData", b""), 400, "empty image"),
+        ("not an image", *mp("binData", b"hello, world" * 10), 400, "not an image"),
+        ("truncated jpeg", *mp("binData", tmp_jpeg[: len(tmp_jpeg) // 2]), 400, "truncated"),
+        ("bomb", *mp("binData", png_header(30_000, 30_000)), 413, "too many pixels"),
+        ("too many bytes", *mp("binData", b"\xff" * (2 * 1024 * 1024)), 413, "too large"),
+        ("wrong field", *mp("file", tmp_jpeg), 400, "binData"),
+        ("malformed json", b'{"data": {"ndarray": [1, 2', "application/json", 400, "JSON"),
+        ("wrong shape", b'{"data": {"ndarray": [[1, 2]]}}', "application/json", 400, "shape"),
+        ("bad tensor", b'{"data": {"tensor": {"shape": [1, 5], "values": [1]}}}', "application/json", 400, "reshape"),
+        ("no data", b'{"foo": 1}', "application/json", 400, "Invalid request"),
+    ]
+    return cases
+
+
+@pytest.mark.slow
+def test_bad_input_gets_a_4xx_json_error_and_the_worker_survives(server, mnist_test):
+    images, labels = mnist_test
+    jpeg = encode(np.asarray(Image.fromarray(images[1]).resize((200, 200))), "JPEG")
+    good = encode(images[2], "PNG")
+    for name, body, ctype, status, message in _bad_requests(jpeg):
+        start = time.perf_counter()
+        got, answer = post_raw(server.url + "/api/v1.0/predictions", body, ctype)
+        assert (got, name) == (status, name), answer
+        assert message.lower() in answer["status"]["info"].lower(), (name, answer)
+        assert time.perf_counter() - start < 2, f"{name} took too long"
+        assert predict_image(server.url, good).cls == int(labels[2]), f"after {name}"
+
+
+@pytest.mark.slow
+def test_concurrent_requests_give_the_sequential_answers(server, mnist_test):
+    images = mnist_test[0]
+    bodies = [encode(images[i], "JPEG") for i in range(48)]
+    sequential = [predict_image(server.url, b).raw["data"]["tensor"]["values"] for b in bodies]
+    jobs = [i % len(bodies) for i in range(16 * 12)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda i: (i, predict_image(server.url, bodies[i]).raw), jobs))
+    for i, raw in answers:
+        np.testing.assert_allclose(raw["data"]["tensor"]["values"], sequential[i], atol=1e-6)
+        assert raw["meta"]["tags"]["predicted_class"] == int(np.argmax(sequential[i]))
+
+
+@pytest.mark.slow
+def test_health_metadata_and_metrics_endpoints(server, mnist_test):
+    predict_image(server.url, encode(mnist_test[0][0], "PNG"))
+    with urllib.request.urlopen(server.url + "/health/status", timeout=5) as r:
+        assert json.loads(r.read())["jsonData"]["status"] == "ok"
+    with urllib.request.urlopen(server.url + "/metadata", timeout=5) as r:
+        meta = json.loads(r.read())
+    assert meta["name"] == "mnist-classifier" and meta["outputs"][0]["schema"]["shape"] == [1, 10]
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as r:
+        text = r.read().decode()
+    assert f'digit="{int(mnist_test[1][0])}"' in text and "mnist_predict_ms_total" in text
+
+
+@pytest.mark.slow
+def test_a_tampered_artifact_stops_the_server_with_its_log(trained_model_dir, serve_bin, tmp_path):
+    bad = tmp_path / "model"
+    bad.mkdir()
+    (bad / "model.pt").write_bytes((trained_model_dir / "model.pt").read_bytes() + b"x")
+    (bad / "metadata.json").write_text((trained_model_dir / "metadata.json").read_text())
+    with pytest.raises(ServerError, match="sha256"):
+        LocalServer(ServerConfig(model_dir=bad, workers=1), start_timeout=60).start()
+
+
+def test_server_refuses_a_folder_without_metadata(tmp_path):
+    with pytest.raises(ServerError, match="metadata.json"):
+        LocalServer(ServerConfig(model_dir=tmp_path)).start()
+
+
+# -- the client alone -------------------------------------------------------------------------
+
+
+def test_predict_against_a_dead_url_says_connection_refused():
+    from mlctl.server import free_port
+
+    with pytest.raises(PredictError, match="connection refused") as e:
+        predict_image(f"http://127.0.0.1:{free_port()}", b"\x89PNG", timeout=2)
+    assert e.value.hint
+
+
+def test_predict_client_reports_an_unreadable_file(tmp_path: Path):
+    with pytest.raises(PredictError, match="cannot read"):
+        predict_image("http://127.0.0.1:9", tmp_path / "missing.png")
