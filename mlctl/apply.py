@@ -127,7 +127,7 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
 
     running = local.current(spec)
     if dry_run:
-        if artifact is not None and running is not None and running.sha256 == artifact.sha256:
+        if local.serves(running, spec, artifact):
             report("serve", "up to date", f"{running.url} (pid {running.pid})")
         else:
             report("serve", "planned", f"would {'restart' if running else 'start'} the local server on port "

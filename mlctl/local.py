@@ -80,6 +80,8 @@ def current(spec: Spec) -> LocalState | None:
 
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As gunicorn does: connections of a stopped server lingering in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("0.0.0.0", port))  # the wrapper binds all interfaces
         except OSError:
@@ -112,10 +114,18 @@ def start(spec: Spec, artifact: Artifact, ready_timeout: float = 120) -> LocalSt
     return state
 
 
+def serves(state: LocalState | None, spec: Spec, artifact: Artifact | None) -> bool:
+    """Whether `state` is a live server of this artifact with the spec's serving settings."""
+    return (
+        state is not None and artifact is not None
+        and state.sha256 == artifact.sha256 and state.settings == _settings(spec)
+    )  # fmt: skip
+
+
 def ensure(spec: Spec, artifact: Artifact) -> tuple[LocalState, str]:
     """The running server for this artifact and settings: `up to date`, `started` or `restarted`."""
     state = current(spec)
-    if state is not None and state.sha256 == artifact.sha256 and state.settings == _settings(spec):
+    if state is not None and serves(state, spec, artifact):
         return state, "up to date"
     action = "started"
     if state is not None:

@@ -1,0 +1,151 @@
+"""`mlctl apply` on the local target, for real: train a small model, start the real Seldon
+server, check the sample digit; a second apply changes nothing; status and delete; and
+`mlctl serve` + `mlctl predict` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import MNIST_DIR, REPO
+
+pytestmark = pytest.mark.slow
+DIGIT = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_spec(folder: Path, port: int, workers: int = 2) -> Path:
+    spec = folder / "spec.yaml"
+    spec.write_text(
+        "apiVersion: mlctl/v1\nname: tiny\n"
+        f"data: {{dir: {MNIST_DIR}, download: false}}\n"
+        "training: {epochs: 1, limitTrain: 2000, limitTest: 500, output: models}\n"
+        f"serving: {{workers: {workers}, local: {{port: {port}}}}}\n"
+    )
+    return spec
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, mnist_dir_module):
+    folder = tmp_path_factory.mktemp("apply")
+    spec = write_spec(folder, free_port())
+    yield folder, spec
+    subprocess.run([sys.executable, "-m", "mlctl", "delete", str(spec)], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def mnist_dir_module():
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST files not found in {MNIST_DIR}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_apply_trains_serves_checks_then_is_idempotent(project, mlctl):
+    folder, spec = project
+    first = mlctl("apply", str(spec))
+    assert first.returncode == 0, first.stderr
+    assert "● train" in first.stderr and "● serve" in first.stderr
+    assert "sample digit 7 → predicted 7" in first.stderr
+    assert "/api/v1.0/predictions" in first.stdout
+
+    second = mlctl("apply", str(spec), "--json")
+    assert second.returncode == 0, second.stderr
+    result = json.loads(second.stdout)
+    assert result["changed"] is False
+    assert [s["status"] for s in result["steps"]] == ["ok", "up to date", "up to date", "ok"]
+    assert "●" not in second.stderr
+
+    plan = mlctl("apply", str(spec), "--dry-run")
+    assert plan.returncode == 0 and "nothing to do" in plan.stdout
+
+    status = json.loads(mlctl("status", str(spec), "--json").stdout)
+    assert status["running"] and status["upToDate"]
+    assert alive(status["pid"])
+
+
+def test_changed_serving_settings_restart_the_server(project, mlctl):
+    folder, spec = project
+    before = json.loads(mlctl("status", str(spec), "--json").stdout)
+    port = int(before["url"].rsplit(":", 1)[1])
+    write_spec(folder, port, workers=1)
+    plan = mlctl("apply", str(spec), "--dry-run")
+    assert "→ serve" in plan.stderr and "would restart" in plan.stderr
+    again = mlctl("apply", str(spec))
+    assert again.returncode == 0, again.stderr
+    assert "restarted" in again.stderr and "= train" in again.stderr  # no retraining
+    after = json.loads(mlctl("status", str(spec), "--json").stdout)
+    assert after["pid"] != before["pid"] and not alive(before["pid"])
+
+
+def test_delete_stops_the_server_and_keeps_the_artifact(project, mlctl):
+    folder, spec = project
+    status = json.loads(mlctl("status", str(spec), "--json").stdout)
+    gone = mlctl("delete", str(spec))
+    assert gone.returncode == 0 and "stopped the local server" in gone.stdout
+    deadline = time.monotonic() + 10
+    while alive(status["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(status["pid"])
+    assert Path(status["artifact"], "model.pt").is_file()
+    again = json.loads(mlctl("status", str(spec), "--json").stdout)
+    assert again["running"] is False
+
+
+def test_serve_then_predict_end_to_end(project, mlctl):
+    folder, spec = project
+    mlctl("train", str(spec))  # reuses the artifact the apply test trained
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlctl", "serve", str(spec), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = proc.stdout.readline().strip()  # printed once the server answers a real prediction
+        assert url == f"http://127.0.0.1:{port}/api/v1.0/predictions", proc.stderr.read() if not url else url
+        base = url.rsplit("/api/", 1)[0]
+        p = mlctl("predict", str(DIGIT), str(DIGIT), "--url", base, "--json")
+        assert p.returncode == 0, p.stderr
+        answers = json.loads(p.stdout)["predictions"]
+        assert [a["class"] for a in answers] == [7, 7]
+        assert abs(sum(answers[0]["scores"]) - 1) < 1e-3
+        table = mlctl("predict", str(DIGIT), "--url", base, "--endpoint", "/predict")
+        assert table.returncode == 0 and " 7 " in table.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=20)
+    assert rc == 0 and "stopped" in proc.stderr.read()
+    with socket.socket() as s:  # the port is free again: every worker is gone
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+
+
+def test_predict_against_a_dead_url_is_a_clear_error(mlctl):
+    p = mlctl("predict", str(DIGIT), "--url", f"http://127.0.0.1:{free_port()}")
+    assert p.returncode == 1
+    assert "cannot reach" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_serve_without_a_trained_model_says_what_to_do(tmp_path, mlctl):
+    spec = write_spec(tmp_path, free_port())
+    p = mlctl("serve", str(spec))
+    assert p.returncode == 2 and "no trained model" in p.stderr and "mlctl train" in p.stderr
