@@ -1,0 +1,213 @@
+"""Serving benchmark: the tutorial's server, ours and a constant model, side by side in one run.
+
+Starts, one after the other on loopback: (a) the tutorial's class
+(`../shared/baseline/seed_seldon_model.SeedModel`, its defaults: 1 worker × 1 thread), (b)
+`model.serving.MnistClassifier` at our settings, (c) `../shared/baseline/trivial_model.TrivialModel`
+(a constant row: the wrapper's own ceiling) at our settings. Each is loaded with
+`wrk -cN -d10s -s multipart.lua` posting one MNIST test digit as a JPEG at 1, 4 and 16
+connections. Also measured: cold start (process start → first correct prediction) and the total
+RSS of every server process. Prints a table, then one JSON document; checks the goals (at 16
+connections ≥ 2.5× the tutorial's req/s, p99 ≤ 20 ms, ≥ 85 % of the constant model; at 1
+connection p50 ≤ 1.6 ms). These machines are noisy: only ratios within one run mean much.
+
+Run (heavy: take the lock):  flock /tmp/mlctl-heavy.lock .venv/bin/python bench/serve_bench.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mlctl.predict import PredictError, predict_image  # noqa: E402
+from mlctl.server import LocalServer, ServerConfig  # noqa: E402
+
+SHARED = REPO.parent / "shared"
+BASELINE = SHARED / "baseline"
+MNIST_TEST_IMAGES = SHARED / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
+MNIST_TEST_LABELS = SHARED / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz"
+RESULT_RE = re.compile(r"RESULT (.*)")
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True)
+        found = shutil.which("wrk")
+    if not found:
+        sys.exit("wrk not found: apt-get install -y wrk")
+    return found
+
+
+def find_artifact(explicit: str | None, tmp: Path) -> tuple[Path, str]:
+    """An artifact folder: the one given, the newest test-model cache, or random weights
+    (throughput does not depend on the weights' values; accuracy is the tests' business)."""
+    if explicit:
+        return Path(explicit), "given"
+    cached = sorted((REPO / ".mlctl" / "cache").glob("test-model-*/metadata.json"), key=os.path.getmtime)
+    if cached:
+        return cached[-1].parent, "cached test model"
+    import torch
+
+    from model.net import Net
+
+    out = tmp / "random-model"
+    out.mkdir()
+    torch.manual_seed(0)
+    torch.save(Net().state_dict(), out / "model.pt")
+    digest = hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
+    (out / "metadata.json").write_text(json.dumps({
+        "format": "mlctl.mnist/v1", "weights": "model.pt", "sha256": digest,
+        "test_accuracy": None, "training_hash": "bench-random", "created": "bench",
+    }))
+    return out, "random weights"
+
+
+def sample_digit(tmp: Path) -> tuple[Path, int | None]:
+    from PIL import Image
+    import numpy as np
+
+    path = tmp / "digit.jpg"
+    if MNIST_TEST_IMAGES.is_file():
+        raw = gzip.open(MNIST_TEST_IMAGES).read()
+        pixels = np.frombuffer(raw, np.uint8, offset=16, count=784).reshape(28, 28)
+        label = gzip.open(MNIST_TEST_LABELS).read()[8]
+    else:
+        pixels, label = np.zeros((28, 28), np.uint8), None
+        pixels[4:24, 12:16] = 255
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+    path.write_bytes(buf.getvalue())
+    return path, label
+
+
+def rss_mib(pids: list[int]) -> float:
+    total_kib = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kib / 1024
+
+
+def run_wrk(wrk: str, url: str, img: Path, connections: int, duration: int) -> dict[str, float]:
+    argv = [wrk, f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s",
+            "-s", str(BASELINE / "multipart.lua"), url]
+    p = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "IMG": str(img)},
+                       timeout=duration + 30)
+    m = RESULT_RE.search(p.stdout)
+    if not m:
+        raise RuntimeError(f"wrk gave no RESULT line:\n{p.stdout}\n{p.stderr}")
+    return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+
+
+def bench_server(name: str, cfg: ServerConfig, wrk: str, img: Path, label: int | None,
+                 conns: list[int], duration: int) -> dict:
+    """Start one server, time its cold start, load it at each connection count, stop it.
+    `label`: the digit a correct first answer names (None: any 200 answer counts)."""
+    srv = LocalServer(cfg, readiness=("/health/ping",), start_timeout=120)
+    t0 = time.monotonic()
+    with srv:
+        # Cold start: process start → first correct prediction.
+        while True:
+            try:
+                p = predict_image(srv.url, img, endpoint="/predict", timeout=10)
+                if label is None or p.cls == label:
+                    break
+            except PredictError:
+                pass
+            if time.monotonic() - t0 > 120:
+                raise RuntimeError(f"{name}: no correct prediction within 120 s\n{srv.log_tail()}")
+            time.sleep(0.05)
+        cold = time.monotonic() - t0
+        for _ in range(50):  # warm every worker before measuring
+            predict_image(srv.url, img, endpoint="/predict")
+        mem = rss_mib(srv.pids())
+        loads = {c: run_wrk(wrk, srv.url + "/predict", img, c, duration) for c in conns}
+        mem = max(mem, rss_mib(srv.pids()))
+    return {"name": name, "class": cfg.model_class, "workers": cfg.workers, "threads": cfg.threads,
+            "torch_threads": cfg.torch_threads, "cold_start_s": round(cold, 2),
+            "rss_mib": round(mem, 1), "load": {str(c): r for c, r in loads.items()}}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifact", help="model folder (metadata.json + model.pt)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", default="1,4,16")
+    ap.add_argument("--json-out", type=Path)
+    args = ap.parse_args()
+    wrk = ensure_wrk()
+    conns = [int(c) for c in args.connections.split(",")]
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        artifact, origin = find_artifact(args.artifact, tmp)
+        img, label = sample_digit(tmp)
+        pypath = os.pathsep.join([str(REPO), str(BASELINE)])
+        base_env = {"PYTHONPATH": pypath, "MODEL_PATH": str(artifact / "model.pt")}
+        ours = dict(workers=args.workers, threads=args.threads, torch_threads=args.torch_threads)
+        plan = [
+            ("tutorial", ServerConfig(model_dir=artifact, model_class="seed_seldon_model.SeedModel",
+                                      workers=1, threads=1, torch_threads=1, extra_env=base_env)),
+            ("ours", ServerConfig(model_dir=artifact, **ours, extra_env=base_env)),
+            ("constant", ServerConfig(model_dir=artifact, model_class="trivial_model.TrivialModel",
+                                      **ours, extra_env=base_env)),
+        ]
+        # The tutorial's SeedModel expects unnormalised input and a state_dict; the weights
+        # are the same file. Its seldon-core settings are the wrapper's defaults (1 worker).
+        trained = origin != "random weights"
+        results = [
+            bench_server(n, cfg, wrk, img, label if (n == "ours" and trained) else None,
+                         conns, args.duration)
+            for n, cfg in plan
+        ]
+    by = {r["name"]: r for r in results}
+    hi, lo = str(max(conns)), str(min(conns))
+    goals = {}
+    if hi in by["ours"]["load"]:
+        o, t, c = by["ours"]["load"][hi], by["tutorial"]["load"][hi], by["constant"]["load"][hi]
+        goals[f"rps_vs_tutorial@{hi} >= 2.5"] = round(o["rps"] / t["rps"], 2)
+        goals[f"p99_ms@{hi} <= 20"] = o["p99_ms"]
+        goals[f"rps_vs_constant@{hi} >= 0.85"] = round(o["rps"] / c["rps"], 3)
+    goals[f"p50_ms@{lo} <= 1.6"] = by["ours"]["load"][lo]["p50_ms"]
+    report = {"artifact": str(artifact), "artifact_origin": origin, "cpus": os.cpu_count(),
+              "servers": results, "goals": goals}
+    print(f"{'server':<9} {'w×t×tt':<7} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
+          f"{'p99 ms':>7} {'errors':>6} {'cold s':>6} {'RSS MiB':>8}")
+    for r in results:
+        for c, l in r["load"].items():
+            print(f"{r['name']:<9} {r['workers']}×{r['threads']}×{r['torch_threads']:<3} {c:>5} "
+                  f"{l['rps']:>8.1f} {l['p50_ms']:>7.2f} {l['p90_ms']:>7.2f} {l['p99_ms']:>7.2f} "
+                  f"{int(l['errors']):>6} {r['cold_start_s']:>6.2f} {r['rss_mib']:>8.1f}")
+    for k, v in goals.items():
+        print(f"goal {k}: {v}")
+    doc = json.dumps(report, indent=2)
+    print(doc)
+    if args.json_out:
+        args.json_out.write_text(doc + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
