@@ -95,6 +95,29 @@ def _remove_stale_siblings(out: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def check_replaceable(out: str | os.PathLike[str]) -> None:
+    """Refuse an OUT that exists but is not ours: the swap deletes what OUT held.
+
+    Replaceable: absent, an empty folder, or a folder holding only model.pt and a metadata.json
+    of our format. Anything else (`--out /tmp`, a project folder) raises ArtifactError.
+    """
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise ArtifactError(f"{out}: exists and is not a folder")
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return
+    try:
+        ours = json.loads((out / METADATA).read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours or not entries <= {METADATA, WEIGHTS}:
+        raise ArtifactError(f"{out}: exists and is not an artifact folder (it would be replaced "
+                            f"as a whole); choose a new or empty folder")
+
+
 def write_artifact(out: str | os.PathLike[str], save_weights: Callable[[Path], None],
                    metadata: dict[str, Any]) -> dict[str, Any]:
     """Write `model.pt` (via `save_weights(path)`) and `metadata.json` into OUT atomically.
@@ -102,6 +125,7 @@ def write_artifact(out: str | os.PathLike[str], save_weights: Callable[[Path], N
     Fills `metadata["sha256"]` with the SHA-256 of the written model.pt; returns the metadata.
     """
     out = Path(out).absolute()
+    check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_siblings(out)
     tag = f"{os.getpid()}-{secrets.token_hex(4)}"

@@ -300,8 +300,10 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
     from model.data import MIRRORS, load_mnist
 
     out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
+    try:  # before training, so a wrong --out costs nothing
+        artifact.check_replaceable(out)
+    except artifact.ArtifactError as e:
+        raise UsageError(f"--out {e}") from None
     threads = cfg.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     device, precision = resolve_device(cfg.device, cfg.precision)
@@ -346,6 +348,8 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     try:
         return artifact.write_artifact(out, lambda p: torch.save(state, p), metadata)
+    except artifact.ArtifactError as e:
+        raise UsageError(f"--out {e}") from None
     except OSError as e:
         raise UsageError(f"--out {out}: cannot write the artifact ({e.strerror or e})") from None
 

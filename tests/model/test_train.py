@@ -197,6 +197,9 @@ ERROR_CASES = {
     "bad-hash": (lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--training-hash", "xyz"],
                  "is not a hex digest"),
     "out-is-a-file": (lambda m, t: ["--data-dir", str(m), "--out", str(t / "f")], "exists and is not a folder"),
+    # The swap would delete the folder's contents: refused before training.
+    "out-is-a-foreign-folder": (lambda m, t: ["--data-dir", str(m), "--out", str(t)],
+                                "exists and is not an artifact folder"),
 }
 
 
@@ -211,6 +214,7 @@ def test_user_errors_exit_2_with_one_line(mnist_dir, train_cli, tmp_path, case):
     assert len(lines) == 1, p.stderr
     assert lines[0].startswith("python -m model.train: error: ") and message in lines[0], lines[0]
     assert not (tmp_path / "o").exists()
+    assert (tmp_path / "f").read_text() == "a file"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
