@@ -221,11 +221,11 @@ Runner = Annotated[LocalRunner | KubernetesRunner, Field(discriminator="kind")]
 class TrainingSpec(Strict):
     """How the model is trained. Any change here (or to the model code or data) retrains."""
 
-    epochs: int = Field(2, ge=1, le=100)
+    epochs: int = Field(3, ge=1, le=100)
     """Passes over the training set."""
     batch_size: int = Field(128, ge=1, le=8192)
     """Images per optimiser step."""
-    learning_rate: float = Field(0.003, gt=0, le=10)
+    learning_rate: float = Field(0.005, gt=0, le=10)
     """Peak learning rate of the one-cycle schedule (AdamW)."""
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     """Cross-entropy label smoothing."""
