@@ -20,8 +20,8 @@ from mlctl.errors import MlctlError
 REPO = Path(__file__).resolve().parents[2]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 CACHE = REPO / ".mlctl" / "cache"
-# One epoch reaches ~99 % on the test set: enough for the ≥ 98.5 % through-HTTP check.
-TRAIN_ARGS = ("--epochs", "1", "--batch-size", "128", "--seed", "1", "--no-progress")
+# Two epochs reach ~99 % on the test set (one: ~98.7 %, too close to the 98.5 % bar).
+TRAIN_ARGS = ("--epochs", "2", "--batch-size", "128", "--seed", "1", "--no-progress")
 MODEL_SOURCES = ("net.py", "train.py", "preprocess.py", "data.py", "_train_artifact.py")
 
 
@@ -52,7 +52,7 @@ def _model_cache_key() -> str:
 @pytest.fixture(scope="session")
 def trained_model_dir() -> Path:
     """A model trained for one epoch by `python -m model.train`, cached across runs by the hash
-    of the model code and the arguments (a fresh clone trains it once, ~1–2 min on 2 cores)."""
+    of the model code and the arguments (a fresh clone trains it once, ~1.5 min on 2 cores)."""
     if not _have_mnist():
         pytest.skip(f"MNIST not found in {MNIST_DIR}")
     out = CACHE / f"test-model-{_model_cache_key()}"
