@@ -90,7 +90,7 @@ def _train(spec: Spec, dry_run: bool, report) -> artifacts.Artifact | None:
         if existing is None:
             report("train", "planned", f"would train ({spec.training.runner.kind} runner, hash {digest[:12]})")
         else:
-            report("train", "up to date", f"{existing.path.name}: test accuracy {existing.test_accuracy:.2%}")
+            report("train", "up to date", f"{existing.name}: test accuracy {existing.test_accuracy:.2%}")
         return existing
     try:
         trained = train.train(spec)
@@ -98,9 +98,9 @@ def _train(spec: Spec, dry_run: bool, report) -> artifacts.Artifact | None:
         raise _step("train", exc) from None
     a = trained.artifact
     if trained.trained:
-        report("train", "changed", f"trained {a.path.name} in {trained.seconds:.1f} s: test accuracy {a.test_accuracy:.2%}")
+        report("train", "changed", f"trained {a.name} in {trained.seconds:.1f} s: test accuracy {a.test_accuracy:.2%}")
     else:
-        report("train", "up to date", f"{a.path.name}: test accuracy {a.test_accuracy:.2%}")
+        report("train", "up to date", f"{a.name}: test accuracy {a.test_accuracy:.2%}")
     return a
 
 
@@ -171,6 +171,8 @@ def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult
             report("deploy", "up to date", f"release {where} revision {plan.revision} is up to date")
         else:
             report("deploy", "planned", f"would run: {' '.join(plan.argv)}")
+            for change in plan.changes:
+                report("diff", "planned", f"{change['path']}: {change['old']!r} → {change['new']!r}")
         result.summary = {"plan": plan.as_dict()}
         return
     done = deploy.deploy(spec, artifact, plan, secrets)

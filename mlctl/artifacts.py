@@ -64,14 +64,24 @@ def artifact_dir(spec: Spec, digest: str | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Artifact:
-    path: Path
+    path: Path | str
+    """A local folder, or the model store URI (a str) for a model trained on the cluster."""
     sha256: str
     test_accuracy: float
     metadata: dict
 
     @property
+    def is_local(self) -> bool:
+        return isinstance(self.path, Path)
+
+    @property
     def weights(self) -> Path:
-        return self.path / WEIGHTS
+        return Path(self.path) / self.metadata.get("weights", WEIGHTS)
+
+    @property
+    def name(self) -> str:
+        """The folder's name (`mnist-87ed90d314a2`), or the URI for a remote artifact."""
+        return self.path.name if isinstance(self.path, Path) else self.path
 
 
 def read_artifact(path: Path, verify: bool = True) -> Artifact | None:

@@ -8,16 +8,12 @@ results and errors show `***` where a credential would be.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlctl import helm, kubectl, render, tools, upload
+from mlctl import helm, kubectl, predict, render, tools, upload
 from mlctl.artifacts import Artifact
 from mlctl.errors import MlctlError
 from mlctl.secrets import Secrets, resolve_secrets
@@ -221,52 +217,22 @@ def wait_available(spec: Spec, timeout_s: float | None = None) -> str:
 # --- smoke test ------------------------------------------------------------------------------
 
 
-def _multipart(png: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"binData\"; filename=\"digit.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()  # fmt: skip
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
-def scores(answer: dict) -> list[float]:
-    """The first row of a Seldon v1 answer (ndarray or tensor)."""
-    data = answer.get("data") or {}
-    if "ndarray" in data:
-        row = data["ndarray"]
-        while row and isinstance(row[0], list):
-            row = row[0]
-        return [float(x) for x in row]
-    if "tensor" in data:
-        shape = data["tensor"].get("shape") or []
-        values = data["tensor"]["values"]
-        return [float(x) for x in values[: shape[-1] if shape else len(values)]]
-    raise ValueError("no data.ndarray or data.tensor in the answer")
-
-
-def post_digit(url: str, png: bytes, timeout: float = 10) -> list[float]:
-    body, ctype = _multipart(png)
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": ctype})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return scores(json.load(response))
-
-
-def _smoke(url: str) -> dict[str, Any]:
+def _smoke(base: str, endpoint: str = predict.DEFAULT_ENDPOINT) -> dict[str, Any]:
     png, label = SAMPLE_PNG.read_bytes(), int(SAMPLE_LABEL.read_text().strip())
-    last = ""
+    url = base.rstrip("/") + endpoint
     for attempt in range(1, SMOKE_ATTEMPTS + 1):
         try:
-            row = post_digit(url, png)
+            answer = predict.predict_image(base, png, endpoint=endpoint)
             break
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            last = str(getattr(exc, "reason", exc))
-            if attempt == SMOKE_ATTEMPTS:
-                raise MlctlError(f"smoke test: POST {url} failed {SMOKE_ATTEMPTS} times: {last}") from None
+        except predict.PredictError as exc:
+            # A 4xx is the model's final word; only an unreachable or failing server is retried.
+            if (exc.status is not None and exc.status < 500) or attempt == SMOKE_ATTEMPTS:
+                raise MlctlError(f"smoke test: POST {url} failed: {exc.message}") from None
             _sleep(2)
-    predicted = max(range(len(row)), key=row.__getitem__)
-    if predicted != label:
-        raise MlctlError(f"smoke test: {url} predicted {predicted}, but the sample digit is a {label}",
+    if answer.cls != label:
+        raise MlctlError(f"smoke test: {url} predicted {answer.cls}, but the sample digit is a {label}",
                          hint="the deployed model is wrong or stale; check mlctl status and the model sha256")  # fmt: skip
-    return {"url": url, "label": label, "predicted": predicted, "score": round(row[predicted], 4)}
+    return {"url": url, "label": label, "predicted": answer.cls, "score": round(answer.scores[answer.cls], 4)}
 
 
 def smoke_test(spec: Spec) -> dict[str, Any]:
@@ -274,10 +240,10 @@ def smoke_test(spec: Spec) -> dict[str, Any]:
     predictor Service; the answer's argmax must be the digit's label."""
     k = spec.kubernetes
     if k.endpoint:
-        return _smoke(f"{k.endpoint.rstrip('/')}/seldon/{k.namespace}/{sdep_name(spec)}/api/v1.0/predictions")
+        return _smoke(k.endpoint, f"/seldon/{k.namespace}/{sdep_name(spec)}{predict.DEFAULT_ENDPOINT}")
     try:
         with kubectl.port_forward(target(spec), predictor_service(spec), SERVICE_PORT) as port:
-            result = _smoke(f"http://127.0.0.1:{port}/api/v1.0/predictions")
+            result = _smoke(f"http://127.0.0.1:{port}")
     except MlctlError as exc:
         if exc.message.startswith("smoke test:"):
             raise

@@ -411,6 +411,9 @@ class StorageSpec(Strict):
     """Where the access key id lives."""
     secret_access_key: SecretRef | None = None
     """Where the secret access key lives."""
+    upload_endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    """The S3 endpoint as this machine reaches it, for `mlctl apply` to upload the model when
+    `rclone.endpoint` is an address inside the cluster; empty means `rclone.endpoint` (or AWS)."""
 
 
 class KubernetesSpec(Strict):

@@ -172,7 +172,7 @@ def train(spec: Spec, force: bool = False) -> TrainResult:
 
     meta = _read_metadata(t, job, digest)
     try:
-        artifact = Artifact(path=spec.model_store.uri, sha256=str(meta["sha256"]),  # type: ignore[arg-type]
+        artifact = Artifact(path=spec.model_store.uri, sha256=str(meta["sha256"]),
                             test_accuracy=float(meta["test_accuracy"]), metadata=meta)  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise MlctlError(f"training Job {job}: incomplete metadata line ({exc})") from None

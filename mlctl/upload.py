@@ -113,7 +113,7 @@ def s3_location(spec: Spec) -> S3Location:
     bucket, _, prefix = rest.partition("/")
     options = spec.storage.rclone
     region = options.get("region") or "us-east-1"
-    endpoint = os.environ.get(ENDPOINT_ENV) or options.get("endpoint") or ""
+    endpoint = os.environ.get(ENDPOINT_ENV) or spec.storage.upload_endpoint or options.get("endpoint") or ""
     if endpoint:
         if "://" not in endpoint:
             endpoint = f"https://{endpoint}"

@@ -130,4 +130,4 @@ def local_artifact(folder: Path, payload: bytes = b"weights" * 1000) -> Artifact
 
 def remote_artifact(uri: str = "s3://mlctl-models/mnist") -> Artifact:
     """What train_k8s returns: the Job already put the model at the store URI."""
-    return Artifact(path=uri, sha256="ab" * 32, test_accuracy=0.98, metadata={"sha256": "ab" * 32})  # type: ignore[arg-type]
+    return Artifact(path=uri, sha256="ab" * 32, test_accuracy=0.98, metadata={"sha256": "ab" * 32})
