@@ -1,0 +1,98 @@
+"""`mlctl apply --target kubernetes` through the real CLI (a subprocess), with stand-in helm and
+kubectl: the cluster Job trains, helm upgrades with the exact flags, a re-run is up to date,
+--dry-run mutates nothing, failures exit non-zero naming their step, and no credential leaks."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from mlctl import deploy
+from mlctl.artifacts import Artifact, training_hash
+from mlctl.secrets import resolve_secrets
+from tests.helpers import run_mlctl
+from tests.k8s.conftest import SECRETS
+from tests.k8s.fakes import NOT_FOUND_RELEASE
+from tests.k8s.test_deploy import LABEL, answer, deployed, sdep
+
+MUTATING = {"upgrade", "install", "uninstall", "apply", "delete", "create", "cp", "exec"}
+
+
+@pytest.fixture
+def cluster_job(fakes, spec):
+    """A cluster whose training Job for this spec already completed (so no 5 s polling)."""
+    if not os.environ.get("FAKE_REAL_HELM"):
+        pytest.skip("no real helm to render the Job with")
+    meta = {"sha256": "ef" * 32, "test_accuracy": 0.991, "training_hash": training_hash(spec)}
+    fakes.on("helm", ["template"], {"passthrough": True})
+    fakes.on("kubectl", ["get", "job"], {"json": {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}})
+    fakes.on("kubectl", ["logs"], {"stdout": json.dumps(meta) + "\n"})
+    return Artifact(path=spec.model_store.uri, sha256=meta["sha256"], test_accuracy=0.991, metadata=meta)
+
+
+def apply(spec_path, *args, tmp=None):
+    env = {"TMPDIR": str(tmp)} if tmp else None
+    return run_mlctl("apply", str(spec_path), *args, env=env)
+
+
+def no_leak(*texts: str) -> bool:
+    return not any(v in t for t in texts for v in SECRETS.values())
+
+
+def test_apply_deploys_then_is_up_to_date(fakes, spec, spec_path, secret_env, cluster_job, private_tmp):
+    fakes.on("helm", ["status"], NOT_FOUND_RELEASE, deployed(1))
+    fakes.on("helm", ["upgrade"], {"stdout": "Release \"mnist\" has been upgraded.\n"})
+    fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
+    fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL)})
+
+    first = apply(spec_path, "--json", tmp=private_tmp)
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    assert result["changed"] and result["target"] == "kubernetes"
+    assert result["summary"]["smoke"]["predicted"] == LABEL
+    upgrade = next(c["argv"] for c in fakes.calls("helm") if "upgrade" in c["argv"])
+    for flag in ("--install", "--atomic", "--wait", "--create-namespace"):
+        assert flag in upgrade
+    assert upgrade[upgrade.index("--namespace") + 1] == "models"
+    assert upgrade[upgrade.index("--kube-context") + 1] == "kind-ci"
+    assert list(private_tmp.iterdir()) == []  # the 0600 values file is gone
+    assert no_leak(first.stdout, first.stderr, fakes.log_text())
+
+    # Second run: the release holds exactly these values → nothing is upgraded.
+    values = deploy.deploy_values(spec, cluster_job, resolve_secrets(spec))
+    fakes.on("helm", ["get", "values"], {"json": values})
+    calls_before = len(fakes.calls("helm"))
+    second = apply(spec_path)
+    assert second.returncode == 0, second.stderr
+    assert "up to date: nothing changed" in second.stdout
+    assert not any("upgrade" in c["argv"] for c in fakes.calls("helm")[calls_before:])
+
+
+def test_dry_run_prints_the_helm_command_and_mutates_nothing(fakes, spec_path, secret_env, cluster_job):
+    fakes.on("helm", ["status"], NOT_FOUND_RELEASE)
+    p = apply(spec_path, "--dry-run")
+    assert p.returncode == 0, p.stderr
+    assert "would run: helm upgrade --install mnist" in p.stderr and "--atomic --wait" in p.stderr
+    verbs = [a for c in fakes.calls() for a in c["argv"][:1]]
+    assert not MUTATING & set(verbs), verbs
+    assert no_leak(p.stdout, p.stderr)
+
+
+def test_helm_failure_exits_1_naming_the_step(fakes, spec_path, secret_env, cluster_job):
+    fakes.on("helm", ["status"], NOT_FOUND_RELEASE)
+    fakes.on("helm", ["upgrade"], {"rc": 1, "stderr": "Error: UPGRADE FAILED: timed out waiting for the condition\n"})
+    p = apply(spec_path)
+    assert p.returncode == 1
+    assert "helm upgrade failed" in p.stderr and "Traceback" not in p.stderr
+    assert no_leak(p.stdout, p.stderr)
+
+
+def test_missing_credential_exits_2_naming_the_variable(fakes, spec_path, monkeypatch):
+    for k in SECRETS:
+        monkeypatch.delenv(k, raising=False)
+    p = apply(spec_path)
+    assert p.returncode == 2
+    assert "REGISTRY_PASSWORD is not set" in p.stderr and "Traceback" not in p.stderr
+    assert [c for c in fakes.calls() if set(c["argv"][:1]) & MUTATING] == []
