@@ -23,6 +23,7 @@ from mlctl.artifacts import Artifact, training_hash
 from mlctl.errors import MlctlError
 from mlctl.secrets import Secrets, resolve_secrets
 from mlctl.spec import KubernetesRunner, Spec
+from mlctl.deploy import target
 from mlctl.train import TrainResult
 
 JOB_TEMPLATE = "templates/job-train.yaml"
@@ -37,11 +38,6 @@ LOG_TAIL = 20
 # Indirections so tests can run the polling loop on a fake clock.
 _clock = time.monotonic
 _sleep = time.sleep
-
-
-def target(spec: Spec) -> helm.Target:
-    k = spec.kubernetes
-    return helm.Target(release=k.release, namespace=k.namespace, context=k.context)
 
 
 def render_job(spec: Spec, secrets: Secrets, digest: str) -> list[dict]:
