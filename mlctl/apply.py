@@ -62,7 +62,9 @@ def apply(
     target: Target | None = None,
     dry_run: bool = False,
     on_step: Callable[[Step], None] = lambda step: None,
+    on_log: Callable[[str], None] = lambda line: None,
 ) -> ApplyResult:
+    """Run the steps; `on_step` hears each step's outcome, `on_log` a cluster training Job's log."""
     started = time.monotonic()
     spec = load_spec(path)
     result = ApplyResult(target=target or spec.target, dry_run=dry_run)
@@ -72,7 +74,7 @@ def apply(
         on_step(result.steps[-1])
 
     report("validate", "ok", f"{path}: project {spec.name}, target {result.target}")
-    artifact = _train(spec, dry_run, report)
+    artifact = _train(spec, dry_run, report, on_log)
     if result.target == "local":
         _local(spec, artifact, dry_run, report, result, path)
     else:
@@ -81,7 +83,7 @@ def apply(
     return result
 
 
-def _train(spec: Spec, dry_run: bool, report) -> artifacts.Artifact | None:
+def _train(spec: Spec, dry_run: bool, report, on_line) -> artifacts.Artifact | None:
     from mlctl import train
 
     digest = artifacts.training_hash(spec)
@@ -93,7 +95,7 @@ def _train(spec: Spec, dry_run: bool, report) -> artifacts.Artifact | None:
             report("train", "up to date", f"{existing.name}: test accuracy {existing.test_accuracy:.2%}")
         return existing
     try:
-        trained = train.train(spec)
+        trained = train.train(spec, on_line=on_line)
     except MlctlError as exc:
         raise _step("train", exc) from None
     a = trained.artifact

@@ -120,7 +120,8 @@ def train(
     from mlctl import train as training
     from mlctl.spec import load_spec
 
-    result = training.train(load_spec(spec), force=force, progress=not as_json)
+    result = training.train(load_spec(spec), force=force, progress=not as_json,
+                            on_line=lambda line: err.print(f"  [dim]job[/] {escape(line)}"))
     r = result.as_dict()
     verb = "trained" if result.trained else "up to date:"
     _emit(r, as_json, f"{verb} {r['artifact']} — test accuracy {r['testAccuracy']:.2%}, "
@@ -156,7 +157,8 @@ def apply(
     def show(step) -> None:
         err.print(f"{_MARK.get(step.status, '·')} {step.name:<9} {escape(step.detail)}")
 
-    result = applying.apply(spec, _target(target), dry_run=dry_run, on_step=show)
+    result = applying.apply(spec, _target(target), dry_run=dry_run, on_step=show,
+                            on_log=lambda line: err.print(f"  [dim]job[/] {escape(line)}"))
     _emit(result.as_dict(), as_json, _apply_text(result))
 
 

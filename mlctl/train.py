@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +60,15 @@ def local_argv(spec: Spec, out: Path, digest: str, progress: bool = True) -> lis
     ]  # fmt: skip
 
 
-def train(spec: Spec, force: bool = False, progress: bool = True) -> TrainResult:
-    """Train if needed (or when forced) and return the artifact for the spec's training hash."""
+def train(spec: Spec, force: bool = False, progress: bool = True,
+          on_line: Callable[[str], None] | None = None) -> TrainResult:  # fmt: skip
+    """Train if needed (or when forced) and return the artifact for the spec's training hash.
+    The local runner's progress goes straight to the terminal; the Kubernetes runner passes the
+    Job's log lines to `on_line`."""
     if spec.training.runner.kind == "kubernetes":
         from mlctl import train_k8s
 
-        return train_k8s.train(spec, force=force)
+        return train_k8s.train(spec, force=force, on_line=on_line if progress else None)
     digest = artifacts.training_hash(spec)
     out = artifacts.artifact_dir(spec, digest)
     existing = artifacts.read_artifact(out)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import yaml
 
@@ -117,12 +118,30 @@ def _read_metadata(t: helm.Target, job: str, digest: str) -> dict:
     return meta
 
 
-def wait_for_job(t: helm.Target, job: str, timeout_s: float, secrets: Secrets) -> None:
-    """Poll until the Job completes; MlctlError naming the Job, its reason and its last log lines
-    when it fails or outlives `timeout_s`."""
+def _follow(t: helm.Target, job: str, seen: list[str], on_line: Callable[[str], None], secrets: Secrets) -> None:
+    """Pass the log lines printed since the last poll to `on_line` (the trainer prints one line
+    per epoch with --no-progress, so a short tail per poll misses nothing)."""
+    try:
+        lines = kubectl.logs(t, f"job/{job}", TRAIN_CONTAINER, tail=50).splitlines()
+    except MlctlError:
+        return  # the pod may not have started yet
+    overlap = next((n for n in range(min(len(seen), len(lines)), 0, -1) if seen[-n:] == lines[:n]), 0)
+    for line in lines[overlap:]:
+        on_line(tools.masked([line], secrets.values())[0])
+    seen[:] = lines
+
+
+def wait_for_job(t: helm.Target, job: str, timeout_s: float, secrets: Secrets,
+                 on_line: Callable[[str], None] | None = None) -> None:  # fmt: skip
+    """Poll until the Job completes, passing its new log lines to `on_line` when given;
+    MlctlError naming the Job, its reason and its last log lines when it fails or outlives
+    `timeout_s`."""
     deadline = _clock() + timeout_s
+    seen: list[str] = []
     while True:
         state, why = job_state(kubectl.get_json(t, "job", job))
+        if on_line is not None and state in ("running", "complete", "failed"):
+            _follow(t, job, seen, on_line, secrets)
         if state == "complete":
             return
         if state == "failed":
@@ -141,7 +160,7 @@ def wait_for_job(t: helm.Target, job: str, timeout_s: float, secrets: Secrets) -
         _sleep(POLL_SECONDS)
 
 
-def train(spec: Spec, force: bool = False) -> TrainResult:
+def train(spec: Spec, force: bool = False, on_line: Callable[[str], None] | None = None) -> TrainResult:
     """Run (or reuse) the training Job for the spec's training hash; the artifact's path is the
     model store URI the Job wrote to."""
     runner = spec.training.runner
@@ -164,7 +183,7 @@ def train(spec: Spec, force: bool = False) -> TrainResult:
             state = "absent"
         if state == "absent":
             kubectl.apply_objects(t, objects, secrets=secrets.values())
-        wait_for_job(t, job, runner.timeout_seconds + DEADLINE_MARGIN_S, secrets)
+        wait_for_job(t, job, runner.timeout_seconds + DEADLINE_MARGIN_S, secrets, on_line)
 
     meta = _read_metadata(t, job, digest)
     try:

@@ -166,3 +166,22 @@ def test_pvc_spec_renders_without_the_storage_secret(helm_real, tmp_path, secret
     volumes = {v["name"]: v for v in objects[1]["spec"]["template"]["spec"]["volumes"]}
     assert volumes["out"]["persistentVolumeClaim"]["claimName"] == "models"
     assert yaml.safe_dump(objects)  # plain data, ready for kubectl
+
+
+def test_job_log_lines_are_followed_once_each(fakes, spec, secret_env, clock):
+    """With a listener, each poll passes on only the log lines printed since the last one."""
+    if not __import__("os").environ.get("FAKE_REAL_HELM"):
+        pytest.skip("no real helm to render the Job with")
+    meta = {"sha256": "ef" * 32, "test_accuracy": 0.99, "training_hash": training_hash(spec)}
+    running = {"json": {"status": {"active": 1}}}
+    done = {"json": {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}}
+    fakes.on("helm", ["template"], {"passthrough": True})
+    fakes.on("kubectl", ["get", "job"], {"rc": 1, "stderr": "Error from server (NotFound): not found\n"},
+             running, running, done)  # fmt: skip
+    fakes.on("kubectl", ["apply"], {"stdout": "created\n"})
+    fakes.on("kubectl", ["logs"], {"stdout": "epoch 1/3\n"}, {"stdout": "epoch 1/3\nepoch 2/3\n"},
+             {"stdout": "epoch 1/3\nepoch 2/3\nepoch 3/3\n" + json.dumps(meta) + "\n"})  # fmt: skip
+    heard: list[str] = []
+    result = train_k8s.train(spec, on_line=heard.append)
+    assert heard == ["epoch 1/3", "epoch 2/3", "epoch 3/3", json.dumps(meta)]
+    assert result.trained and result.artifact.sha256 == meta["sha256"]
