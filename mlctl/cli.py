@@ -41,7 +41,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON 
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"mlctl {__version__}")
+        _write(f"mlctl {__version__}")
         raise typer.Exit()
 
 
@@ -57,8 +57,13 @@ def _root(
     )
 
 
+def _write(text: str) -> None:
+    """Results verbatim on stdout (no markup, emoji or wrapping: YAML and JSON pass through)."""
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+
+
 def _emit(result: dict, as_json: bool, text: str) -> None:
-    out.print(json.dumps(result, indent=2, default=str) if as_json else text, markup=False)
+    _write(json.dumps(result, indent=2, default=str) if as_json else text)
 
 
 @app.command()
@@ -75,7 +80,7 @@ def schema() -> None:
     """Print the spec's JSON Schema (for editor completion and validation)."""
     from mlctl.spec import spec_json_schema
 
-    out.print(json.dumps(spec_json_schema(), indent=2), markup=False)
+    _write(json.dumps(spec_json_schema(), indent=2))
 
 
 @app.command()
@@ -97,7 +102,7 @@ def render(
 
     written = actions.render(spec, output, include_secrets)
     if output is None:
-        out.print(written, markup=False, end="")
+        _write(written)
     else:
         err.print(f"wrote {output}" + (" (0600, contains credentials)" if include_secrets else ""))
 
@@ -107,7 +112,7 @@ def template(spec: SpecArg) -> None:
     """Print the manifests the chart renders for this spec (`helm template`; credentials redacted)."""
     from mlctl import actions
 
-    out.print(actions.template(spec), markup=False, end="")
+    _write(actions.template(spec))
 
 
 @app.command()
@@ -187,7 +192,8 @@ def serve(
 
     with serving.serve(spec, port) as srv:
         err.print(f"serving {srv.cfg.model_dir} with {srv.cfg.workers} workers (ready in {srv.ready_after_s:.1f} s)")
-        out.print(f"{srv.url}/api/v1.0/predictions", markup=False)
+        _write(f"{srv.url}/api/v1.0/predictions")
+        sys.stdout.flush()
         err.print(f"try: mlctl predict IMAGE --url {srv.url}    (Ctrl-C stops the server)")
         serving.wait_until_interrupted(srv)
     err.print("stopped")
