@@ -163,13 +163,21 @@ def _to_gray(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.uint8)
 
 
+def _median_above_127(values: np.ndarray) -> bool:
+    """`np.median(values) > 127` for uint8 values, exactly, without np.median's ~25 µs of
+    Python overhead per call: the median exceeds 127 iff its two middle elements sum past 254."""
+    ordered = np.sort(values, axis=None)
+    n = ordered.size
+    return int(ordered[(n - 1) // 2]) + int(ordered[n // 2]) > 254
+
+
 def _to_mnist_grid(gray: np.ndarray) -> np.ndarray:
     """Invert light backgrounds, pad to a square keeping the aspect ratio, resize to 28×28."""
     if gray.shape[0] > 2 and gray.shape[1] > 2:
         ring = np.concatenate((gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]))
     else:
         ring = gray.ravel()
-    if np.median(ring) > 127:
+    if _median_above_127(ring):
         gray = 255 - gray
     h, w = gray.shape
     if (h, w) == (SIDE, SIDE):
