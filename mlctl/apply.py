@@ -106,6 +106,14 @@ def _train(spec: Spec, dry_run: bool, report, on_line) -> artifacts.Artifact | N
     return a
 
 
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is below it (shorter to copy)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def sample_digit() -> tuple[bytes, int]:
     """The chart's sample MNIST digit (PNG) and its true label."""
     return (SAMPLE_DIR / "digit.png").read_bytes(), int((SAMPLE_DIR / "digit.label").read_text().strip())
@@ -150,6 +158,7 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
         "prediction": check,
         "pid": state.pid,
         "spec": str(spec_path),
+        "sample": _shown(SAMPLE_DIR / "digit.png"),
     }
 
 

@@ -175,8 +175,8 @@ def _apply_text(result) -> str:
     if result.target == "local":
         return (f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
                 f"predictions: {s['url']}\n"
-                f"  curl -F binData=@digit.png {s['url']}\n"
-                f"  mlctl predict digit.png --url {s['url'].rsplit('/api/', 1)[0]}\n"
+                f"  curl -F binData=@{s['sample']} {s['url']}\n"
+                f"  mlctl predict {s['sample']} --url {s['url'].rsplit('/api/', 1)[0]}\n"
                 f"stop it with: mlctl delete {s['spec']}")  # fmt: skip
     return (f"{head}\nrelease {s['release']} revision {s['revision']}, model sha256 {s['modelSha256'][:12]}…, "
             f"test accuracy {s['testAccuracy']:.2%}\nsmoke test: {s['smoke']}")  # fmt: skip
