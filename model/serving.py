@@ -22,6 +22,8 @@ Settings (constructor keyword arguments, which SeldonDeployment `parameters` fil
 - `MNIST_METRICS_FLUSH_S` (0.5): custom metrics are summed in the worker and handed to the
   wrapper with the first response after this many seconds (0: every response), which keeps
   the data the wrapper pickles through its multiprocessing Manager on each request small.
+- `MNIST_SKIP_EMPTY_METRIC_UPDATES` (1): 0 keeps the wrapper's per-request metrics-store round
+  trip even when there is nothing to record (see `skip_empty_metric_updates`).
 """
 
 from __future__ import annotations
