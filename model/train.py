@@ -83,44 +83,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be ≥ 1")
-    return v
+def _number(parse: Callable[[str], Any], ok: Callable[[Any], bool], rule: str) -> Callable[[str], Any]:
+    """An argparse type: `parse` the text, then demand `ok` (described by `rule`) and finiteness."""
+    noun = "an integer" if parse is int else "a number"
+
+    def convert(s: str) -> Any:
+        try:
+            v = parse(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{s!r} is not {noun}") from None
+        if not (math.isfinite(v) and ok(v)):
+            raise argparse.ArgumentTypeError(f"{s} must be {rule}")
+        return v
+
+    return convert
 
 
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{s} must be a finite number > 0")
-    return v
-
-
-def _fraction(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"{s} must be in [0, 1)")
-    return v
-
-
-def _non_negative_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{s} must be a finite number ≥ 0")
-    return v
+_positive_int = _number(int, lambda v: v >= 1, "≥ 1")
+_positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
+_fraction = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
+_non_negative_float = _number(float, lambda v: v >= 0, "a finite number ≥ 0")
 
 
 def _hex(s: str) -> str:
