@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mlctl import __version__
-from mlctl.errors import EXIT_USAGE, MlctlError
+from mlctl.errors import MlctlError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -158,7 +158,7 @@ def test_smoke_test_wrong_class(fakes, spec, secret_env, clock):
     artifact = remote_artifact()
     with pytest.raises(MlctlError) as err:
         deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
-    assert err.value.message.startswith(f"smoke test: http://127.0.0.1:")
+    assert err.value.message.startswith("smoke test: http://127.0.0.1:")
     assert f"predicted {wrong}, but the sample digit is a {LABEL}" in err.value.message
 
 
