@@ -121,3 +121,19 @@ def test_property_examples_ran():
     if COUNTER["examples"] == 0:
         pytest.skip("run together with test_every_valid_spec_renders_valid_objects")
     assert COUNTER["examples"] >= EXAMPLES // 2
+
+
+@pytest.mark.parametrize("major", ["helm4", "helm3"])
+def test_helm_lint_strict_passes_on_rendered_values(major, tmp_path, credentials_in_env, mlctl):
+    """`mlctl render` output for the shipped spec lints clean with `helm lint --strict`."""
+    from tests.chart.helpers import CHART, helm_binaries, run_helm
+
+    binary = helm_binaries().get(major)
+    if binary is None:
+        pytest.skip(f"{major} not found (scripts/fetch-tools.sh)")
+    values = tmp_path / "values.yaml"
+    env = {"REGISTRY_PASSWORD": "x", "MLCTL_S3_ACCESS_KEY_ID": "y", "MLCTL_S3_SECRET_ACCESS_KEY": "z"}
+    p = mlctl("render", "spec/mnist.yaml", "--include-secrets", "-o", str(values), env=env)
+    assert p.returncode == 0, p.stderr
+    out = run_helm(binary, "lint", "--strict", str(CHART), values_files=[values])
+    assert "0 chart(s) failed" in out
