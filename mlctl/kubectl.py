@@ -34,7 +34,11 @@ def flags(target: Target) -> list[str]:
 
 
 def _kubectl(target: Target, *args: str, timeout: float = 60, secrets: Sequence[str] = ()) -> str:
-    return tools.run([binary(), *args, *flags(target)], timeout=timeout, secrets=secrets)
+    # After `--` everything belongs to the command run in the container (`kubectl exec`), so
+    # kubectl's own flags go before it.
+    cut = args.index("--") if "--" in args else len(args)
+    argv = [binary(), *args[:cut], *flags(target), *args[cut:]]
+    return tools.run(argv, timeout=timeout, secrets=secrets)
 
 
 def _not_found(exc: tools.ToolError) -> bool:

@@ -162,6 +162,8 @@ def test_pvc_upload_copies_what_differs_through_a_helper_pod(fakes, tmp_path):
     assert result.uploaded == ["model.pt"] and result.unchanged == ["metadata.json"]
     calls = [c["argv"] for c in fakes.calls("kubectl")]
     assert [a[0] for a in calls] == ["apply", "wait", "exec", "exec", "cp", "exec", "exec", "delete"]
+    for argv in (a for a in calls if a[0] == "exec"):  # kubectl's flags before `--`, not passed to the command
+        assert argv.index("--namespace") < argv.index("--")
     assert calls[4][:3] == ["cp", str(artifact.weights), f"{pod}:/store/mnist/model.pt"]
     assert fakes.calls("kubectl")[0]["files"] and list(fakes.calls("kubectl")[0]["files"].values())[0]["kinds"] == ["Pod"]
     assert calls[-1][:2] == ["delete", "pod"]
