@@ -3,8 +3,9 @@
 - `s3://bucket/prefix`: PUT `model.pt`, then `metadata.json` (so a complete metadata file implies
   complete weights), signed with AWS Signature V4 by the standard library alone. Each object
   carries its sha256 as `x-amz-meta-sha256`; a HEAD that already shows the same digest skips the
-  file, so a rerun uploads nothing. The endpoint is `$MLCTL_S3_ENDPOINT` when set (the store as seen
-  from this machine, when `storage.rclone.endpoint` is a cluster-internal address), else
+  file, so a rerun uploads nothing. The endpoint is `$MLCTL_S3_ENDPOINT` or `storage.uploadEndpoint`
+  when set (the store as seen from this machine, when `storage.rclone.endpoint` is a
+  cluster-internal address), else
   `storage.rclone.endpoint` (path-style requests, as MinIO and most S3-compatible stores want), else
   AWS's regional endpoint (virtual-hosted style).
 - `pvc://claim/path`: a short-lived busybox pod mounts the claim; `sha256sum` inside it decides,
@@ -176,8 +177,8 @@ def _s3_request(method: str, url: str, loc: S3Location, creds: tuple[str, str, s
         reason = getattr(exc, "reason", exc)
         raise MlctlError(
             f"upload: cannot reach the S3 endpoint {loc.endpoint} ({reason})",
-            hint=f"if storage.rclone.endpoint is an address inside the cluster, export {ENDPOINT_ENV} with the "
-            "store's address as seen from this machine",
+            hint="if storage.rclone.endpoint is an address inside the cluster, set storage.uploadEndpoint "
+            f"(or export {ENDPOINT_ENV}) to the store's address as seen from this machine",
         ) from None
 
 
