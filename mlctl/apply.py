@@ -21,7 +21,6 @@ from mlctl.errors import MlctlError
 from mlctl.spec import Spec, load_spec
 
 Target = Literal["local", "kubernetes"]
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "charts" / "mnist-seldon" / "files"
 
 
 @dataclass(frozen=True)
@@ -114,24 +113,6 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def sample_digit() -> tuple[bytes, int]:
-    """The chart's sample MNIST digit (PNG) and its true label."""
-    return (SAMPLE_DIR / "digit.png").read_bytes(), int((SAMPLE_DIR / "digit.label").read_text().strip())
-
-
-def _check_prediction(url: str) -> dict[str, Any]:
-    from mlctl import predict
-
-    png, label = sample_digit()
-    try:
-        answer = predict.predict_image(url, png)
-    except MlctlError as exc:
-        raise _step("smoke test", exc) from None
-    if answer.cls != label:
-        raise MlctlError(f"smoke test: the sample digit {label} was predicted as {answer.cls}")
-    return {"label": label, "predicted": answer.cls, "probability": round(answer.scores[answer.cls], 4)}
-
-
 def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spec_path: Path) -> None:
     from mlctl import local
 
@@ -149,8 +130,10 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
         raise _step("serve", exc) from None
     report("serve", "up to date" if action == "up to date" else "changed",
            f"{action}: seldon-core-microservice at {state.url} (pid {state.pid}, log {state.log})")  # fmt: skip
-    check = _check_prediction(state.url)
-    report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['probability']})")
+    from mlctl import deploy
+
+    check = deploy.check_sample(state.url)  # raises "smoke test: …" on a wrong answer
+    report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
     result.summary = {
         "url": f"{state.url}/api/v1.0/predictions",
         "modelSha256": artifact.sha256,
@@ -158,7 +141,7 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
         "prediction": check,
         "pid": state.pid,
         "spec": str(spec_path),
-        "sample": _shown(SAMPLE_DIR / "digit.png"),
+        "sample": _shown(deploy.SAMPLE_PNG),
     }
 
 

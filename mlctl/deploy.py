@@ -217,7 +217,9 @@ def wait_available(spec: Spec, timeout_s: float | None = None) -> str:
 # --- smoke test ------------------------------------------------------------------------------
 
 
-def _smoke(base: str, endpoint: str = predict.DEFAULT_ENDPOINT) -> dict[str, Any]:
+def check_sample(base: str, endpoint: str = predict.DEFAULT_ENDPOINT) -> dict[str, Any]:
+    """Post the chart's sample digit to `base + endpoint` (retrying an unreachable or failing
+    server) and demand its true label; used for the local server and the cluster alike."""
     png, label = SAMPLE_PNG.read_bytes(), int(SAMPLE_LABEL.read_text().strip())
     url = base.rstrip("/") + endpoint
     for attempt in range(1, SMOKE_ATTEMPTS + 1):
@@ -240,10 +242,10 @@ def smoke_test(spec: Spec) -> dict[str, Any]:
     predictor Service; the answer's argmax must be the digit's label."""
     k = spec.kubernetes
     if k.endpoint:
-        return _smoke(k.endpoint, f"/seldon/{k.namespace}/{sdep_name(spec)}{predict.DEFAULT_ENDPOINT}")
+        return check_sample(k.endpoint, f"/seldon/{k.namespace}/{sdep_name(spec)}{predict.DEFAULT_ENDPOINT}")
     try:
         with kubectl.port_forward(target(spec), predictor_service(spec), SERVICE_PORT) as port:
-            result = _smoke(f"http://127.0.0.1:{port}")
+            result = check_sample(f"http://127.0.0.1:{port}")
     except MlctlError as exc:
         if exc.message.startswith("smoke test:"):
             raise
