@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,24 +77,13 @@ def current(spec: Spec) -> LocalState | None:
     return state
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As gunicorn does: connections of a stopped server lingering in TIME_WAIT do not count.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))  # the wrapper binds all interfaces
-        except OSError:
-            return False
-    return True
-
-
 def start(spec: Spec, artifact: Artifact, ready_timeout: float = 120) -> LocalState:
     """Start the server detached (its own session, output to a log file) and wait until it
     answers a real prediction (/health/status)."""
     run_dir = _run_dir(spec)
     run_dir.mkdir(parents=True, exist_ok=True)
     port = spec.serving.local.port
-    if not _port_is_free(port):
+    if not server.port_is_free(port):
         raise MlctlError(
             f"port {port} is already in use", hint="stop what uses it, or set serving.local.port in the spec"
         )

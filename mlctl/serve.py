@@ -29,14 +29,10 @@ def serve(path: Path, port: int | None = None) -> Iterator[server.LocalServer]:
         model_dir=artifact.path, http_port=port, workers=s.workers, threads=s.threads,
         torch_threads=s.torch_threads, host=s.local.host,
     )  # fmt: skip
-    srv = server.LocalServer(cfg)
-    try:
-        srv.start()
-    except MlctlError as exc:
-        if "Address already in use" in exc.message or "Connection in use" in exc.message:
-            raise MlctlError(f"port {port} is already in use", hint="mlctl delete SPEC stops the server "
-                             "`mlctl apply` started, or pass --port") from None  # fmt: skip
-        raise
+    if not server.port_is_free(port):
+        raise MlctlError(f"port {port} is already in use",
+                         hint="`mlctl delete SPEC` stops the server `mlctl apply` started, or pass --port")  # fmt: skip
+    srv = server.LocalServer(cfg).start()
     try:
         yield srv
     finally:

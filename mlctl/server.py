@@ -62,6 +62,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """Whether the server could bind `port` now (on all interfaces, as the wrapper does)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As gunicorn does: connections of a stopped server lingering in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 

@@ -149,3 +149,14 @@ def test_serve_without_a_trained_model_says_what_to_do(tmp_path, mlctl):
     spec = write_spec(tmp_path, free_port())
     p = mlctl("serve", str(spec))
     assert p.returncode == 2 and "no trained model" in p.stderr and "mlctl train" in p.stderr
+
+
+def test_serve_on_a_busy_port_says_so(project, mlctl):
+    folder, spec = project
+    mlctl("train", str(spec))  # reuses the artifact
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        p = mlctl("serve", str(spec), "--port", str(busy.getsockname()[1]))
+    assert p.returncode == 1
+    assert "is already in use" in p.stderr and "Traceback" not in p.stderr
