@@ -47,7 +47,8 @@ def _state_file(spec: Spec) -> Path:
 
 def _settings(spec: Spec) -> str:
     s = spec.serving
-    payload = [s.workers, s.threads, s.torch_threads, s.local.port, s.local.host, s.rest_timeout_ms]
+    payload = [s.workers, s.threads, s.torch_threads, s.precision, s.local.port, s.local.host,
+               s.rest_timeout_ms]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
@@ -90,7 +91,7 @@ def start(spec: Spec, artifact: Artifact, ready_timeout: float = 120) -> LocalSt
     s = spec.serving
     cfg = server.ServerConfig(
         model_dir=artifact.path, http_port=port, workers=s.workers, threads=s.threads,
-        torch_threads=s.torch_threads, host=s.local.host,
+        torch_threads=s.torch_threads, precision=s.precision, host=s.local.host,
     )  # fmt: skip
     log = run_dir / f"{spec.name}.log"
     # Not used as a context manager: the server is meant to outlive this command.

@@ -88,6 +88,7 @@ def build_values(
             "workers": serving.workers,
             "threads": serving.threads,
             "torchThreads": serving.torch_threads,
+            "precision": serving.precision,
             "restTimeoutMs": serving.rest_timeout_ms,
             "resources": _resources(serving.resources),
             "autoscaling": {

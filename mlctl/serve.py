@@ -27,7 +27,7 @@ def serve(path: Path, port: int | None = None) -> Iterator[server.LocalServer]:
     port = port or s.local.port
     cfg = server.ServerConfig(
         model_dir=artifact.path, http_port=port, workers=s.workers, threads=s.threads,
-        torch_threads=s.torch_threads, host=s.local.host,
+        torch_threads=s.torch_threads, precision=s.precision, host=s.local.host,
     )  # fmt: skip
     if not server.port_is_free(port):
         raise MlctlError(f"port {port} is already in use",

@@ -30,6 +30,7 @@ ENV_SERVER_BIN = "MLCTL_SERVE_BIN"
 DEFAULT_WORKERS = 2
 DEFAULT_THREADS = 1
 DEFAULT_TORCH_THREADS = 1
+DEFAULT_PRECISION = "int8"
 LOG_TAIL_LINES = 40
 
 
@@ -49,6 +50,8 @@ class ServerConfig:
     workers: int = DEFAULT_WORKERS
     threads: int = DEFAULT_THREADS
     torch_threads: int = DEFAULT_TORCH_THREADS
+    precision: str = DEFAULT_PRECISION
+    """MNIST_PRECISION: int8 or float32 (model/serving.py)."""
     model_class: str = MODEL_CLASS
     host: str = "127.0.0.1"
     """Where clients reach it; the wrapper itself always binds 0.0.0.0."""
@@ -127,13 +130,14 @@ def server_argv(cfg: ServerConfig, binary: str | None = None) -> list[str]:
 
 
 def server_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment the server runs with: the artifact, thread counts, no gRPC server."""
+    """The environment the server runs with: the artifact, thread counts, precision, no gRPC server."""
     env = dict(os.environ if base is None else base)
     parent = str(model_package_parent())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH", "")) if p)
     env.update(
         MODEL_URI=str(Path(cfg.model_dir).resolve()),
         TORCH_THREADS=str(cfg.torch_threads),
+        MNIST_PRECISION=cfg.precision,
         # 0 keeps the wrapper from forking a gRPC process that loads the model a second time.
         GRPC_WORKERS="0",
         # Responses carry data and tags; custom metrics go to the /metrics port only.

@@ -5,7 +5,7 @@ both run exactly this. Output contract:
 
 - `OUT/model.pt`: `Net().state_dict()` (`torch.load(p, weights_only=True)` loads it);
 - `OUT/metadata.json`: format `mlctl.mnist/v1`, the SHA-256 of model.pt, test accuracy and loss,
-  hyperparameters, data checksums, torch version, device, timings (see `build_metadata`);
+  the int8 serving qparams and their test accuracy, hyperparameters, data checksums, torch version, device, timings (see `build_metadata`);
 - stdout: exactly one line, the metadata as JSON; stderr: progress (a rich bar on a TTY, else
   one line per epoch) and errors;
 - exit 0 on success, 2 with one line on stderr for what a user can cause (missing or corrupt
@@ -16,7 +16,9 @@ OUT is replaced atomically (model/_train_artifact.py explains how and how to rea
 The recipe (fast on a 2-core CPU, ≥ 99 % test accuracy): the whole training set normalised once
 with `model.preprocess.normalize` and held as one tensor; no DataLoader; AdamW under a one-cycle
 schedule; label smoothing; channels_last; bfloat16 autocast where the CPU has native bf16
-(AVX512-BF16/AMX) and on CUDA, float32 otherwise. Evaluation is always float32, as served.
+(AVX512-BF16/AMX) and on CUDA, float32 otherwise. Evaluation is float32; then the int8 serving
+network (model/quantize.py) is calibrated on the first 1,024 training images, evaluated too, and
+its activation ranges and accuracy recorded under `int8` in metadata.json.
 
 Deterministic for a fixed seed on the same device, thread count and torch build: seeded
 torch RNG for init and dropout, a seeded generator for shuffling, deterministic algorithms.
@@ -257,7 +259,7 @@ def fit(cfg: TrainConfig, data: Any, device: str, precision: str,
 
 
 def evaluate(model: Any, images: Any, labels: Any) -> tuple[float, float]:
-    """Float32 (as served) accuracy and mean NLL loss of `model` on uint8 images."""
+    """Accuracy and mean NLL loss of `model` (float32 or int8) on uint8 images."""
     import torch
     import torch.nn.functional as F
 
@@ -272,6 +274,25 @@ def evaluate(model: Any, images: Any, labels: Any) -> tuple[float, float]:
             loss += F.nll_loss(out, y, reduction="sum").item()
             correct += int((out.argmax(1) == y).sum())
     return correct / len(labels), loss / len(labels)
+
+
+def quantize_for_serving(model: Any, train_x: Any, test_x: Any, test_y: Any,
+                         log: Callable[[str], None] = lambda _: None) -> dict[str, Any] | None:
+    """Calibrate the int8 serving network (model/quantize.py) on the first training images and
+    evaluate the network serving will build; None where this torch has no x86 int8 engine."""
+    from model import quantize
+    from model.preprocess import normalize
+
+    if not quantize.available():
+        log("int8: this torch build has no x86 quantized engine; serving will use float32")
+        return None
+    images = normalize(train_x[:quantize.CALIBRATION_IMAGES])
+    qparams = quantize.calibrate(model, images)
+    with quantize.quiet():
+        accuracy, loss = evaluate(quantize.build(model, qparams), test_x, test_y)
+    log(f"int8 test accuracy {accuracy:.4f}  loss {loss:.4f}")
+    return {"engine": quantize.ENGINE, "calibration_images": int(images.shape[0]),
+            "qparams": qparams, "test_accuracy": accuracy, "test_loss": round(loss, 6)}
 
 
 def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -305,6 +326,7 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
     log(f"test accuracy {accuracy:.4f}  loss {loss:.4f}  ({n_test} images)")
 
     n_train = len(data.train_y) if cfg.limit_train is None else min(cfg.limit_train, len(data.train_y))
+    int8 = quantize_for_serving(model, data.train_x[:n_train], data.test_x[:n_test], data.test_y[:n_test], log)
     hyper = {k: v for k, v in asdict(cfg).items()
              if k in ("batch_size", "lr", "label_smoothing", "weight_decay", "limit_train", "limit_test")}
     total_steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
@@ -327,6 +349,8 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
         "train_examples": n_train,
         "test_examples": n_test,
     }
+    if int8 is not None:
+        metadata["int8"] = int8
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     try:
         return artifact.write_artifact(out, lambda p: torch.save(state, p), metadata)

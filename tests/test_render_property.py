@@ -49,6 +49,7 @@ def specs(draw) -> dict:
         "workers": draw(st.integers(1, 8)),
         "threads": draw(st.integers(1, 4)),
         "torchThreads": draw(st.integers(1, 4)),
+        "precision": draw(st.sampled_from(["int8", "float32"])),
         "resources": draw(resources()),
         "autoscaling": {"enabled": draw(st.booleans()), "minReplicas": lo, "maxReplicas": lo + draw(st.integers(0, 5))},
     }

@@ -56,7 +56,7 @@ def test_seldondeployment_shape(helm):
     assert c["name"] == p["graph"]["name"]
     assert c["image"] == f"ghcr.io/example/mnist-seldon:{APP_VERSION}"
     env = {e["name"]: e["value"] for e in c["env"]}
-    assert env == {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "1", "TORCH_THREADS": "1",
+    assert env == {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "1", "TORCH_THREADS": "1", "MNIST_PRECISION": "int8",
                    "GRPC_WORKERS": "0", "MODEL_URI": "/mnt/models",
                    "MODEL_SHA256": "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"}
     assert component(objects)["metadata"]["annotations"]["mlctl.io/model-sha256"] == env["MODEL_SHA256"]
@@ -64,10 +64,12 @@ def test_seldondeployment_shape(helm):
 
 
 def test_serving_knobs_reach_env_and_annotations(helm):
-    objects = render(helm, {**S3, "serving": {"workers": 4, "threads": 3, "torchThreads": 2, "restTimeoutMs": 12000,
+    objects = render(helm, {**S3, "serving": {"workers": 4, "threads": 3, "torchThreads": 2, "precision": "float32",
+                                              "restTimeoutMs": 12000,
                                               "image": {"tag": "sha-abc"}, "podAnnotations": {"a.io/b": "c"}}})
     env = {e["name"]: e["value"] for e in model_container(objects)["env"]}
     assert (env["GUNICORN_WORKERS"], env["GUNICORN_THREADS"], env["TORCH_THREADS"]) == ("4", "3", "2")
+    assert env["MNIST_PRECISION"] == "float32"
     assert one(objects, "SeldonDeployment")["spec"]["annotations"]["seldon.io/rest-timeout"] == "12000"
     assert model_container(objects)["image"].endswith(":sha-abc")
     assert component(objects)["metadata"]["annotations"]["a.io/b"] == "c"

@@ -218,7 +218,32 @@ def test_response_is_the_tutorial_shape_plus_tags(server, mnist_test):
     assert tags["predicted_class"] == p.cls == int(mnist_test[1][0])
     meta = json.loads((server.cfg.model_dir / "metadata.json").read_text())
     assert tags["model_sha256"] == meta["sha256"]
+    assert tags["precision"] == "int8", "int8 is the default"
     assert "metrics" not in p.raw["meta"]
+
+
+@pytest.mark.slow
+def test_float32_on_request_and_when_the_artifact_has_no_int8_ranges(trained_model_dir, server, mnist_test,
+                                                                     tmp_path):
+    bodies = [encode(mnist_test[0][i], "PNG") for i in range(20)]
+    int8 = [predict_image(server.url, b) for b in bodies]
+    old = tmp_path / "model"  # an artifact from before int8 serving: no "int8" in its metadata
+    old.mkdir()
+    (old / "model.pt").write_bytes((trained_model_dir / "model.pt").read_bytes())
+    meta = json.loads((trained_model_dir / "metadata.json").read_text())
+    meta.pop("int8")
+    (old / "metadata.json").write_text(json.dumps(meta))
+    for model_dir, precision, logged in ((trained_model_dir, "float32", None),
+                                         (old, "int8", "serving float32, not int8")):
+        cfg = ServerConfig(model_dir=model_dir, workers=1, precision=precision)
+        with LocalServer(cfg) as srv:
+            answers = [predict_image(srv.url, b) for b in bodies]
+            log = srv.log_text()
+        assert {a.raw["meta"]["tags"]["precision"] for a in answers} == {"float32"}
+        for a, q in zip(answers, int8):
+            assert a.cls == q.cls
+            np.testing.assert_allclose(a.scores, q.scores, atol=0.02)
+        assert logged is None or logged in log, log[-2000:]
 
 
 @pytest.mark.slow
