@@ -125,6 +125,54 @@ def test_decompression_bomb_is_rejected_from_the_header_before_decoding(monkeypa
     assert e.value.status == 413 and "too many pixels" in e.value.message
 
 
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A real small JPEG whose frame header (SOF0) is edited to claim width × height."""
+    data = bytearray(encode(np.zeros((8, 8), dtype=np.uint8), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_jpeg_fast_path_gives_pillows_pixels(mnist_test, monkeypatch):
+    """libjpeg-turbo via simplejpeg (the server's JPEG path) and Pillow agree on every pixel for
+    grey, colour and CMYK JPEGs of MNIST digits (CMYK is left to Pillow), at 28×28 and scaled."""
+    from model import _serving_decode
+
+    assert _serving_decode.simplejpeg is not None, "simplejpeg is a serving requirement"
+    images = mnist_test[0]
+    bodies = []
+    for i in range(0, 1000, 50):
+        rgb = Image.fromarray(images[i]).convert("RGB")
+        for img, quality in ((Image.fromarray(images[i]), 90), (rgb, 75), (rgb.convert("CMYK"), 90)):
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=quality)
+            bodies.append(buf.getvalue())
+    fast = [decode_image(b) for b in bodies]
+    monkeypatch.setattr(_serving_decode, "simplejpeg", None)
+    slow = [decode_image(b) for b in bodies]
+    for n, (a, b) in enumerate(zip(fast, slow)):
+        assert np.array_equal(a, b), f"JPEG {n}"
+    for i in range(0, 1000, 50):  # a large photo of a digit: decoded at a reduced scale, still right
+        big = encode(np.asarray(Image.fromarray(images[i]).resize((600, 600))), "JPEG")
+        assert np.abs(decode_image(big).astype(int) - images[i]).mean() < 8, f"test image {i}"
+
+
+def test_jpeg_bomb_is_rejected_from_the_header_and_corrupt_jpegs_are_worded_by_pillow(monkeypatch):
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the pixels were decoded: the limit must be checked from the header")
+
+    from model import _serving_decode
+
+    monkeypatch.setattr(_serving_decode.simplejpeg, "decode_jpeg", no_decoding)
+    with pytest.raises(InputError) as e:
+        decode_image(jpeg_claiming(30_000, 30_000))
+    assert e.value.status == 413 and "30000×30000" in e.value.message
+    monkeypatch.undo()
+    whole = encode(np.full((64, 64), 200, dtype=np.uint8), "JPEG")
+    with pytest.raises(InputError, match="(?i)truncated"):
+        decode_image(whole[: len(whole) // 2])
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.integers(0, 255), min_size=1, max_size=200), st.integers(0, 255))
 def test_background_test_equals_numpy_median(values, shift):
