@@ -51,6 +51,7 @@ from seldon_core.user_model import SeldonResponse
 from seldon_core.utils import extract_request_parts_json
 from werkzeug.exceptions import HTTPException
 
+from model import quantize
 from model._serving_decode import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -58,7 +59,6 @@ from model._serving_decode import (
     array_to_pixels,
     decode_image,
 )
-from model import quantize
 from model.net import Net
 from model.preprocess import normalize
 

@@ -58,6 +58,11 @@ def test_small_run_learns_and_writes_the_contract(small_run, mnist_dir):
     assert meta["torch_version"] == torch.__version__ and meta["device"] == "cpu"
     assert meta["training_hash"] is None and meta["train_seconds"] > 0
     assert meta["created"].endswith("Z")
+    # The int8 serving network's activation ranges and its own test accuracy (model/quantize.py).
+    int8 = meta["int8"]
+    assert int8["engine"] == "x86" and int8["calibration_images"] == 1024
+    assert {"conv1_input_scale_0", "conv2.scale", "fc1.zero_point"} <= set(int8["qparams"])
+    assert abs(int8["test_accuracy"] - meta["test_accuracy"]) < 0.02, int8
     # Plain per-epoch lines when stderr is not a TTY.
     assert [ln.split()[1] for ln in stderr.splitlines() if ln.startswith("epoch ")] == ["1/2", "2/2"]
 
