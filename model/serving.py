@@ -141,14 +141,19 @@ class MnistClassifier:
             net = net.to(memory_format=torch.channels_last)
             self._memory_format = torch.channels_last
         self._probe = self._as_input(normalize(np.zeros((28, 28), dtype=np.uint8)))
-        # A frozen TorchScript graph, traced here, after the fork.
+        # A frozen TorchScript graph, traced here, after the fork. trace's own check_trace is
+        # off (its comparison imports torch.distributed, ~0.7 s of each worker's cold start);
+        # the traced graph is compared with the module below instead.
         with torch.no_grad(), quantize.quiet():
-            net = torch.jit.freeze(torch.jit.trace(net, self._probe))
+            eager = net(self._probe)
+            net = torch.jit.freeze(torch.jit.trace(net, self._probe, check_trace=False))
         with torch.inference_mode():
             for _ in range(3):  # warm-up: the profiling runs of a frozen graph happen here
                 out = net(self._probe)
         if tuple(out.shape) != (1, 10):
             raise ArtifactError(f"{weights}: the network answers shape {tuple(out.shape)}, not (1, 10)")
+        if not torch.allclose(out, eager, atol=1e-4):
+            raise ArtifactError(f"{weights}: the traced network answers differently from the module")
         self._model = net
         log.info(
             "loaded %s (sha256 %s, %s) in pid %d with %d torch thread(s)",
