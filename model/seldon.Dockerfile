@@ -22,13 +22,16 @@ USER 8888
 
 # Defaults for a 2-core pod: one sync worker per core, one torch thread each (the network is
 # small; more threads per worker only contend). GRPC_WORKERS=0: no gRPC process loading the
-# model a second time. Custom metrics go to :6000/metrics, not into every response.
+# model a second time. MNIST_PRECISION=int8: the network quantized with the activation ranges
+# training recorded (float32 for artifacts without them). Custom metrics go to :6000/metrics,
+# not into every response.
 ENV MODEL_NAME=model.serving.MnistClassifier \
     SERVICE_TYPE=MODEL \
     MODEL_URI=/mnt/models \
     GUNICORN_WORKERS=2 \
     GUNICORN_THREADS=1 \
     TORCH_THREADS=1 \
+    MNIST_PRECISION=int8 \
     GRPC_WORKERS=0 \
     INCLUDE_METRICS_IN_CLIENT_RESPONSE=false \
     PYTHONPATH=/app
