@@ -17,9 +17,10 @@ A SIGKILL at any moment therefore leaves OUT as the previous complete artifact, 
 complete artifact, or (fallback only) absent. Leftover hidden `.tmp-`/`.old-` siblings of dead
 writers are removed by the next write.
 
-Readers: a swap can happen between a reader's two opens, so `read_artifact` opens the folder
-once (a directory fd survives the swap), reads both files relative to it, checks model.pt
-against the SHA-256 in metadata.json and retries on mismatch or a vanished file.
+Readers (training's tests and the model server alike): a swap can happen between a reader's two
+opens, so `read_artifact` opens the folder once (a directory fd survives the swap), reads both
+files relative to it, checks the format and model.pt against the SHA-256 in metadata.json and
+retries on mismatch or a vanished file.
 """
 
 from __future__ import annotations
@@ -206,25 +207,30 @@ def read_artifact(out: str | os.PathLike[str], attempts: int = 5) -> tuple[bytes
             continue
         try:
             meta = json.loads(_read_at(dfd, METADATA))
-            weights = _read_at(dfd, meta.get("weights", WEIGHTS))
+            if not isinstance(meta, dict):
+                raise ArtifactError(f"{out}/{METADATA}: a JSON {type(meta).__name__}, not an object")
+            if meta.get("format") != FORMAT:
+                raise ArtifactError(f"{out}/{METADATA}: format {meta.get('format')!r}, expected {FORMAT!r}")
+            name = meta.get("weights", WEIGHTS)
+            weights = _read_at(dfd, name)
         except FileNotFoundError as e:
             last = f"{out}: incomplete artifact ({e.filename} missing)"
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             last = f"{out}/{METADATA}: not valid JSON ({e})"
         else:
-            if meta.get("format") != FORMAT:
-                raise ArtifactError(f"{out}/{METADATA}: format {meta.get('format')!r}, expected {FORMAT!r}")
-            if hashlib.sha256(weights).hexdigest() == meta.get("sha256"):
+            actual = hashlib.sha256(weights).hexdigest()
+            if actual == meta.get("sha256"):
                 return weights, meta
-            last = f"{out}/{WEIGHTS}: SHA-256 does not match {METADATA}"
+            last = (f"{out}/{name}: SHA-256 does not match {METADATA} (file {actual[:12]}…, recorded "
+                    f"{str(meta.get('sha256'))[:12]}…): the artifact is corrupt or was replaced")
         finally:
             os.close(dfd)
         time.sleep(0.05)
     raise ArtifactError(last)
 
 
-def _read_at(dfd: int, name: str) -> bytes:
-    if "/" in name or name in ("", ".", ".."):
+def _read_at(dfd: int, name: object) -> bytes:
+    if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
         raise ArtifactError(f"artifact file name {name!r} is not a plain file name")
     try:
         fd = os.open(name, os.O_RDONLY, dir_fd=dfd)

@@ -34,7 +34,7 @@ Settings (constructor keyword arguments, which SeldonDeployment `parameters` fil
 from __future__ import annotations
 
 import functools
-import hashlib
+import io
 import json
 import logging
 import os
@@ -51,7 +51,7 @@ from seldon_core.user_model import SeldonResponse
 from seldon_core.utils import extract_request_parts_json
 from werkzeug.exceptions import HTTPException
 
-from model import quantize
+from model import _train_artifact, quantize
 from model._serving_decode import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -64,7 +64,6 @@ from model.preprocess import normalize
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_FORMAT = "mlctl.mnist/v1"
 CLASS_NAMES = [f"t:{i}" for i in range(10)]
 PREDICT_PATHS = ("/predict", "/api/v1.0/predictions", "/api/v0.1/predictions")
 # Room for the multipart envelope or a JSON array around the image limit.
@@ -74,7 +73,8 @@ PRECISIONS = ("int8", "float32")
 
 
 class ArtifactError(RuntimeError):
-    """The model folder is missing, malformed or does not match its recorded checksum."""
+    """The model folder is missing, malformed or does not match its recorded checksum, or its
+    network does not answer as it should."""
 
 
 def _env_int(name: str, default: int | None) -> int | None:
@@ -125,7 +125,7 @@ class MnistClassifier:
         """Read metadata.json, verify the weights' sha256, load them; runs in each worker."""
         torch.set_num_threads(self.torch_threads)
         metadata, weights = read_artifact(self.model_uri)
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
         net = Net()
         net.load_state_dict(state)
         net.eval()
@@ -151,13 +151,13 @@ class MnistClassifier:
             for _ in range(3):  # warm-up: the profiling runs of a frozen graph happen here
                 out = net(self._probe)
         if tuple(out.shape) != (1, 10):
-            raise ArtifactError(f"{weights}: the network answers shape {tuple(out.shape)}, not (1, 10)")
+            raise ArtifactError(f"{self.model_uri}: the network answers shape {tuple(out.shape)}, not (1, 10)")
         if not torch.allclose(out, eager, atol=1e-4):
-            raise ArtifactError(f"{weights}: the traced network answers differently from the module")
+            raise ArtifactError(f"{self.model_uri}: the traced network answers differently from the module")
         self._model = net
         log.info(
             "loaded %s (sha256 %s, %s) in pid %d with %d torch thread(s)",
-            weights, self.sha256, self.precision, os.getpid(), self.torch_threads,
+            self.model_uri, self.sha256, self.precision, os.getpid(), self.torch_threads,
         )
 
     def _int8_or_float(self, net: torch.nn.Module, metadata: dict[str, Any]) -> tuple[str, torch.nn.Module | None]:
@@ -344,35 +344,13 @@ def skip_empty_metric_updates() -> bool:
     return True
 
 
-def read_artifact(model_uri: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
-    """Return (metadata, weights path) after checking the format and the weights' sha256."""
-    folder = Path(model_uri)
-    meta_path = folder / "metadata.json"
+def read_artifact(model_uri: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes]:
+    """Return (metadata, model.pt bytes) of one consistent version of the folder, format and
+    sha256 checked (model/_train_artifact.py: the reader that also survives an atomic swap)."""
     try:
-        metadata = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{meta_path} not found: MODEL_URI must name a trained model folder") from None
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{meta_path}: unreadable ({e})") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != ARTIFACT_FORMAT:
-        found = metadata.get("format") if isinstance(metadata, dict) else type(metadata).__name__
-        raise ArtifactError(f"{meta_path}: format is {found!r}, expected {ARTIFACT_FORMAT!r}")
-    name = metadata.get("weights", "model.pt")
-    weights = folder / name
-    if not isinstance(name, str) or Path(name).name != name:
-        raise ArtifactError(f"{meta_path}: weights must be a file name in the folder, got {name!r}")
-    digest = hashlib.sha256()
-    try:
-        with open(weights, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as e:
-        raise ArtifactError(f"{weights}: unreadable ({e})") from None
-    if digest.hexdigest() != metadata.get("sha256"):
-        raise ArtifactError(
-            f"{weights}: sha256 {digest.hexdigest()} does not match {meta_path} "
-            f"({metadata.get('sha256')!r}); the artifact is corrupt or was replaced"
-        )
+        weights, metadata = _train_artifact.read_artifact(model_uri)
+    except _train_artifact.ArtifactError as e:
+        raise ArtifactError(str(e)) from None
     return metadata, weights
 
 

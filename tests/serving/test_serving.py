@@ -365,7 +365,7 @@ def test_a_tampered_artifact_stops_the_server_with_its_log(trained_model_dir, se
     bad.mkdir()
     (bad / "model.pt").write_bytes((trained_model_dir / "model.pt").read_bytes() + b"x")
     (bad / "metadata.json").write_text((trained_model_dir / "metadata.json").read_text())
-    with pytest.raises(ServerError, match="sha256"):
+    with pytest.raises(ServerError, match="SHA-256 does not match metadata.json"):
         LocalServer(ServerConfig(model_dir=bad, workers=1), start_timeout=60).start()
 
 
