@@ -15,8 +15,10 @@ network from model.pt plus those numbers (`build`). Training evaluates the netwo
 returns, so the int8 accuracy it records is that of the network that is served.
 
 Uses torch's FX graph-mode quantization (`torch.ao.quantization`), which torch marks deprecated
-in favour of torchao's pt2e flow but still ships and supports in 2.13; its deprecation warnings
-are silenced here only. `available()` says whether this torch build has the x86 engine.
+in favour of torchao's pt2e flow but still ships in 2.13; its warnings are silenced here only.
+If a later torch names the qparams differently, `build` raises QuantizationError (tests catch
+it; the server then serves float32 with a warning). `available()` says whether this torch build
+has the x86 engine (not on arm64, which would need qnnpack).
 """
 
 from __future__ import annotations
