@@ -88,11 +88,7 @@ def start(spec: Spec, artifact: Artifact, ready_timeout: float = 120) -> LocalSt
         raise MlctlError(
             f"port {port} is already in use", hint="stop what uses it, or set serving.local.port in the spec"
         )
-    s = spec.serving
-    cfg = server.ServerConfig(
-        model_dir=artifact.path, http_port=port, workers=s.workers, threads=s.threads,
-        torch_threads=s.torch_threads, precision=s.precision, host=s.local.host,
-    )  # fmt: skip
+    cfg = server.ServerConfig.for_spec(spec.serving, artifact.path, port)
     log = run_dir / f"{spec.name}.log"
     # Not used as a context manager: the server is meant to outlive this command.
     srv = server.LocalServer(cfg, start_timeout=ready_timeout, log_path=log).start()

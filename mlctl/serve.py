@@ -23,12 +23,8 @@ def serve(path: Path, port: int | None = None) -> Iterator[server.LocalServer]:
             f"no trained model for this spec yet ({artifacts.artifact_dir(spec)})",
             hint=f"run `mlctl train {path}` (or `mlctl apply {path}`) first",
         )
-    s = spec.serving
-    port = port or s.local.port
-    cfg = server.ServerConfig(
-        model_dir=artifact.path, http_port=port, workers=s.workers, threads=s.threads,
-        torch_threads=s.torch_threads, precision=s.precision, host=s.local.host,
-    )  # fmt: skip
+    port = port or spec.serving.local.port
+    cfg = server.ServerConfig.for_spec(spec.serving, artifact.path, port)
     if not server.port_is_free(port):
         raise MlctlError(f"port {port} is already in use",
                          hint="`mlctl delete SPEC` stops the server `mlctl apply` started, or pass --port")  # fmt: skip

@@ -20,9 +20,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from mlctl.errors import MlctlError
+
+if TYPE_CHECKING:
+    from mlctl.spec import ServingSpec
 
 MODEL_CLASS = "model.serving.MnistClassifier"
 SERVER_BIN = "seldon-core-microservice"
@@ -56,6 +59,15 @@ class ServerConfig:
     host: str = "127.0.0.1"
     """Where clients reach it; the wrapper itself always binds 0.0.0.0."""
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_spec(cls, serving: ServingSpec, model_dir: Path, port: int) -> ServerConfig:
+        """The spec's serving settings (workers, threads, precision, host) on `port`."""
+        return cls(
+            model_dir=model_dir, http_port=port, workers=serving.workers,
+            threads=serving.threads, torch_threads=serving.torch_threads,
+            precision=serving.precision, host=serving.local.host,
+        )  # fmt: skip
 
 
 def free_port() -> int:

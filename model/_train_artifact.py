@@ -53,7 +53,8 @@ class ArtifactError(Exception):
     """The artifact folder is missing, incomplete or inconsistent."""
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
+def fsync_path(path: Path, directory: bool = False) -> None:
+    """fsync a file, or with `directory` a folder (making a rename in it durable)."""
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
         os.fsync(fd)
@@ -135,7 +136,7 @@ def write_artifact(out: str | os.PathLike[str], save_weights: Callable[[Path], N
     try:
         weights = tmp / WEIGHTS
         save_weights(weights)
-        _fsync_path(weights)
+        fsync_path(weights)
         metadata = {**metadata, "weights": WEIGHTS, "sha256": sha256_file(weights)}
         meta_path = tmp / METADATA
         with open(meta_path, "w", encoding="utf-8") as f:
@@ -143,7 +144,7 @@ def write_artifact(out: str | os.PathLike[str], save_weights: Callable[[Path], N
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        _fsync_path(tmp, directory=True)
+        fsync_path(tmp, directory=True)
         _pause_for_tests()
         _commit(tmp, out, tag)
     except BaseException:
@@ -166,20 +167,20 @@ def _commit(tmp: Path, out: Path, tag: str) -> None:
     if not out.exists() and not out.is_symlink():
         try:
             os.rename(tmp, out)
-            _fsync_path(out.parent, directory=True)
+            fsync_path(out.parent, directory=True)
             return
         except OSError as e:
             # Another writer created OUT meanwhile: fall through and swap with it.
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
     if _exchange(tmp, out):
-        _fsync_path(out.parent, directory=True)
+        fsync_path(out.parent, directory=True)
         shutil.rmtree(tmp, ignore_errors=True)
         return
     old = out.parent / f".{out.name}.old-{tag}"
     os.rename(out, old)
     os.rename(tmp, out)
-    _fsync_path(out.parent, directory=True)
+    fsync_path(out.parent, directory=True)
     shutil.rmtree(old, ignore_errors=True)
 
 

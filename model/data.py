@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model._train_artifact import fsync_path
+
 MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -168,17 +170,9 @@ def download_file(spec: IdxFile, data_dir: Path, mirrors: tuple[str, ...] | list
                 errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
                 continue
             os.replace(tmp, target)
-            _fsync_dir(data_dir)
+            fsync_path(data_dir, directory=True)
             return target
     raise DataError(f"{target}: download failed after {attempts} attempt(s): " + "; ".join(errors[-len(mirrors):]))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_mnist(data_dir: str | os.PathLike[str], *, download: bool = False,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -99,35 +99,33 @@ def _is_qparam(key: str) -> bool:
     return bool(_QPARAM.search(key))
 
 
-def calibrate(net: torch.nn.Module, images: torch.Tensor) -> dict[str, float]:
-    """Activation qparams of `net` (float32, left unchanged) measured on normalised `images`
-    shaped (N, 1, 28, 28); a JSON-ready {name: number} mapping for `build`."""
+def _converted(net: torch.nn.Module, batches: Iterable[torch.Tensor]) -> torch.nn.Module:
+    """A copy of float32 `net` (left unchanged), observed on `batches`, converted to int8."""
     import copy
 
     from torch.ao.quantization.quantize_fx import convert_fx
 
-    if images.dim() != 4 or images.shape[0] == 0:
-        raise ValueError(f"calibration images must be shaped (N, 1, 28, 28), got {tuple(images.shape)}")
     with quiet():
         prepared = _prepare(copy.deepcopy(net).cpu().float())
         with torch.inference_mode():
-            for i in range(0, images.shape[0], CALIBRATION_BATCH):
-                prepared(images[i : i + CALIBRATION_BATCH].contiguous())
-        converted = convert_fx(prepared)
+            for batch in batches:
+                prepared(batch.contiguous())
+        return convert_fx(prepared)
+
+
+def calibrate(net: torch.nn.Module, images: torch.Tensor) -> dict[str, float]:
+    """Activation qparams of `net` (float32, left unchanged) measured on normalised `images`
+    shaped (N, 1, 28, 28); a JSON-ready {name: number} mapping for `build`."""
+    if images.dim() != 4 or images.shape[0] == 0:
+        raise ValueError(f"calibration images must be shaped (N, 1, 28, 28), got {tuple(images.shape)}")
+    converted = _converted(net, images.split(CALIBRATION_BATCH))
     return {k: (v.item() if torch.is_tensor(v) else v) for k, v in converted.state_dict().items() if _is_qparam(k)}
 
 
 def build(net: torch.nn.Module, qparams: dict[str, Any]) -> torch.nn.Module:
     """The int8 network for float32 `net` (left unchanged) and `calibrate`'s qparams."""
-    import copy
-
-    from torch.ao.quantization.quantize_fx import convert_fx
-
-    with quiet():
-        prepared = _prepare(copy.deepcopy(net).cpu().float())
-        with torch.inference_mode():
-            prepared(torch.zeros(1, 1, 28, 28))  # observers need one pass; ranges replaced below
-        converted = convert_fx(prepared)
+    # The observers need one pass to convert; the ranges they saw are replaced below.
+    converted = _converted(net, [torch.zeros(1, 1, 28, 28)])
     state = converted.state_dict()
     expected = {k for k in state if _is_qparam(k)}
     if not isinstance(qparams, dict) or set(qparams) != expected:

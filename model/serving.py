@@ -51,7 +51,7 @@ from seldon_core.user_model import SeldonResponse
 from seldon_core.utils import extract_request_parts_json
 from werkzeug.exceptions import HTTPException
 
-from model import _train_artifact, quantize
+from model import quantize
 from model._serving_decode import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -59,6 +59,7 @@ from model._serving_decode import (
     array_to_pixels,
     decode_image,
 )
+from model._train_artifact import ArtifactError, read_artifact
 from model.net import Net
 from model.preprocess import normalize
 
@@ -70,11 +71,6 @@ PREDICT_PATHS = ("/predict", "/api/v1.0/predictions", "/api/v0.1/predictions")
 REQUEST_OVERHEAD_BYTES = 64 * 1024
 DEFAULT_METRICS_FLUSH_S = 0.5
 PRECISIONS = ("int8", "float32")
-
-
-class ArtifactError(RuntimeError):
-    """The model folder is missing, malformed or does not match its recorded checksum, or its
-    network does not answer as it should."""
 
 
 def _env_int(name: str, default: int | None) -> int | None:
@@ -124,7 +120,7 @@ class MnistClassifier:
     def load(self) -> None:
         """Read metadata.json, verify the weights' sha256, load them; runs in each worker."""
         torch.set_num_threads(self.torch_threads)
-        metadata, weights = read_artifact(self.model_uri)
+        weights, metadata = read_artifact(self.model_uri)  # format and sha256 checked
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
         net = Net()
         net.load_state_dict(state)
@@ -342,16 +338,6 @@ def skip_empty_metric_updates() -> bool:
     update.skips_empty = True  # type: ignore[attr-defined]
     SeldonMetrics.update = update  # type: ignore[method-assign]
     return True
-
-
-def read_artifact(model_uri: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes]:
-    """Return (metadata, model.pt bytes) of one consistent version of the folder, format and
-    sha256 checked (model/_train_artifact.py: the reader that also survives an atomic swap)."""
-    try:
-        weights, metadata = _train_artifact.read_artifact(model_uri)
-    except _train_artifact.ArtifactError as e:
-        raise ArtifactError(str(e)) from None
-    return metadata, weights
 
 
 def _error_body(message: str, reason: str) -> dict[str, Any]:
