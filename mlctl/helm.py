@@ -9,6 +9,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlctl import tools
 from mlctl.tools import PROJECT_ROOT
@@ -66,24 +67,24 @@ def upgrade(target: Target, values: Sequence[Path], timeout_s: int, create_names
 
 def status(target: Target) -> dict | None:
     """The release's status as helm reports it, or None when there is no such release."""
+    return _release_json("status", target.release, *target.flags())
+
+
+def get_values(target: Target) -> dict | None:
+    """The user-supplied values of the deployed release, or None when there is none."""
+    values = _release_json("get", "values", target.release, *target.flags())
+    return None if values is None else values or {}
+
+
+def _release_json(*args: str) -> Any:
+    """`helm ARGS --output json`, parsed; None when helm says the release is not found."""
     try:
-        out = _helm("status", target.release, *target.flags(), "--output", "json", timeout=60)
+        out = _helm(*args, "--output", "json", timeout=60)
     except tools.ToolError as exc:
         if "not found" in exc.stderr:
             return None
         raise
     return json.loads(out)
-
-
-def get_values(target: Target) -> dict | None:
-    """The user-supplied values of the deployed release, or None when there is none."""
-    try:
-        out = _helm("get", "values", target.release, *target.flags(), "--output", "json", timeout=60)
-    except tools.ToolError as exc:
-        if "not found" in exc.stderr:
-            return None
-        raise
-    return json.loads(out) or {}
 
 
 def uninstall(target: Target, timeout_s: int) -> str:
