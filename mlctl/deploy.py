@@ -21,7 +21,9 @@ from mlctl.spec import Spec
 
 CHART_NAME = "mnist-seldon"
 PREDICTOR = "default"
-SERVICE_PORT = 8000
+# The predictor Service's REST port: the model's own 9000 with seldon.io/no-engine, the
+# executor's 8000 with it (the chart's mnist-seldon.servicePort; tests hold the two together).
+MODEL_PORT, EXECUTOR_PORT = 9000, 8000
 SAMPLE_PNG = helm.CHART / "files" / "digit.png"
 SAMPLE_LABEL = helm.CHART / "files" / "digit.label"
 # Values that carry credentials; a path ending in ".*" covers everything under it.
@@ -49,6 +51,10 @@ def sdep_name(spec: Spec) -> str:
 
 def predictor_service(spec: Spec) -> str:
     return f"{sdep_name(spec)}-{PREDICTOR}"
+
+
+def service_port(spec: Spec) -> int:
+    return EXECUTOR_PORT if spec.serving.executor else MODEL_PORT
 
 
 def deploy_values(spec: Spec, artifact: Artifact, secrets: Secrets) -> dict[str, Any]:
@@ -244,13 +250,13 @@ def smoke_test(spec: Spec) -> dict[str, Any]:
     if k.endpoint:
         return check_sample(k.endpoint, f"/seldon/{k.namespace}/{sdep_name(spec)}{predict.DEFAULT_ENDPOINT}")
     try:
-        with kubectl.port_forward(target(spec), predictor_service(spec), SERVICE_PORT) as port:
+        with kubectl.port_forward(target(spec), predictor_service(spec), service_port(spec)) as port:
             result = check_sample(f"http://127.0.0.1:{port}")
     except MlctlError as exc:
         if exc.message.startswith("smoke test:"):
             raise
         raise MlctlError(f"smoke test: {exc.message}", hint=exc.hint) from None
-    result["via"] = f"port-forward svc/{predictor_service(spec)}:{SERVICE_PORT}"
+    result["via"] = f"port-forward svc/{predictor_service(spec)}:{service_port(spec)}"
     return result
 
 

@@ -16,18 +16,9 @@ from typing import Any, Iterator
 
 import yaml
 
+from mlctl.images import ImageRef, resolve as resolve_images
 from mlctl.secrets import Secrets
 from mlctl.spec import KubernetesRunner, Resources, Spec, TrainingSpec
-
-# Where the training Job keeps the downloaded data: /tmp is its writable emptyDir.
-JOB_DATA_DIR = "/tmp/mnist"
-
-
-def split_image(image: str) -> dict[str, str]:
-    """`host:5000/team/app:1.2` → repository `host:5000/team/app`, tag `1.2` (tag may be empty)."""
-    name, _, last = image.rpartition("/")
-    repo, sep, tag = last.partition(":")
-    return {"repository": f"{name}/{repo}" if name else repo, "tag": tag if sep else ""}
 
 
 def hyperparameter_args(training: TrainingSpec) -> list[str]:
@@ -52,13 +43,16 @@ def _resources(resources: Resources) -> dict[str, Any]:
     return {k: dict(v) for k, v in (("requests", resources.requests), ("limits", resources.limits)) if v}
 
 
-def _pvc_output(uri: str) -> dict[str, str]:
-    """`pvc://claim/sub/path` → the claim and sub-path the training Job writes to; object stores
-    get none (the Job uploads there instead)."""
-    if not uri.startswith("pvc://"):
-        return {"claimName": "", "subPath": ""}
+def _pvc(uri: str | None) -> tuple[str, str]:
+    """`pvc://claim/sub/path` → ("claim", "sub/path"); anything else → ("", "")."""
+    if not uri or not uri.startswith("pvc://"):
+        return "", ""
     claim, _, sub = uri.removeprefix("pvc://").partition("/")
-    return {"claimName": claim, "subPath": sub}
+    return claim, sub
+
+
+def _image(ref: ImageRef, pull_policy: str) -> dict[str, str]:
+    return {"repository": ref.repository, "tag": ref.tag, "pullPolicy": pull_policy, "digest": ref.digest}
 
 
 def build_values(
@@ -69,27 +63,34 @@ def build_values(
     train_job: bool = False,
 ) -> dict[str, Any]:
     """The chart values for `spec`. With `train_job` the training Job is enabled too."""
-    serving, training, store = spec.serving, spec.training, spec.model_store
+    serving, training, store, k = spec.serving, spec.training, spec.model_store, spec.kubernetes
     secrets = secrets or Secrets()
+    images = resolve_images(spec)
     runner = training.runner if isinstance(training.runner, KubernetesRunner) else KubernetesRunner(kind="kubernetes")
+    data_claim, data_path = _pvc(spec.data.cluster_uri)
     job_args = [
-        "--data-dir", JOB_DATA_DIR, *(["--download"] if spec.data.download else []),
-        *[a for m in spec.data.mirrors for a in ("--mirror", m)],
         *hyperparameter_args(training), "--no-progress",
         *(["--training-hash", training_hash] if training_hash else []),
     ]  # fmt: skip
     return {
         # Objects are named after the release (`mnist`), not `<release>-mnist-seldon`.
-        "fullnameOverride": spec.kubernetes.release,
+        "fullnameOverride": k.release,
         "model": {"name": spec.name, "uri": store.uri, "sha256": model_sha256},
+        "serviceAccount": {
+            "create": k.service_account.create,
+            "name": k.service_account.name or "",
+            "annotations": dict(k.service_account.annotations),
+        },
         "serving": {
-            "image": {**split_image(serving.image), "pullPolicy": serving.image_pull_policy},
+            "image": _image(images["serving"], serving.image_pull_policy),
             "replicas": serving.replicas,
             "workers": serving.workers,
             "threads": serving.threads,
             "torchThreads": serving.torch_threads,
             "precision": serving.precision,
             "restTimeoutMs": serving.rest_timeout_ms,
+            "grpc": serving.grpc,
+            "executor": {"enabled": serving.executor},
             "resources": _resources(serving.resources),
             "autoscaling": {
                 "enabled": serving.autoscaling.enabled,
@@ -102,6 +103,7 @@ def build_values(
                 for name, probe in (("readiness", serving.probes.readiness), ("liveness", serving.probes.liveness))
             },
         },
+        "networkPolicy": {"enabled": k.network_policy},
         "registry": {
             "existingSecret": spec.registry.existing_secret or "",
             "server": spec.registry.server or "",
@@ -119,12 +121,12 @@ def build_values(
         },
         "training": {
             "enabled": train_job,
-            "image": {**split_image(runner.image), "pullPolicy": serving.image_pull_policy},
+            "image": _image(images["training"], serving.image_pull_policy),
             "args": job_args,
+            "data": {"claimName": data_claim, "subPath": data_path, "mirrors": list(spec.data.mirrors)},
             "resources": _resources(runner.resources),
             "gpus": runner.gpus,
             "activeDeadlineSeconds": runner.timeout_seconds,
-            "output": {"pvc": _pvc_output(store.uri)},
         },
         "tests": {"enabled": True},
     }

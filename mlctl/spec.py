@@ -12,6 +12,7 @@ kustomize do), so `mlctl apply spec/mnist.yaml` means the same from any working 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import typing
@@ -33,6 +34,8 @@ from pydantic.alias_generators import to_camel
 from mlctl.errors import SpecError, UsageError
 
 SPEC_VERSION = "mlctl/v1"
+# The seldon.io/rest-timeout floor: the wrapper's whole-second gunicorn timeout covers worker start.
+MIN_REST_TIMEOUT_MS = 5000
 
 DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -50,6 +53,8 @@ _IMAGE = re.compile(
     r"(?::[\w][\w.-]{0,127})?$"
 )
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# pvc://claim/folder: a claim name (DNS-1123 subdomain) and a folder inside it.
+_PVC_FOLDER = r"^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^\s]*[^\s/]$"
 
 
 def _quantity(value: object) -> object:
@@ -154,7 +159,10 @@ class DataSpec(Strict):
     mirrors: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(
         default_factory=lambda: list(DEFAULT_MIRRORS), min_length=1
     )
-    """Base URLs tried in order for each missing file."""
+    """Base URLs tried in order for each missing file (here and in the cluster's training Job)."""
+    cluster_uri: Annotated[str, Field(pattern=_PVC_FOLDER)] | None = None
+    """The same four files as the cluster's training Job reads them: pvc://claim/path (mounted
+    read-only); empty means the Job downloads them from `mirrors`."""
 
 
 # --- training ------------------------------------------------------------------------------
@@ -202,8 +210,9 @@ class KubernetesRunner(Strict):
     """Train as a Kubernetes Job (the chart's `job-train.yaml`) in `kubernetes.namespace`."""
 
     kind: Literal["kubernetes"]
-    image: Image = "ghcr.io/example/mnist-train:0.1.0"
-    """Training image (model/train.Dockerfile)."""
+    image: Image | None = None
+    """Retired: the training image is `training.image` now (the podman target and `mlctl build`
+    use it whatever the runner)."""
     gpus: int = Field(0, ge=0, le=16)
     """nvidia.com/gpu devices requested by the Job; with 0 it trains on the CPU."""
     resources: Resources = Resources(
@@ -214,12 +223,22 @@ class KubernetesRunner(Strict):
     """The Job's activeDeadlineSeconds; mlctl waits this long for it. The Job writes the
     artifact where the cluster serves it from: the `modelStore.uri` claim (pvc://) or bucket."""
 
+    @model_validator(mode="after")
+    def _image_moved(self) -> KubernetesRunner:
+        if self.image is not None:
+            raise Problem("moved to training.image (the image is the same whatever the runner)", "image")
+        return self
+
 
 Runner = Annotated[LocalRunner | KubernetesRunner, Field(discriminator="kind")]
 
 
 class TrainingSpec(Strict):
     """How the model is trained. Any change here (or to the model code or data) retrains."""
+
+    image: Image = "ghcr.io/example/mnist-train"
+    """Training image (model/train.Dockerfile), run by the cluster's Job and the podman target.
+    Without a tag, `mlctl build` tags it with a digest of what goes into it."""
 
     epochs: int = Field(3, ge=1, le=100)
     """Passes over the training set."""
@@ -310,8 +329,10 @@ class LocalServing(Strict):
 class ServingSpec(Strict):
     """The Seldon model server."""
 
-    image: Image = "ghcr.io/example/mnist-seldon:0.1.0"
-    """Serving image (model/seldon.Dockerfile)."""
+    image: Image = "ghcr.io/example/mnist-seldon"
+    """Serving image (model/seldon.Dockerfile). Without a tag, `mlctl build` tags it with a
+    digest of what goes into it (Dockerfile, requirements, model code), so changed model code
+    means a new image."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     """When the kubelet pulls the image."""
     replicas: int = Field(1, ge=0, le=100)
@@ -326,8 +347,17 @@ class ServingSpec(Strict):
     """Network arithmetic (MNIST_PRECISION): `int8` runs the network quantized with the
     activation ranges training recorded (~3× faster on CPU, the same predictions on ≥ 99.9 % of
     the test set); `float32` runs the weights as trained."""
-    rest_timeout_ms: int = Field(5000, ge=100, le=600000)
-    """Request timeout (the seldon.io/rest-timeout annotation, also gunicorn's timeout)."""
+    rest_timeout_ms: int = Field(MIN_REST_TIMEOUT_MS, ge=MIN_REST_TIMEOUT_MS, le=600000)
+    """The seldon.io/rest-timeout annotation (ms). The wrapper also makes it gunicorn's worker
+    timeout in whole seconds, and that clock runs while each worker starts, so it must cover
+    worker start-up (see `_timeout_covers_worker_start`)."""
+    grpc: bool = True
+    """Serve Seldon's gRPC API (one more process, ~40 MB) on the port the operator declares,
+    9500; false leaves that port unanswered."""
+    executor: bool = False
+    """Keep Seldon's executor (seldon-container-engine) in the model pods. The 1.17.1 operator
+    gives it no capability drop and no field to add one, so such pods meet Pod Security
+    `baseline`, not `restricted`; without it the predictor Service reaches the model's port 9000."""
     resources: Resources = Resources(
         requests={"cpu": "1", "memory": "512Mi"}, limits={"cpu": "2", "memory": "1Gi"}
     )
@@ -338,6 +368,31 @@ class ServingSpec(Strict):
     """Health probes."""
     local: LocalServing = Field(default_factory=dict)
     """Local serving (`mlctl serve`)."""
+
+    @model_validator(mode="after")
+    def _timeout_covers_worker_start(self) -> ServingSpec:
+        cpus = _quantity_value(self.resources.limits.get("cpu") or self.resources.requests.get("cpu") or "1")
+        need_ms = min_rest_timeout_ms(self.workers, cpus)
+        if self.rest_timeout_ms < need_ms:
+            raise Problem(
+                f"{self.rest_timeout_ms} ms is too short for {self.workers} workers on {cpus:g} CPU: the wrapper "
+                f"makes it gunicorn's worker timeout, which also covers each worker's start; use at least {need_ms}",
+                "restTimeoutMs",
+            )
+        return self
+
+
+def min_rest_timeout_ms(workers: int, cpus: float) -> int:
+    """The shortest seldon.io/rest-timeout that lets `workers` gunicorn workers start on `cpus`.
+
+    The wrapper makes the annotation gunicorn's worker timeout in whole seconds, and that clock
+    runs while a worker starts. Measured in the serving image (2-core AMD EPYC, 2026-12): about
+    0.6 s plus 0.4 CPU-seconds for each process starting at once (the workers and the gRPC
+    server): 2 workers on 2 CPUs ~1 s, 8 on 1 CPU ~3.3 s. Twice that, so that a slower node does
+    not kill workers while they start, and never under MIN_REST_TIMEOUT_MS.
+    """
+    start_s = 0.6 + 0.4 * (workers + 1) / max(cpus, 0.001)
+    return max(MIN_REST_TIMEOUT_MS, 1000 * math.ceil(2 * start_s))
 
 
 # --- where the model lives, and credentials --------------------------------------------------
@@ -351,6 +406,16 @@ class ModelStore(Strict):
     )
     """Object-storage folder (s3://bucket/path, gs://…) or pvc://claim/path; Seldon's storage
     initializer downloads it into /mnt/models."""
+
+    @model_validator(mode="after")
+    def _pvc_has_a_folder(self) -> ModelStore:
+        if self.is_pvc and not re.match(_PVC_FOLDER, self.uri):
+            raise Problem(
+                f"{self.uri!r} needs a folder inside the claim (pvc://claim/folder): the training Job "
+                "replaces that folder atomically, which the claim's root cannot be",
+                "uri",
+            )
+        return self
 
     @property
     def scheme(self) -> str:
@@ -420,6 +485,18 @@ class StorageSpec(Strict):
     `rclone.endpoint` is an address inside the cluster; empty means `rclone.endpoint` (or AWS)."""
 
 
+class ServiceAccountSpec(Strict):
+    """The ServiceAccount of the model pods, their storage initializer and the training Job."""
+
+    create: bool = False
+    """Create it (named `name`, or after the release)."""
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)] | None = None
+    """The ServiceAccount the pods run as; empty (and create false) means the namespace's default.
+    Workload identity (IRSA, GKE) binds cloud credentials to it: set storage.rclone.env_auth."""
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations of the created ServiceAccount, e.g. eks.amazonaws.com/role-arn."""
+
+
 class KubernetesSpec(Strict):
     """The cluster target of `mlctl apply --target kubernetes`."""
 
@@ -435,6 +512,10 @@ class KubernetesSpec(Strict):
     """How long helm --wait and the rollout may take."""
     endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
     """Base URL of the predictions endpoint through an ingress; empty means port-forward."""
+    service_account: ServiceAccountSpec = Field(default_factory=dict)
+    """The pods' ServiceAccount (for workload identity)."""
+    network_policy: bool = False
+    """Add a NetworkPolicy admitting only the model pods' serving and metrics ports."""
 
 
 # --- the whole spec ------------------------------------------------------------------------
@@ -447,8 +528,9 @@ class Spec(Strict):
     """Spec format version."""
     name: DnsLabel = "mnist"
     """Project and model name (names the artifact folder and the Kubernetes objects)."""
-    target: Literal["local", "kubernetes"] = "local"
-    """What `mlctl apply` does by default: run the model on this machine, or deploy it."""
+    target: Literal["local", "podman", "kubernetes"] = "local"
+    """What `mlctl apply` does by default: run the model on this machine (`local`), run the
+    release's pods here in containers as the cluster would (`podman`), or deploy it."""
     data: DataSpec = Field(default_factory=dict)
     """Training and test data."""
     training: TrainingSpec = Field(default_factory=dict)

@@ -6,8 +6,8 @@ the training hash, image and destination), so a Job that already completed under
 already trained this exact model: it is reused unless `force`. The Job's `train` container prints
 the artifact's metadata as its last JSON line on stdout; mlctl reads it back with `kubectl logs`.
 
-The Secrets the Job needs (the storage Secret its rclone upload reads, the image pull Secret) are
-applied beside it, annotated with the release's name and namespace so a later
+The Secrets the Job needs (the storage Secret its rclone upload reads, the image pull Secret) and
+its ServiceAccount (when the chart creates one) are applied beside it, annotated with the release's name and namespace so a later
 `helm upgrade --install` adopts them instead of refusing to overwrite them.
 """
 
@@ -30,6 +30,7 @@ from mlctl.train import TrainResult
 JOB_TEMPLATE = "templates/job-train.yaml"
 STORAGE_SECRET_TEMPLATE = "templates/secret-storage.yaml"
 REGISTRY_SECRET_TEMPLATE = "templates/secret-registry.yaml"
+SERVICE_ACCOUNT_TEMPLATE = "templates/serviceaccount.yaml"
 TRAIN_CONTAINER = "train"
 POLL_SECONDS = 5.0
 # The Job's own activeDeadlineSeconds ends it; this margin covers API latency around that moment.
@@ -50,12 +51,14 @@ def render_job(spec: Spec, secrets: Secrets, digest: str) -> list[dict]:
         templates.insert(0, STORAGE_SECRET_TEMPLATE)
     if spec.registry.creates_secret:
         templates.insert(0, REGISTRY_SECRET_TEMPLATE)
+    if spec.kubernetes.service_account.create:
+        templates.insert(0, SERVICE_ACCOUNT_TEMPLATE)
     k = spec.kubernetes
     with render.private_values_file(values) as file:
         text = helm.template(k.release, [file], namespace=k.namespace, secrets=secrets.values(), show_only=templates)
     objects = [doc for doc in yaml.safe_load_all(text) if doc]
     for obj in objects:
-        if obj["kind"] == "Secret":
+        if obj["kind"] in ("Secret", "ServiceAccount"):
             obj["metadata"].setdefault("annotations", {}).update(
                 {"meta.helm.sh/release-name": k.release, "meta.helm.sh/release-namespace": k.namespace}
             )

@@ -1,6 +1,6 @@
 # The serving image: the MNIST CNN behind the Seldon Core v1 Python wrapper (1.17.1, Apache-2.0).
-# Build from the repository root:  docker build -f model/seldon.Dockerfile -t mnist-seldon .
-# Weights are not baked in: the operator's storage initializer (graph.modelUri) or a volume puts
+#   mlctl build spec/mnist.yaml            (or: docker build -f model/seldon.Dockerfile -t mnist-seldon .)
+# Weights are not baked in: the storage initializer (graph.modelUri) or a volume puts
 # metadata.json + model.pt at MODEL_URI.
 FROM python:3.11-slim
 
@@ -9,11 +9,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# Where pip finds packages. The default takes the CPU-only torch from PyTorch's index (PyPI's
+# wheel would pull several GB of CUDA libraries); `mlctl build` passes
+# "--no-index --find-links /wheels" and a wheelhouse resolved on the host, with no network.
+ARG PIP_INSTALL_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+
 WORKDIR /app
-COPY requirements/serve.txt /tmp/serve.txt
-# CPU-only torch: the plain PyPI wheel would pull several GB of CUDA libraries.
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/serve.txt \
- && rm /tmp/serve.txt
+# torch alone first, in the same steps as model/train.Dockerfile: both images share this layer.
+COPY requirements/constraints.txt /tmp/requirements/constraints.txt
+RUN pip install $PIP_INSTALL_ARGS -r /tmp/requirements/constraints.txt
+COPY requirements/serve.txt /tmp/requirements/serve.txt
+RUN pip install $PIP_INSTALL_ARGS -r /tmp/requirements/serve.txt -c /tmp/requirements/constraints.txt \
+ && rm -rf /tmp/requirements
 
 COPY model/ /app/model/
 RUN useradd --uid 8888 --no-create-home --home-dir /app --shell /usr/sbin/nologin seldon \
@@ -21,8 +28,8 @@ RUN useradd --uid 8888 --no-create-home --home-dir /app --shell /usr/sbin/nologi
 USER 8888
 
 # Defaults for a 2-core pod: one sync worker per core, one torch thread each (the network is
-# small; more threads per worker only contend). GRPC_WORKERS=0: no gRPC process loading the
-# model a second time. MNIST_PRECISION=int8: the network quantized with the activation ranges
+# small; more threads per worker only contend). GRPC_WORKERS=1: one gRPC process (about 40 MB)
+# answers Seldon's gRPC API on the port the operator declares. MNIST_PRECISION=int8: the network quantized with the activation ranges
 # training recorded (float32 for artifacts without them). Custom metrics go to :6000/metrics,
 # not into every response.
 ENV MODEL_NAME=model.serving.MnistClassifier \
@@ -32,7 +39,7 @@ ENV MODEL_NAME=model.serving.MnistClassifier \
     GUNICORN_THREADS=1 \
     TORCH_THREADS=1 \
     MNIST_PRECISION=int8 \
-    GRPC_WORKERS=0 \
+    GRPC_WORKERS=1 \
     INCLUDE_METRICS_IN_CLIENT_RESPONSE=false \
     PYTHONPATH=/app
 

@@ -29,6 +29,10 @@ Settings (constructor keyword arguments, which SeldonDeployment `parameters` fil
   the data the wrapper pickles through its multiprocessing Manager on each request small.
 - `MNIST_SKIP_EMPTY_METRIC_UPDATES` (1): 0 keeps the wrapper's per-request metrics-store round
   trip even when there is nothing to record (see `skip_empty_metric_updates`).
+
+gRPC (`GRPC_WORKERS` ≥ 1, the wrapper's own server on the port the operator declares, 9500)
+takes the same `binData` or tensor input; bad input is answered with INVALID_ARGUMENT and the
+same message as the REST 400 (see `grpc_status_for_bad_input`).
 """
 
 from __future__ import annotations
@@ -114,6 +118,8 @@ class MnistClassifier:
         if os.environ.get("MNIST_SKIP_EMPTY_METRIC_UPDATES", "1").strip() != "0":
             # Here, in the parent before gunicorn forks, so every worker inherits it.
             skip_empty_metric_updates()
+        # The same for the gRPC server process (GRPC_WORKERS), which answers the operator's 9500.
+        grpc_status_for_bad_input()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -337,6 +343,39 @@ def skip_empty_metric_updates() -> bool:
 
     update.skips_empty = True  # type: ignore[attr-defined]
     SeldonMetrics.update = update  # type: ignore[method-assign]
+    return True
+
+
+# gRPC status for the HTTP status a SeldonMicroserviceException carries.
+_GRPC_CODES = {400: "INVALID_ARGUMENT", 413: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+
+
+def grpc_status_for_bad_input() -> bool:
+    """Answer a bad gRPC request with its own status, as the REST side answers a 4xx.
+
+    seldon-core 1.17.1's gRPC servicer calls the model unguarded, so an undecodable image comes
+    back as UNKNOWN ("Exception calling application") with a traceback in the log. This wraps
+    `SeldonModelGRPC.Predict` to abort with INVALID_ARGUMENT (400), RESOURCE_EXHAUSTED (413),
+    UNAVAILABLE (503, not loaded yet) or INTERNAL and the exception's message; anything else
+    propagates as before. Returns False if it was already installed.
+    """
+    import grpc
+    from seldon_core.wrapper import SeldonModelGRPC
+
+    original = SeldonModelGRPC.Predict
+    if getattr(original, "maps_bad_input", False):
+        return False
+
+    @functools.wraps(original)
+    def predict(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return original(self, request, context)
+        except SeldonMicroserviceException as e:
+            code = getattr(grpc.StatusCode, _GRPC_CODES.get(e.status_code, "INTERNAL"))
+            context.abort(code, str(e.message))
+
+    predict.maps_bad_input = True  # type: ignore[attr-defined]
+    SeldonModelGRPC.Predict = predict  # type: ignore[method-assign]
     return True
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl.render import build_values, dump, split_image, write_private
+from mlctl.render import build_values, dump, write_private
 from mlctl.secrets import Secrets, placeholders, resolve_secrets
 from mlctl.errors import UsageError
 from mlctl.spec import load_spec
@@ -17,19 +17,6 @@ from tests.helpers import REPO
 
 SPEC = REPO / "spec" / "mnist.yaml"
 CREDS = {"REGISTRY_PASSWORD": "reg-pw-5f1e", "MLCTL_S3_ACCESS_KEY_ID": "AKIA-77x", "MLCTL_S3_SECRET_ACCESS_KEY": "s3cr3t-9q"}
-
-
-@pytest.mark.parametrize(
-    "image, repo, tag",
-    [
-        ("ghcr.io/acme/mnist:1.2", "ghcr.io/acme/mnist", "1.2"),
-        ("localhost:5000/mnist:dev", "localhost:5000/mnist", "dev"),
-        ("localhost:5000/team/mnist", "localhost:5000/team/mnist", ""),
-        ("mnist", "mnist", ""),
-    ],
-)
-def test_split_image(image, repo, tag):
-    assert split_image(image) == {"repository": repo, "tag": tag}
 
 
 def test_values_carry_no_secret_unless_given(monkeypatch):

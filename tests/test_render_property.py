@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mlctl.render import build_values, private_values_file
 from mlctl.secrets import resolve_secrets
-from mlctl.spec import Spec
+from mlctl.spec import Spec, _quantity_value, min_rest_timeout_ms
 from tests.chart.helpers import SELDON_SCHEMA, find, find_helm, template, validate_all
 
 pytestmark = [
@@ -53,6 +53,11 @@ def specs(draw) -> dict:
         "resources": draw(resources()),
         "autoscaling": {"enabled": draw(st.booleans()), "minReplicas": lo, "maxReplicas": lo + draw(st.integers(0, 5))},
     }
+    served = spec["serving"]
+    cpus = _quantity_value(str((served["resources"].get("limits") or served["resources"]["requests"])["cpu"]))
+    # The shortest timeout the spec accepts for these workers and CPUs, or more.
+    served["restTimeoutMs"] = min_rest_timeout_ms(served["workers"], cpus) + draw(st.sampled_from([0, 1000, 55000]))
+    served["grpc"], served["executor"] = draw(st.booleans()), draw(st.booleans())
     if draw(st.booleans()):
         spec["training"] = {
             "runner": {"kind": "kubernetes", "gpus": draw(st.integers(0, 2)), "resources": draw(resources())}

@@ -51,8 +51,7 @@ def test_helm3_and_helm4_render_the_same(helm, variant):
 
 def test_strict_validation_rejects_unknown_fields(helm, seldon_schema):
     """The validators must see typos, or the tests above prove nothing."""
-    objects = template(values={"model": {"uri": "pvc://m/p"}, "training": {"enabled": True,
-                       "output": {"pvc": {"claimName": "m", "subPath": "p"}}}}, helm=helm)
+    objects = template(values={"model": {"uri": "pvc://m/p"}, "training": {"enabled": True}}, helm=helm)
     sdep = copy.deepcopy(one(objects, "SeldonDeployment"))
     sdep["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"] = {"maxReplicas": 2, "metric": []}
     with pytest.raises(jsonschema.ValidationError, match="metric"):

@@ -124,12 +124,8 @@ CASES = {
                                    "serving": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
                                   ["minReplicas (5) is greater than serving.autoscaling.maxReplicas (2)"]),
     "service name too long": ({"model": {"uri": "pvc://m/p"}}, ["longer than 63 characters"]),
-    "training claim elsewhere": ({"model": {"uri": "pvc://m/p"}, "training": {"enabled": True,
-                                  "output": {"pvc": {"claimName": "m", "subPath": "q"}}}},
-                                 ["training.output.pvc (pvc://m/q) and model.uri (pvc://m/p) point at different places"]),
-    "training claim with object storage": ({"model": {"uri": "s3://b/p"}, **S3_CREDS, "training": {"enabled": True,
-                                            "output": {"pvc": {"claimName": "m"}}}},
-                                           ["training.output.pvc.claimName is set but model.uri \"s3://b/p\" is object storage"]),
+    "training into a whole claim": ({"model": {"uri": "pvc://m"}, "training": {"enabled": True}},
+                                    ['model.uri "pvc://m" names a whole claim']),
 }
 
 
@@ -159,7 +155,8 @@ def test_validate_values_reports_every_problem_at_once(helm):
     {"model": {"uri": "pvc://m/p"}, "storage": {"existingSecret": "s"}},       # pvc:// with a Secret is fine
     {"model": {"uri": "s3://b/p"}, "storage": {"config": {"env_auth": "true"}}},  # workload identity
     {"model": {"uri": "s3://b/p"}, "storage": {"existingSecret": "s"}},
-    {"model": {"uri": "pvc://m/p/"}, "training": {"enabled": True, "output": {"pvc": {"claimName": "m", "subPath": "p"}}}},
+    {"model": {"uri": "pvc://m/p/"}, "training": {"enabled": True, "data": {"claimName": "d", "subPath": "x"}}},
+    {"model": {"uri": "pvc://m"}},
 ])
 def test_valid_combinations_render(helm, values):
     assert template(values, helm=helm)

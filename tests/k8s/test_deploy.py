@@ -66,7 +66,7 @@ def test_first_deploy_runs_upgrade_with_a_private_values_file(fakes, spec, secre
     kube = fakes.calls("kubectl")
     assert [c["argv"][:3] for c in kube[:2]] == [["get", "sdep", "mnist"]] * 2
     forward = kube[2]["argv"]
-    assert forward[:2] == ["port-forward", "svc/mnist-default"] and forward[2].endswith(":8000")
+    assert forward[:2] == ["port-forward", "svc/mnist-default"] and forward[2].endswith(":9000")  # no executor: the model's own port
     assert forward[-4:] == ["--namespace", "models", "--context", "kind-ci"]
     assert result.upgraded and result.revision == 1 and result.state == "Available"
     assert result.smoke["predicted"] == LABEL == result.smoke["label"]
@@ -240,3 +240,14 @@ def test_sdep_name_matches_the_chart(spec, secret_env):
         s = spec.model_copy(update={"kubernetes": spec.kubernetes.model_copy(update={"release": release})})
         objects = template(deploy.deploy_values(s, remote_artifact(), resolve_secrets(s)), release=release)
         assert one(objects, "SeldonDeployment")["metadata"]["name"] == deploy.sdep_name(s)
+
+
+def test_service_port_matches_the_chart(spec, secret_env):
+    """The smoke test's port-forward and the chart's helm-test pod must aim at the same port."""
+    from tests.chart.helpers import one, template
+
+    for executor in (False, True):
+        s = spec.model_copy(update={"serving": spec.serving.model_copy(update={"executor": executor})})
+        objects = template(deploy.deploy_values(s, remote_artifact(), resolve_secrets(s)))
+        env = {e["name"]: e["value"] for e in one(objects, "Pod")["spec"]["containers"][0]["env"]}
+        assert env["PREDICT_URL"].split("/")[2].endswith(f":{deploy.service_port(s)}")

@@ -164,7 +164,7 @@ def test_pvc_spec_renders_without_the_storage_secret(helm_real, tmp_path, secret
     assert objects[0]["type"] == "kubernetes.io/dockerconfigjson"
     validate_all(objects)
     volumes = {v["name"]: v for v in objects[1]["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["out"]["persistentVolumeClaim"]["claimName"] == "models"
+    assert volumes["store"]["persistentVolumeClaim"]["claimName"] == "models"
     assert yaml.safe_dump(objects)  # plain data, ready for kubectl
 
 

@@ -229,6 +229,43 @@ def test_empty_metric_updates_skip_the_manager_and_real_ones_still_count(serve_b
     assert out["text"].split('digit="7"')[1].split("\n")[0].rstrip().endswith("3.0")
 
 
+_GRPC_SCRIPT = r"""
+import json, sys
+import grpc
+from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
+
+stub = prediction_pb2_grpc.ModelStub(grpc.insecure_channel(sys.argv[1]))
+png = open(sys.argv[2], "rb").read()
+answer = stub.Predict(prediction_pb2.SeldonMessage(binData=png), timeout=20)
+try:
+    stub.Predict(prediction_pb2.SeldonMessage(binData=b"not an image"), timeout=20)
+    bad = None
+except grpc.RpcError as e:
+    bad = [e.code().name, e.details()]
+print(json.dumps({"names": list(answer.data.names), "values": list(answer.data.tensor.values), "bad": bad}))
+"""
+
+
+@pytest.mark.slow
+def test_grpc_answers_on_its_port_and_rejects_bad_input(trained_model_dir, serve_bin):
+    """The operator declares gRPC on 9500; with GRPC_WORKERS=1 the wrapper's gRPC server answers
+    there with the REST side's scores, and bad input gets INVALID_ARGUMENT, not UNKNOWN."""
+    cfg = ServerConfig(model_dir=trained_model_dir, workers=1, extra_env={"GRPC_WORKERS": "1"})
+    sample = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
+    label = int(sample.with_name("digit.label").read_text())
+    with LocalServer(cfg) as srv:
+        rest = predict_image(srv.url, sample)
+        python = Path(serve_bin).with_name("python")
+        p = subprocess.run([str(python), "-c", _GRPC_SCRIPT, f"127.0.0.1:{srv.cfg.grpc_port}", str(sample)],
+                           capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["names"] == [f"t:{i}" for i in range(10)]
+    assert int(np.argmax(out["values"])) == label == rest.cls
+    assert np.allclose(out["values"], np.log(rest.scores), atol=1e-4)
+    assert out["bad"][0] == "INVALID_ARGUMENT" and "not an image" in out["bad"][1]
+
+
 # -- the real server --------------------------------------------------------------------------
 
 

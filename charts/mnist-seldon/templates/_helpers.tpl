@@ -7,8 +7,17 @@ chart name so a parent chart cannot shadow them.
   mnist-seldon.chart                 "name-version" for the helm.sh/chart label
   mnist-seldon.labels                the app.kubernetes.io/* and helm.sh/chart labels of every object
   mnist-seldon.selectorLabels        the stable subset of the labels (name + instance)
-  mnist-seldon.image                 "repository:tag" of an image map; the tag defaults to appVersion
-  mnist-seldon.predictorService      the Service Seldon creates for the predictor (REST on port 8000)
+  mnist-seldon.podLabels             the labels of pod templates: no chart or app version, so a
+                                     chart upgrade alone does not replace the pods
+  mnist-seldon.image                 "repository:tag[@digest]" of an image map; the tag defaults to appVersion
+  mnist-seldon.serviceAccountName    the ServiceAccount every pod runs as ("" for the namespace's default)
+  mnist-seldon.podSecurityContext    the restricted pod securityContext for a uid (call with dict "uid" N)
+  mnist-seldon.securityContext       the restricted container securityContext every container gets
+  mnist-seldon.predictorService      the Service Seldon creates for the predictor
+  mnist-seldon.servicePort           its REST port: 9000 (the model) without the executor, 8000 with it
+  mnist-seldon.initializerName       "<model.name>-model-initializer", the init container the operator looks for
+  mnist-seldon.provisionVolume       "<model.name>-provision-location", the emptyDir it fills
+  mnist-seldon.modelSource           what the initializer copies: model.uri, or the claim's folder under /mnt/pvc
   mnist-seldon.uriScheme             the scheme of model.uri ("s3", "gs", "pvc", …)
   mnist-seldon.objectStorage         "true" when model.uri is object storage (not pvc://)
   mnist-seldon.registrySecretName    the image pull Secret: registry.existingSecret or ours
@@ -19,7 +28,7 @@ chart name so a parent chart cannot shadow them.
   mnist-seldon.useStorageSecret      "true" when the model's storage initializer gets a Secret
   mnist-seldon.storageSecretData     the data map of our rclone Secret (for the Secret and its checksum)
   mnist-seldon.rcloneTarget          "remote:bucket/path" for the training Job's upload
-  mnist-seldon.trainingClaim         JSON {claimName, subPath} the Job trains into ("" claim: upload instead)
+  mnist-seldon.trainingClaim         JSON {claimName, subPath} of a pvc:// model.uri ("" claim: object storage)
   mnist-seldon.validateValues        gathers every problem in the values and fails once with all of them
 
 Booleans come back as the strings "true" or "" because `include` always returns a string.
@@ -60,9 +69,46 @@ app.kubernetes.io/name: {{ include "mnist-seldon.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{- define "mnist-seldon.podLabels" -}}
+{{ include "mnist-seldon.selectorLabels" . }}
+app.kubernetes.io/part-of: mlctl
+{{- end }}
+
 {{- /* Call as (include "mnist-seldon.image" (dict "image" .Values.serving.image "root" $)). */}}
 {{- define "mnist-seldon.image" -}}
 {{- printf "%s:%s" .image.repository (.image.tag | default .root.Chart.AppVersion | toString) }}
+{{- with .image.digest }}@{{ . }}{{ end }}
+{{- end }}
+
+{{- define "mnist-seldon.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- .Values.serviceAccount.name | default (include "mnist-seldon.fullname" .) }}
+{{- else }}
+{{- .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- /*
+Pod Security Standards "restricted": non-root, RuntimeDefault seccomp (pod level), and in every
+container no privilege escalation and no capabilities; a read-only root filesystem on top.
+*/}}
+{{- define "mnist-seldon.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+{{- if .fsGroup }}
+fsGroup: {{ .uid }}
+{{- end }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "mnist-seldon.securityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
 {{- end }}
 
 {{- /*
@@ -72,6 +118,34 @@ name stays predictable for NOTES.txt and the test pod.
 */}}
 {{- define "mnist-seldon.predictorService" -}}
 {{- printf "%s-default" (include "mnist-seldon.fullname" .) }}
+{{- end }}
+
+{{- /*
+With seldon.io/no-engine the operator points the predictor Service at the model's own http
+port (the first port of its container Service, 9000); otherwise at the executor's 8000
+(seldondeployment_controller.go createComponents, v1.17.1).
+*/}}
+{{- define "mnist-seldon.servicePort" -}}
+{{- if .Values.serving.executor.enabled }}8000{{ else }}9000{{ end }}
+{{- end }}
+
+{{- /* The operator's names (model_initializer_injector.go, v1.17.1), cut to 63 characters as it cuts them. */}}
+{{- define "mnist-seldon.initializerName" -}}
+{{- printf "%s-model-initializer" .Values.model.name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mnist-seldon.provisionVolume" -}}
+{{- printf "%s-provision-location" .Values.model.name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- /* A pvc://claim/path source is read from the claim mounted at /mnt/pvc, as the operator does. */}}
+{{- define "mnist-seldon.modelSource" -}}
+{{- if eq (include "mnist-seldon.uriScheme" .) "pvc" }}
+{{- $parts := splitList "/" (trimPrefix "pvc://" .Values.model.uri) }}
+{{- printf "/mnt/pvc/%s" (rest $parts | join "/") }}
+{{- else }}
+{{- .Values.model.uri }}
+{{- end }}
 {{- end }}
 
 {{- define "mnist-seldon.uriScheme" -}}
@@ -130,10 +204,18 @@ only through envSecretRefName.
 {{- end }}
 {{- end }}
 
-{{- /* rclone reads a remote "NAME" from RCLONE_CONFIG_NAME_KEY variables; empty values are left out. */}}
+{{- /*
+rclone reads a remote "NAME" from RCLONE_CONFIG_NAME_KEY variables; empty values are left out.
+Seldon's initializer image presets the remote "gs" with RCLONE_CONFIG_GS_ANONYMOUS=true, which
+would make workload identity or a service account download anonymously: our Secret says false
+unless storage.config names anonymous itself.
+*/}}
 {{- define "mnist-seldon.storageSecretData" -}}
 {{- $prefix := printf "RCLONE_CONFIG_%s_" (.Values.storage.remote | upper) }}
 {{- $all := merge (dict) .Values.storage.credentials .Values.storage.config }}
+{{- if and (eq .Values.storage.remote "gs") (not (hasKey .Values.storage.config "anonymous")) }}
+{{- $_ := set $all "anonymous" "false" }}
+{{- end }}
 {{- range $k := keys $all | sortAlpha }}
 {{- $v := get $all $k | toString }}
 {{- if $v }}
@@ -147,14 +229,11 @@ only through envSecretRefName.
 {{- end }}
 
 {{- /*
-training.output.pvc when given; otherwise a pvc:// model.uri names the claim and folder itself, so
-the Job writes exactly where the model is served from. Use with fromJson.
+The claim and folder a pvc:// model.uri names: the training Job mounts the claim and writes the
+folder, the model is served from it. Use with fromJson; an object-storage uri gives "" claim.
 */}}
 {{- define "mnist-seldon.trainingClaim" -}}
-{{- $pvc := .Values.training.output.pvc }}
-{{- if $pvc.claimName }}
-{{- dict "claimName" $pvc.claimName "subPath" ($pvc.subPath | default "") | toJson }}
-{{- else if eq (include "mnist-seldon.uriScheme" .) "pvc" }}
+{{- if eq (include "mnist-seldon.uriScheme" .) "pvc" }}
 {{- $parts := splitList "/" (trimPrefix "pvc://" .Values.model.uri) }}
 {{- dict "claimName" (first $parts) "subPath" (rest $parts | join "/" | trimSuffix "/") | toJson }}
 {{- else }}
@@ -197,16 +276,10 @@ round instead of one per `helm template`. Called from seldondeployment.yaml, whi
 {{- if gt (len $svc) 63 }}
 {{- $msgs = append $msgs (printf "the predictor Service name %q is longer than 63 characters, so Seldon would hash it: use a shorter release name or a fullnameOverride of at most 55 characters" $svc) }}
 {{- end }}
-{{- if $v.training.enabled }}
-{{- $claim := $v.training.output.pvc.claimName }}
-{{- if and (eq $scheme "pvc") $claim }}
-{{- $want := trimSuffix "/" (printf "pvc://%s/%s" $claim $v.training.output.pvc.subPath) }}
-{{- if ne (trimSuffix "/" $v.model.uri) $want }}
-{{- $msgs = append $msgs (printf "training.output.pvc (%s) and model.uri (%s) point at different places: the Job would train into a folder the model is not served from" $want $v.model.uri) }}
-{{- end }}
-{{- end }}
-{{- if and $claim (include "mnist-seldon.objectStorage" .) }}
-{{- $msgs = append $msgs (printf "training.output.pvc.claimName is set but model.uri %q is object storage: leave the claim empty so the Job uploads to model.uri, or serve from pvc://%s/…" $v.model.uri $claim) }}
+{{- if and $v.training.enabled (eq $scheme "pvc") }}
+{{- $claim := include "mnist-seldon.trainingClaim" . | fromJson }}
+{{- if not $claim.subPath }}
+{{- $msgs = append $msgs (printf "model.uri %q names a whole claim: the training Job writes the model into a folder of it (pvc://%s/mnist), since it replaces that folder atomically" $v.model.uri $claim.claimName) }}
 {{- end }}
 {{- end }}
 {{- if $msgs }}

@@ -1,0 +1,170 @@
+"""The two images mlctl builds, what goes into each, and the tag that content gives them.
+
+An image is its Dockerfile plus the files that Dockerfile's COPY instructions name, and nothing
+else: `stage` copies exactly those into a fresh build context, and `content_digest` hashes
+exactly that context. So a spec image without a tag (`ghcr.io/acme/mnist-seldon`) gets a tag
+that changes when, and only when, the Dockerfile, a requirements file or the model code does,
+and stray files (caches, virtualenvs) neither reach the image nor change its tag.
+
+`mlctl build --push` records the digest the registry answered (`record_push`); `resolve` then
+pins the rendered image to it, so the release runs exactly the bytes that were pushed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlctl.errors import MlctlError
+from mlctl.spec import Spec
+from mlctl.tools import PROJECT_ROOT
+
+TAG_LENGTH = 12
+IGNORED = ("__pycache__", ".pyc", ".pyo")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    role: str
+    """`serving` or `training`."""
+    dockerfile: str
+    """Path relative to the project root."""
+
+
+RECIPES = (Recipe("serving", "model/seldon.Dockerfile"), Recipe("training", "model/train.Dockerfile"))
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image as the release names it."""
+
+    role: str
+    repository: str
+    tag: str
+    derived: bool
+    """The tag is the content digest (the spec gave none)."""
+    digest: str = ""
+    """sha256:… the registry answered when mlctl pushed this exact repository:tag, else empty."""
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def pinned(self) -> str:
+        """The reference a pod pulls: by digest when one is known."""
+        return f"{self.reference}@{self.digest}" if self.digest else self.reference
+
+
+def copy_sources(dockerfile: str) -> list[str]:
+    """The build-context paths a Dockerfile's COPY/ADD instructions read (not `--from` copies)."""
+    sources: list[str] = []
+    logical = ""
+    for raw in dockerfile.splitlines():
+        line = raw.strip()
+        if not logical and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            logical += line[:-1] + " "
+            continue
+        logical, line = "", logical + line
+        word, _, rest = line.partition(" ")
+        if word.upper() not in ("COPY", "ADD"):
+            continue
+        rest = rest.strip()
+        parts = json.loads(rest) if rest.startswith("[") else shlex.split(rest)
+        flags = [p for p in parts if p.startswith("--")]
+        paths = [p for p in parts if not p.startswith("--")]
+        if any(f.startswith("--from") for f in flags):
+            continue
+        for source in paths[:-1]:
+            if "://" in source:
+                raise MlctlError(f"{word} {source}: mlctl builds from local files only")
+            sources.append(source.rstrip("/") or ".")
+    return sources
+
+
+def _ignored(path: Path) -> bool:
+    return any(part == IGNORED[0] for part in path.parts) or path.suffix in IGNORED[1:]
+
+
+def context_files(recipe: Recipe, root: Path = PROJECT_ROOT) -> list[str]:
+    """Every file of the staged context, relative to the project root, sorted."""
+    dockerfile = root / recipe.dockerfile
+    try:
+        text = dockerfile.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MlctlError(f"{dockerfile}: {exc.strerror}") from None
+    files = {recipe.dockerfile}
+    for source in copy_sources(text):
+        path = root / source
+        if path.is_dir():
+            files |= {str(p.relative_to(root)) for p in path.rglob("*") if p.is_file() and not _ignored(p.relative_to(root))}
+        elif path.is_file():
+            files.add(source)
+        else:
+            raise MlctlError(f"{recipe.dockerfile}: COPY source {source} does not exist")
+    return sorted(files)
+
+
+def content_digest(recipe: Recipe, root: Path = PROJECT_ROOT) -> str:
+    """sha256 over the staged context: each file's path and bytes."""
+    h = hashlib.sha256()
+    for rel in context_files(recipe, root):
+        data = (root / rel).read_bytes()
+        h.update(f"{rel}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def stage(recipe: Recipe, into: Path, root: Path = PROJECT_ROOT) -> Path:
+    """Copy the context into `into`; returns the Dockerfile's path there."""
+    for rel in context_files(recipe, root):
+        target = into / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, target)
+    return into / recipe.dockerfile
+
+
+def split(image: str) -> tuple[str, str]:
+    """`host:5000/team/app:1.2` → (`host:5000/team/app`, `1.2`); the tag may be empty."""
+    name, _, last = image.rpartition("/")
+    repo, sep, tag = last.partition(":")
+    return (f"{name}/{repo}" if name else repo), (tag if sep else "")
+
+
+def _images_file(spec: Spec) -> Path:
+    return spec.training.output.parent / "images.json"
+
+
+def _pushed(spec: Spec) -> dict[str, str]:
+    try:
+        data = json.loads(_images_file(spec).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def record_push(spec: Spec, reference: str, digest: str) -> None:
+    """Remember the digest a push of `reference` (repository:tag) answered."""
+    file = _images_file(spec)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    data = {**_pushed(spec), reference: digest}
+    file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def resolve(spec: Spec, root: Path = PROJECT_ROOT) -> dict[str, ImageRef]:
+    """{role: ImageRef} for the spec: its tag, or the content digest's first characters."""
+    named = {"serving": spec.serving.image, "training": spec.training.image}
+    pushed = _pushed(spec)
+    out = {}
+    for recipe in RECIPES:
+        repository, tag = split(named[recipe.role])
+        derived = not tag
+        tag = tag or content_digest(recipe, root)[:TAG_LENGTH]
+        out[recipe.role] = ImageRef(recipe.role, repository, tag, derived, pushed.get(f"{repository}:{tag}", ""))
+    return out
