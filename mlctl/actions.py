@@ -60,9 +60,34 @@ def render(path: Path, output: Path | None, include_secrets: bool) -> str:
     return text
 
 
-def template(path: Path) -> str:
-    """The manifests `helm template` renders for the spec, with credentials redacted."""
-    spec = load_spec(path)
-    values = rendering.build_values(spec, placeholders(spec), model_sha256=_model_sha(spec))
+def rendered_objects(spec: Spec, secrets=None, train_job: bool = False) -> list[dict]:
+    """The objects the chart renders for the spec (`helm template`), credentials redacted unless
+    `secrets` are given."""
+    import yaml
+
+    values = rendering.build_values(spec, secrets or placeholders(spec), model_sha256=_model_sha(spec),
+                                    training_hash=training_hash(spec), train_job=train_job)
     with rendering.private_values_file(values) as file:
-        return helm.template(spec.kubernetes.release, [file], namespace=spec.kubernetes.namespace)
+        text = helm.template(spec.kubernetes.release, [file], namespace=spec.kubernetes.namespace,
+                             secrets=secrets.values() if secrets else ())
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def template(path: Path, pods: bool = False) -> str:
+    """The manifests `helm template` renders for the spec, with credentials redacted; with `pods`
+    the Pods the cluster runs for them instead (operator-injected containers included)."""
+    spec = load_spec(path)
+    if not pods:
+        values = rendering.build_values(spec, placeholders(spec), model_sha256=_model_sha(spec))
+        with rendering.private_values_file(values) as file:
+            return helm.template(spec.kubernetes.release, [file], namespace=spec.kubernetes.namespace)
+    import yaml
+
+    from mlctl.pods import cluster_pods
+
+    docs = []
+    for pod in cluster_pods(rendered_objects(spec, train_job=True), spec.kubernetes.namespace):
+        services = "".join(f"\n# Service {s.name}: " + ", ".join(f"{n} {p}→{t}" for n, (p, t) in s.ports.items())
+                           for s in pod.services)
+        docs.append(f"# {pod.role}: the pod of {pod.owner}{services}\n" + yaml.safe_dump(pod.manifest, sort_keys=False))
+    return "---\n".join(docs)

@@ -108,11 +108,16 @@ def render(
 
 
 @app.command()
-def template(spec: SpecArg) -> None:
+def template(
+    spec: SpecArg,
+    pods: Annotated[bool, typer.Option("--pods", help="Print the Pods the cluster runs for them instead: the "
+                                       "training Job's, the predictor's as Seldon 1.17.1's operator builds it "
+                                       "(injected containers included) and the helm test pod.")] = False,
+) -> None:
     """Print the manifests the chart renders for this spec (`helm template`; credentials redacted)."""
     from mlctl import actions
 
-    _write(actions.template(spec))
+    _write(actions.template(spec, pods=pods))
 
 
 @app.command()
