@@ -60,12 +60,13 @@ def render(path: Path, output: Path | None, include_secrets: bool) -> str:
     return text
 
 
-def rendered_objects(spec: Spec, secrets=None, train_job: bool = False) -> list[dict]:
+def rendered_objects(spec: Spec, secrets=None, train_job: bool = False, model_sha256: str | None = None) -> list[dict]:
     """The objects the chart renders for the spec (`helm template`), credentials redacted unless
-    `secrets` are given."""
+    `secrets` are given; the model digest is the local artifact's unless given."""
     import yaml
 
-    values = rendering.build_values(spec, secrets or placeholders(spec), model_sha256=_model_sha(spec),
+    sha = _model_sha(spec) if model_sha256 is None else model_sha256
+    values = rendering.build_values(spec, secrets or placeholders(spec), model_sha256=sha,
                                     training_hash=training_hash(spec), train_job=train_job)
     with rendering.private_values_file(values) as file:
         text = helm.template(spec.kubernetes.release, [file], namespace=spec.kubernetes.namespace,

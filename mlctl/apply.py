@@ -20,7 +20,7 @@ from mlctl import artifacts
 from mlctl.errors import MlctlError
 from mlctl.spec import Spec, load_spec
 
-Target = Literal["local", "kubernetes"]
+Target = Literal["local", "podman", "kubernetes"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,10 @@ def apply(
         on_step(result.steps[-1])
 
     report("validate", "ok", f"{path}: project {spec.name}, target {result.target}")
+    if result.target == "podman":
+        _podman(spec, dry_run, report, result, on_log, path)
+        result.seconds = time.monotonic() - started
+        return result
     artifact = _train(spec, dry_run, report, on_log)
     if result.target == "local":
         _local(spec, artifact, dry_run, report, result, path)
@@ -143,6 +147,20 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
         "spec": str(spec_path),
         "sample": _shown(deploy.SAMPLE_PNG),
     }
+
+
+def _podman(spec: Spec, dry_run: bool, report, result: ApplyResult, on_log, spec_path: Path) -> None:
+    """The release's pods under podman (mlctl/podman_target.py): images, train, serve, check."""
+    from mlctl import podman_target
+
+    if dry_run:
+        for step, what in (("images", "build the images whose content changed"),
+                           ("train", "run the training Job's pod unless it completed for this training hash"),
+                           ("serve", "run the predictor pod unless one of this template is ready"),
+                           ("check", "post the sample digit and run the helm test pod")):
+            report(step, "planned", f"would {what}")
+        return
+    result.summary = {**podman_target.apply(spec, report, on_log), "spec": str(spec_path)}
 
 
 def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult) -> None:

@@ -138,16 +138,41 @@ def train(
                       f"sha256 {r['sha256'][:12]}" + (f", {r['seconds']:.1f} s" if result.trained else ""))
 
 
+@app.command()
+def build(
+    spec: SpecArg,
+    push: Annotated[bool, typer.Option("--push", help="Push both images with the spec's registry credentials "
+                                       "and pin the release to the digests the registry answers.")] = False,
+    deps: Annotated[str, typer.Option("--deps", help="Where pip gets packages: host (resolved by this "
+                                      "machine's pip, then an offline build), index (the Dockerfile's own pip, "
+                                      "online) or auto (host when this Python matches the images).")] = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Build the training and serving images (model/*.Dockerfile) with podman, buildah or docker."""
+    from mlctl import build as building
+    from mlctl.spec import load_spec
+
+    if deps not in ("auto", "host", "index"):
+        raise typer.BadParameter(f"{deps!r} is not one of: auto, host, index", param_hint="--deps")
+    result = building.build(load_spec(spec), push=push, deps=deps,  # type: ignore[arg-type]
+                            on_progress=lambda line: err.print(f"[dim]·[/] {escape(line)}"))
+    lines = [f"{i.reference}  {'built' if i.built else 'up to date'}"
+             + (f", {i.size_bytes / 1e6:,.0f} MB" if i.size_bytes else "")
+             + (f", pushed {i.digest}" if i.digest else "") for i in result.images]
+    _emit(result.as_dict(), as_json, "\n".join(lines) + f"\n({result.engine}, deps {result.deps}, "
+                                                        f"{result.seconds:.1f} s)")
+
+
 TargetOpt = Annotated[
     Optional[str],
-    typer.Option("--target", "-t", help="local or kubernetes; defaults to the spec's `target`.",
+    typer.Option("--target", "-t", help="local, podman or kubernetes; defaults to the spec's `target`.",
                  show_default=False),
 ]
 
 
 def _target(value: Optional[str]) -> Optional[str]:
-    if value not in (None, "local", "kubernetes"):
-        raise typer.BadParameter(f"{value!r} is not one of: local, kubernetes", param_hint="--target")
+    if value not in (None, "local", "podman", "kubernetes"):
+        raise typer.BadParameter(f"{value!r} is not one of: local, podman, kubernetes", param_hint="--target")
     return value
 
 
@@ -168,7 +193,7 @@ def apply(
         err.print(f"{_MARK.get(step.status, '·')} {step.name:<9} {escape(step.detail)}")
 
     result = applying.apply(spec, _target(target), dry_run=dry_run, on_step=show,
-                            on_log=lambda line: err.print(f"  [dim]job[/] {escape(line)}"))
+                            on_log=lambda line: err.print(f"  [dim]│[/] {escape(line)}"))
     _emit(result.as_dict(), as_json, _apply_text(result))
 
 
@@ -177,6 +202,11 @@ def _apply_text(result) -> str:
     if result.dry_run:
         return "dry run: " + ("nothing to do" if not result.changed else "the steps marked → would run")
     head = "up to date: nothing changed" if not result.changed else f"applied in {result.seconds:.1f} s"
+    if result.target == "podman":
+        return (f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
+                f"predictions (the predictor Service, published): {s['url']}\n"
+                f"  mlctl predict IMAGE --url {s['url'].rsplit('/api/', 1)[0]}\n"
+                f"stop it with: mlctl delete {s['spec']} --target podman")
     if result.target == "local":
         return (f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
                 f"predictions: {s['url']}\n"

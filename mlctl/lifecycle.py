@@ -14,6 +14,10 @@ def status(path: Path, target: str | None = None) -> dict:
         from mlctl import deploy
 
         return {"target": target, **deploy.status(spec)}
+    if target == "podman":
+        from mlctl import podman_target
+
+        return {"target": target, **podman_target.status(spec)}
     from mlctl import artifacts, local
 
     state = local.current(spec)
@@ -39,6 +43,13 @@ def delete(path: Path, target: str | None = None) -> dict:
         out = deploy.delete(spec)
         what = "uninstalled" if out["uninstalled"] else "no release to uninstall"
         return {"target": target, **out, "summary": f"{out['namespace']}/{out['release']}: {what}"}
+    if target == "podman":
+        from mlctl import podman_target
+
+        out = podman_target.delete(spec)
+        what = f"removed {len(out['removed'])} pod(s)" if out["removed"] else "no pods to remove"
+        return {"target": target, **out, "summary": f"{out['namespace']}/{out['release']} under podman: {what}; "
+                                                    "the model store and claims are kept"}
     from mlctl import local
 
     state = local.stop(spec)

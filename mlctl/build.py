@@ -1,0 +1,176 @@
+"""`mlctl build`: the training and serving images, tagged as the spec names them, and `--push`.
+
+Each image is built from a staged context (mlctl/images.py: the Dockerfile and exactly what it
+COPYs) and labelled with that context's digest, so an image whose label already matches is not
+built again. Where pip's packages come from (`deps`):
+
+- `host` (the default where this Python is the images' own: CPython 3.11 on x86-64 Linux): this
+  machine's pip resolves the requirements once into a wheelhouse (`.mlctl/wheelhouse/<digest>`,
+  honouring its pip configuration and the torch pin), and the image builds from it with no
+  network at all: reproducible, offline, and never a CUDA torch from PyPI;
+- `index`: the Dockerfile's own pip, online (PyTorch's CPU index, then PyPI).
+
+`--push` pushes both images with the spec's registry credentials, passed to the engine as a 0600
+auth file: the chart's own rendered pull Secret, so what pushes is what the cluster pulls with.
+The digest the registry answers is recorded; `mlctl render` pins the images to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from mlctl import engine as engines
+from mlctl import images
+from mlctl.errors import MlctlError, UsageError
+from mlctl.spec import Spec
+from mlctl.tools import PROJECT_ROOT
+
+Deps = Literal["auto", "host", "index"]
+WHEELHOUSE_MOUNT = "/wheels"
+REQUIREMENTS = ("requirements/serve.txt", "requirements/train.txt")
+CONSTRAINTS = "requirements/constraints.txt"
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    role: str
+    reference: str
+    image_id: str
+    content: str
+    built: bool
+    """False when an image with this content label was already there."""
+    size_bytes: int | None = None
+    digest: str = ""
+    """sha256:… the registry answered (with --push)."""
+    seconds: float = 0.0
+
+
+@dataclass
+class BuildResult:
+    engine: str
+    deps: str
+    images: list[BuiltImage] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"engine": self.engine, "deps": self.deps, "seconds": round(self.seconds, 1),
+                "images": [asdict(i) for i in self.images]}
+
+
+def host_matches_images() -> bool:
+    """Whether this Python resolves wheels that run in the images (python:3.11-slim, this arch)."""
+    return sys.version_info[:2] == (3, 11) and sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
+
+
+def _wheelhouse_key(root: Path) -> str:
+    h = hashlib.sha256(f"{sys.version_info[:2]} {platform.machine()}".encode())
+    for rel in (CONSTRAINTS, *REQUIREMENTS):
+        h.update((root / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def wheelhouse(cache: Path, root: Path = PROJECT_ROOT, on_progress: Callable[[str], None] = lambda _: None) -> Path:
+    """Every wheel the images install, resolved by this machine's pip (cached by requirements)."""
+    out = cache / _wheelhouse_key(root)
+    if (out / ".complete").is_file():
+        return out
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for req in REQUIREMENTS:
+        on_progress(f"resolving {req} into a wheelhouse")
+        argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                "--wheel-dir", str(tmp), "-r", str(root / req), "-c", str(root / CONSTRAINTS)]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
+        if p.returncode:
+            raise MlctlError(f"pip could not resolve {req} for the images (exit {p.returncode}):\n"
+                             + "\n".join(p.stderr.strip().splitlines()[-10:]),
+                             hint="check this machine's pip can reach its index, or build with --deps index")
+    (tmp / ".complete").write_text("")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def registry_auth(spec: Spec) -> dict | None:
+    """The .dockerconfigjson of the chart's rendered pull Secret; None without one."""
+    if not spec.registry.creates_secret:
+        return None
+    import yaml
+
+    from mlctl import helm, render
+    from mlctl.secrets import Secrets, resolve
+
+    assert spec.registry.password is not None  # the spec demands it when it creates the Secret
+    secrets = Secrets(registry_password=resolve(spec.registry.password, "registry.password"))
+    values = render.build_values(spec, secrets)
+    k = spec.kubernetes
+    with render.private_values_file(values) as file:
+        text = helm.template(k.release, [file], namespace=k.namespace, secrets=secrets.values(),
+                             show_only=["templates/secret-registry.yaml"])
+    secret = next(d for d in yaml.safe_load_all(text) if d)
+    return json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+
+
+def build(spec: Spec, push: bool = False, deps: Deps = "auto", roles: tuple[str, ...] = ("training", "serving"),
+          on_progress: Callable[[str], None] = lambda _: None, root: Path = PROJECT_ROOT,
+          engine_name: str | None = None) -> BuildResult:
+    """Build (when their content changed) and optionally push the spec's images."""
+    started = time.monotonic()
+    engine = engines.find(engine_name)
+    if deps == "auto":
+        deps = "host" if host_matches_images() and engine.mounts_in_build else "index"
+    if deps == "host" and not host_matches_images():
+        raise UsageError(f"--deps host needs this Python to match the images (CPython 3.11 on Linux), not "
+                         f"{platform.python_implementation()} {platform.python_version()} on {sys.platform}",
+                         hint="use --deps index")
+    result = BuildResult(engine.name, deps)
+    refs = images.resolve(spec, root)
+    house: Path | None = None
+    for recipe in [r for r in images.RECIPES if r.role in roles]:
+        ref = refs[recipe.role]
+        content = images.content_digest(recipe, root)
+        t0 = time.monotonic()
+        built = engines.image_label(engine, ref.reference, engines.CONTENT_LABEL) != content
+        if built:
+            build_args, volumes = {}, []
+            if deps == "host":
+                house = house or wheelhouse(spec.training.output.parent / "wheelhouse", root, on_progress)
+                build_args = {"PIP_INSTALL_ARGS": f"--no-index --find-links {WHEELHOUSE_MOUNT}"}
+                volumes = [(house, WHEELHOUSE_MOUNT)]
+            on_progress(f"building {ref.reference} ({recipe.dockerfile})")
+            with tempfile.TemporaryDirectory(prefix="mlctl-context-") as ctx:
+                dockerfile = images.stage(recipe, Path(ctx), root)
+                try:
+                    engines.build(engine, Path(ctx), dockerfile, ref.reference, {engines.CONTENT_LABEL: content},
+                                  build_args, volumes, offline=deps == "host")
+                except MlctlError as exc:
+                    raise MlctlError(f"building {ref.reference} failed: {exc.message}", hint=exc.hint) from None
+        image = BuiltImage(recipe.role, ref.reference, engines.image_id(engine, ref.reference), content, built,
+                           engines.image_size(engine, ref.reference), seconds=round(time.monotonic() - t0, 1))
+        result.images.append(image)
+    if push:
+        auth = registry_auth(spec)
+        for i, image in enumerate(result.images):
+            on_progress(f"pushing {image.reference}")
+            try:
+                digest = engines.push(engine, image.reference, auth)
+            except MlctlError as exc:
+                raise MlctlError(f"pushing {image.reference} failed: {exc.message}",
+                                 hint="check registry.server, registry.username and the password the spec names") from None
+            images.record_push(spec, image.reference, digest)
+            result.images[i] = BuiltImage(**{**asdict(image), "digest": digest})
+    result.seconds = time.monotonic() - started
+    return result

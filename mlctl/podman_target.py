@@ -1,0 +1,267 @@
+"""The podman target: the release's pods on this machine, as the cluster would run them.
+
+`mlctl apply --target podman` renders the chart with the real helm (credentials resolved, in
+memory), turns it into the pods the cluster runs (mlctl/pods.py: Seldon 1.17.1's operator,
+injected containers included) and runs them under podman (mlctl/podman.py):
+
+1. images: the training and serving images are built when their content changed (mlctl build);
+2. train: the chart's training Job's pod, to completion, unless a Job of the same name (its
+   arguments carry the training hash) completed already; it uploads the model to the store
+   itself (object storage) or writes it into the claim's folder (pvc://);
+3. serve: the predictor pod, replaced when its template changed; the storage initializer
+   downloads the model, the model container starts under its securityContext, and mlctl waits
+   for its readiness probe;
+4. check: the chart's sample digit through the predictor Service's port, then the chart's own
+   `helm test` pod.
+
+What differs from a cluster, and why (nothing else does):
+- a PersistentVolumeClaim is a host folder, `<state>/claims/<claim>`;
+- the training Job's `data` emptyDir starts with the spec's `data.dir` files in it (this machine
+  has no internet to download them; the trainer still verifies their checksums), and a
+  `data.clusterUri` claim gets them copied in;
+- Services are DNS names on the podman network `mlctl`, and the predictor's port is published on
+  127.0.0.1 for mlctl itself (as `kubectl port-forward` would); a model store the pods reach
+  (e.g. an S3 server) is a container on that network under the endpoint's host name;
+- probes run while mlctl waits; a container that restarts while starting fails the apply.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlctl import actions, podman
+from mlctl.artifacts import training_hash
+from mlctl.errors import MlctlError
+from mlctl.pods import ClusterPod, cluster_pods
+from mlctl.secrets import resolve_secrets
+from mlctl.spec import Spec
+
+Report = Callable[[str, str, str], None]
+DATA_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def state_dir(spec: Spec) -> Path:
+    k = spec.kubernetes
+    return spec.training.output.parent / "podman" / k.namespace / k.release
+
+
+def _labels(spec: Spec) -> dict[str, str]:
+    return {f"{podman.LABEL}.release": spec.kubernetes.release, f"{podman.LABEL}.namespace": spec.kubernetes.namespace}
+
+
+def _record(spec: Spec) -> Path:
+    return state_dir(spec) / "training.json"
+
+
+def _trained(spec: Spec, job: str) -> dict | None:
+    """The metadata of the completed Job `job`, if this machine ran it to completion."""
+    try:
+        record = json.loads(_record(spec).read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("metadata") if record.get("job") == job else None
+
+
+def _require_podman() -> None:
+    why = podman.available()
+    if why:
+        raise MlctlError(f"podman cannot run containers here: {why}",
+                         hint="install podman (Debian: apt-get install podman buildah runc) and see "
+                              "../shared/NOTES.md for these machines' settings")
+
+
+@dataclass
+class Release:
+    """One apply's view of the release: rendered objects, the pods, the runner."""
+
+    spec: Spec
+    objects: list[dict]
+    pods: dict[str, ClusterPod]
+    runner: podman.PodRunner
+
+
+def _release(spec: Spec, secrets, model_sha256: str = "", on_log: Callable[[str, str], None] | None = None,
+             on_event: Callable[[str], None] = lambda _: None) -> Release:
+    objects = actions.rendered_objects(spec, secrets, train_job=True, model_sha256=model_sha256)
+    pods = {p.role: p for p in cluster_pods(objects, spec.kubernetes.namespace)}
+    cluster = podman.Cluster(objects, spec.kubernetes.namespace, state_dir(spec), seeds=_seeds(spec, pods))
+    runner = podman.PodRunner(cluster, _labels(spec), on_event=on_event, on_log=on_log, secrets=secrets.values())
+    return Release(spec, objects, pods, runner)
+
+
+def _seeds(spec: Spec, pods: dict[str, ClusterPod]) -> dict[str, Path]:
+    """The Job's data emptyDir starts with data.dir's files (see the module's docstring)."""
+    job = pods.get("training")
+    if job is None or spec.data.cluster_uri:
+        return {}
+    kinds = {v["name"]: v for v in job.manifest["spec"].get("volumes") or []}
+    if "emptyDir" not in kinds.get("data", {}):
+        return {}
+    missing = [f for f in DATA_FILES if not (spec.data.dir / f).is_file()]
+    if missing:
+        raise MlctlError(f"data.dir {spec.data.dir} lacks {', '.join(missing)}: the podman target puts the files "
+                         "into the training Job's data volume",
+                         hint="run `mlctl train` once (it downloads them), or point data.dir at the files")
+    return {"data": spec.data.dir}
+
+
+def _provision_data_claim(spec: Spec, release: Release) -> None:
+    """A data.clusterUri claim gets the four files, as a data team would have put them there."""
+    uri = spec.data.cluster_uri
+    if not uri:
+        return
+    claim, _, path = uri.removeprefix("pvc://").partition("/")
+    folder = release.runner.cluster.claim(claim) / path
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in DATA_FILES:
+        if not (folder / name).is_file():
+            shutil.copy2(spec.data.dir / name, folder / name)
+
+
+def _metadata_from_log(text: str) -> dict | None:
+    from mlctl.train_k8s import metadata_from_log
+
+    return metadata_from_log(text)
+
+
+def apply(spec: Spec, report: Report, on_log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Train (if needed), serve and check the release under podman; the summary for the CLI."""
+    _require_podman()
+    from mlctl import build
+
+    started = time.monotonic()
+    secrets = resolve_secrets(spec)
+    digest = training_hash(spec)
+
+    built = build.build(spec, engine_name="podman", on_progress=lambda line: on_log(f"build: {line}"))
+    for image in built.images:
+        report("images", "changed" if image.built else "up to date", image.reference)
+
+    def follow(container: str, line: str) -> None:
+        on_log(f"{container}: {line}")
+
+    release = _release(spec, secrets, on_log=follow)
+    job = release.pods["training"]
+    job_name = job.owner.removeprefix("Job/")
+    metadata = _trained(spec, job_name)
+    if metadata is None:
+        _provision_data_claim(spec, release)
+        job_object = next(o for o in release.objects if o["kind"] == "Job")
+        deadline = int(job_object["spec"].get("activeDeadlineSeconds") or 3600)
+        t0 = time.monotonic()
+        run = _step("train", lambda: release.runner.run(job, wait="complete", timeout_s=deadline))
+        metadata = _metadata_from_log(run.logs("train"))
+        if metadata is None or metadata.get("training_hash") != digest:
+            raise MlctlError(f"train: Job {job_name} finished but its train log has no metadata for training hash "
+                             f"{digest[:12]}…")
+        _record(spec).write_text(json.dumps({"job": job_name, "metadata": metadata}, indent=2))
+        release.runner.remove(run.podman_name)
+        report("train", "changed", f"Job {job_name} in {time.monotonic() - t0:.1f} s: test accuracy "
+                                   f"{metadata['test_accuracy']:.2%}, model in {spec.model_store.uri}")
+    else:
+        report("train", "up to date", f"Job {job_name} completed: test accuracy {metadata['test_accuracy']:.2%}")
+
+    release = _release(spec, secrets, model_sha256=metadata["sha256"], on_event=lambda e: on_log(f"serve: {e}"))
+    predictor = release.pods["predictor"]
+    port = service_port(predictor)
+    running = _ready_predictor(release, predictor)
+    if running is not None:
+        report("serve", "up to date", f"pod {predictor.name} on 127.0.0.1:{running}")
+        ready_after = None
+    else:
+        for pod in release.runner.pods():
+            if pod["labels"].get(f"{podman.LABEL}.role") == "predictor":
+                release.runner.remove(pod["name"])
+        publish = sorted({port, *podman.probe_ports(predictor)})
+        run = _step("serve", lambda: release.runner.run(predictor, publish=publish,
+                                                        timeout_s=spec.kubernetes.timeout_seconds))
+        running, ready_after = run.ports[port], run.ready_after_s
+        report("serve", "changed", f"pod {predictor.name} ready in {ready_after:.1f} s on 127.0.0.1:{running}")
+
+    from mlctl import deploy
+
+    url = f"http://127.0.0.1:{running}"
+    check = _step("check", lambda: deploy.check_sample(url))
+    report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
+    test = release.pods.get("test")
+    if test is not None:
+        run = _step("check", lambda: release.runner.run(test, wait="complete", timeout_s=300))
+        report("check", "ok", f"helm test pod {test.name}: {run.logs('predict', 1)}")
+        release.runner.remove(run.podman_name)
+    return {"url": f"{url}{deploy.predict.DEFAULT_ENDPOINT}", "modelSha256": metadata["sha256"],
+            "testAccuracy": metadata["test_accuracy"], "pod": predictor.name, "readyAfterSeconds": ready_after,
+            "images": [i.reference for i in built.images], "seconds": round(time.monotonic() - started, 1)}
+
+
+def _step(name: str, action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except MlctlError as exc:
+        error = MlctlError(f"{name}: {exc.message}", hint=exc.hint)
+        error.exit_code = exc.exit_code
+        raise error from None
+
+
+def service_port(predictor: ClusterPod) -> int:
+    """The predictor Service's REST port (the operator's `<sdep>-<predictor>` Service)."""
+    return predictor.services[-1].ports["http"][1]
+
+
+def _ready_predictor(release: Release, predictor: ClusterPod) -> int | None:
+    """The host port of a running predictor pod built from this exact template that is ready."""
+    name = podman.podman_name(release.spec.kubernetes.namespace, predictor.name)
+    if not release.runner.running(name, [c["name"] for c in predictor.manifest["spec"]["containers"]]):
+        return None
+    port = podman.published_port(name, service_port(predictor))
+    if port is None:
+        return None
+    probe = next((c.get("readinessProbe") for c in predictor.manifest["spec"]["containers"] if c.get("readinessProbe")),
+                 None)
+    ok = podman.probe_ok(probe, {service_port(predictor): port}) if probe else True
+    return port if ok else None
+
+
+def status(spec: Spec) -> dict[str, Any]:
+    """The release's pods under podman, and what the predictor serves."""
+    runner = podman.PodRunner(podman.Cluster([], spec.kubernetes.namespace, state_dir(spec)), _labels(spec))
+    pods = runner.pods() if podman.available() is None else []
+    out: dict[str, Any] = {"release": spec.kubernetes.release, "namespace": spec.kubernetes.namespace,
+                           "pods": [{"name": p["name"], "role": p["labels"].get(f"{podman.LABEL}.role"),
+                                     "containers": p["containers"]} for p in pods]}
+    try:
+        record = json.loads(_record(spec).read_text())
+        out["trainedBy"], out["trainedSha256"] = record["job"], record["metadata"]["sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    predictor = next((p for p in pods if p["labels"].get(f"{podman.LABEL}.role") == "predictor"), None)
+    if predictor:
+        from mlctl import predict
+
+        port = podman.published_port(predictor["name"], 9000 if not spec.serving.executor else 8000)
+        out["url"] = f"http://127.0.0.1:{port}{predict.DEFAULT_ENDPOINT}" if port else None
+        if port:
+            try:
+                import urllib.request
+
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/status", timeout=5) as r:
+                    health = json.loads(r.read())
+                out["servingSha256"] = (health.get("jsonData") or {}).get("model_sha256")
+            except (OSError, ValueError):
+                out["servingSha256"] = None
+    return out
+
+
+def delete(spec: Spec) -> dict[str, Any]:
+    """Remove the release's pods and forget its training Job (the store and claims are kept)."""
+    runner = podman.PodRunner(podman.Cluster([], spec.kubernetes.namespace, state_dir(spec)), _labels(spec))
+    removed = [p["name"] for p in runner.pods() if runner.remove(p["name"])] if podman.available() is None else []
+    _record(spec).unlink(missing_ok=True)
+    shutil.rmtree(state_dir(spec) / "pods", ignore_errors=True)
+    return {"release": spec.kubernetes.release, "namespace": spec.kubernetes.namespace, "removed": removed}
