@@ -5,7 +5,7 @@ COPYs) and labelled with that context's digest, so an image whose label already 
 built again. Where pip's packages come from (`deps`):
 
 - `host` (the default where this Python is the images' own: CPython 3.11 on x86-64 Linux): this
-  machine's pip resolves the requirements once into a wheelhouse (`.mlctl/wheelhouse/<digest>`,
+  machine's pip resolves the requirements once into a wheelhouse (`~/.cache/mlctl/wheelhouse/…`,
   honouring its pip configuration and the torch pin), and the image builds from it with no
   network at all: reproducible, offline, and never a CUDA torch from PyPI;
 - `index`: the Dockerfile's own pip, online (PyTorch's CPU index, then PyPI).
@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -74,6 +75,11 @@ def host_matches_images() -> bool:
     return sys.version_info[:2] == (3, 11) and sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
 
 
+def cache_dir() -> Path:
+    """mlctl's cache, shared by every project on this machine ($XDG_CACHE_HOME/mlctl)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "mlctl"
+
+
 def _wheelhouse_key(root: Path) -> str:
     h = hashlib.sha256(f"{sys.version_info[:2]} {platform.machine()}".encode())
     for rel in (CONSTRAINTS, *REQUIREMENTS):
@@ -110,11 +116,14 @@ def registry_auth(spec: Spec) -> dict | None:
         return None
     import yaml
 
+    from dataclasses import replace
+
     from mlctl import helm, render
-    from mlctl.secrets import Secrets, resolve
+    from mlctl.secrets import placeholders, resolve
 
     assert spec.registry.password is not None  # the spec demands it when it creates the Secret
-    secrets = Secrets(registry_password=resolve(spec.registry.password, "registry.password"))
+    # The storage credentials are not needed for a push: stand-ins let the chart render.
+    secrets = replace(placeholders(spec), registry_password=resolve(spec.registry.password, "registry.password"))
     values = render.build_values(spec, secrets)
     k = spec.kubernetes
     with render.private_values_file(values) as file:
@@ -147,7 +156,7 @@ def build(spec: Spec, push: bool = False, deps: Deps = "auto", roles: tuple[str,
         if built:
             build_args, volumes = {}, []
             if deps == "host":
-                house = house or wheelhouse(spec.training.output.parent / "wheelhouse", root, on_progress)
+                house = house or wheelhouse(cache_dir() / "wheelhouse", root, on_progress)
                 build_args = {"PIP_INSTALL_ARGS": f"--no-index --find-links {WHEELHOUSE_MOUNT}"}
                 volumes = [(house, WHEELHOUSE_MOUNT)]
             on_progress(f"building {ref.reference} ({recipe.dockerfile})")

@@ -130,11 +130,19 @@ def stage(recipe: Recipe, into: Path, root: Path = PROJECT_ROOT) -> Path:
     return into / recipe.dockerfile
 
 
-def split(image: str) -> tuple[str, str]:
-    """`host:5000/team/app:1.2` → (`host:5000/team/app`, `1.2`); the tag may be empty."""
+def parse(image: str) -> tuple[str, str, str]:
+    """`host:5000/team/app:1.2@sha256:…` → (`host:5000/team/app`, `1.2`, `sha256:…`); the tag
+    and the digest may be empty."""
+    image, _, digest = image.partition("@")
     name, _, last = image.rpartition("/")
     repo, sep, tag = last.partition(":")
-    return (f"{name}/{repo}" if name else repo), (tag if sep else "")
+    return (f"{name}/{repo}" if name else repo), (tag if sep else ""), digest
+
+
+def split(image: str) -> tuple[str, str]:
+    """`host:5000/team/app:1.2` → (`host:5000/team/app`, `1.2`); the tag may be empty."""
+    repository, tag, _ = parse(image)
+    return repository, tag
 
 
 def _images_file(spec: Spec) -> Path:
@@ -163,8 +171,9 @@ def resolve(spec: Spec, root: Path = PROJECT_ROOT) -> dict[str, ImageRef]:
     pushed = _pushed(spec)
     out = {}
     for recipe in RECIPES:
-        repository, tag = split(named[recipe.role])
+        repository, tag, digest = parse(named[recipe.role])
         derived = not tag
         tag = tag or content_digest(recipe, root)[:TAG_LENGTH]
-        out[recipe.role] = ImageRef(recipe.role, repository, tag, derived, pushed.get(f"{repository}:{tag}", ""))
+        out[recipe.role] = ImageRef(recipe.role, repository, tag, derived,
+                                    digest or pushed.get(f"{repository}:{tag}", ""))
     return out

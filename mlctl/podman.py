@@ -467,8 +467,8 @@ class PodRunner:
 
     def run(self, pod: ClusterPod, publish: Sequence[int] = (), wait: str = "ready",
             timeout_s: float = 300) -> PodRun:
-        """Create and start the pod; `wait` is "ready" (readiness probes pass) or "complete"
-        (every container exits; PodmanError unless all exit 0)."""
+        """Create and start the pod; `wait` is "ready" (readiness probes pass), "complete"
+        (every container exits; PodmanError unless all exit 0) or "none" (return once started)."""
         manifest = pod.manifest
         spec = manifest["spec"]
         name = podman_name(self.cluster.namespace, pod.name)

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from mlctl.images import ImageRef, resolve as resolve_images
+from mlctl.images import ImageRef, parse as parse_image, resolve as resolve_images
 from mlctl.secrets import Secrets
 from mlctl.spec import KubernetesRunner, Resources, Spec, TrainingSpec
 
@@ -53,6 +53,11 @@ def _pvc(uri: str | None) -> tuple[str, str]:
 
 def _image(ref: ImageRef, pull_policy: str) -> dict[str, str]:
     return {"repository": ref.repository, "tag": ref.tag, "pullPolicy": pull_policy, "digest": ref.digest}
+
+
+def _third_party(image: str, pull_policy: str = "IfNotPresent") -> dict[str, str]:
+    repository, tag, digest = parse_image(image)
+    return {"repository": repository, "tag": tag or "latest", "pullPolicy": pull_policy, "digest": digest}
 
 
 def build_values(
@@ -118,6 +123,7 @@ def build_values(
                 "access_key_id": secrets.storage_access_key_id or "",
                 "secret_access_key": secrets.storage_secret_access_key or "",
             },
+            "initializer": {"image": _third_party(spec.storage.initializer_image)},
         },
         "training": {
             "enabled": train_job,
@@ -128,7 +134,7 @@ def build_values(
             "gpus": runner.gpus,
             "activeDeadlineSeconds": runner.timeout_seconds,
         },
-        "tests": {"enabled": True},
+        "tests": {"enabled": True, "image": _third_party(k.test_image)},
     }
 
 

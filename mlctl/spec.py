@@ -50,7 +50,7 @@ _QUANTITY = re.compile(
 # A container image reference: [registry[:port]/]path[:tag][@digest].
 _IMAGE = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::[\w][\w.-]{0,127})?$"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # pvc://claim/folder: a claim name (DNS-1123 subdomain) and a folder inside it.
@@ -480,6 +480,9 @@ class StorageSpec(Strict):
     """Where the access key id lives."""
     secret_access_key: SecretRef | None = None
     """Where the secret access key lives."""
+    initializer_image: Image = "seldonio/rclone-storage-initializer:1.17.1"
+    """Seldon's storage-initializer image (entrypoint `rclone copy`): the chart declares the init
+    container with it, and the training Job uploads with it. Append @sha256:… to pin it."""
     upload_endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
     """The S3 endpoint as this machine reaches it, for `mlctl apply` to upload the model when
     `rclone.endpoint` is an address inside the cluster; empty means `rclone.endpoint` (or AWS)."""
@@ -515,7 +518,10 @@ class KubernetesSpec(Strict):
     service_account: ServiceAccountSpec = Field(default_factory=dict)
     """The pods' ServiceAccount (for workload identity)."""
     network_policy: bool = False
-    """Add a NetworkPolicy admitting only the model pods' serving and metrics ports."""
+    """Add NetworkPolicies: the model pods admit only their serving and metrics ports, the
+    training Job's and the test's pods nothing."""
+    test_image: Image = "python:3.11-slim"
+    """The `helm test` pod's image (any Python 3); append @sha256:… to pin it."""
 
 
 # --- the whole spec ------------------------------------------------------------------------

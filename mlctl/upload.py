@@ -218,7 +218,7 @@ def _helper_pod(name: str, claim: str, release: str) -> dict:
         "spec": {
             "restartPolicy": "Never",
             "activeDeadlineSeconds": 1800,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 8888, "runAsGroup": 8888, "fsGroup": 8888,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
                                 "seccompProfile": {"type": "RuntimeDefault"}},  # fmt: skip
             "containers": [{
                 "name": "store", "image": PVC_HELPER_IMAGE, "command": ["sleep", "1800"],

@@ -23,9 +23,10 @@ RUN pip install $PIP_INSTALL_ARGS -r /tmp/requirements/serve.txt -c /tmp/require
  && rm -rf /tmp/requirements
 
 COPY model/ /app/model/
-RUN useradd --uid 8888 --no-create-home --home-dir /app --shell /usr/sbin/nologin seldon \
- && chown -R 8888:0 /app && chmod -R g=u /app
-USER 8888
+# uid 10001: non-root and above the range host users have (the chart runs the pod as it too).
+RUN useradd --uid 10001 --no-create-home --home-dir /app --shell /usr/sbin/nologin seldon \
+ && chown -R 10001:0 /app && chmod -R g=u /app
+USER 10001
 
 # Defaults for a 2-core pod: one sync worker per core, one torch thread each (the network is
 # small; more threads per worker only contend). GRPC_WORKERS=1: one gRPC process (about 40 MB)

@@ -3,6 +3,7 @@
 #   .venv        mlctl + training (torch 2.13.0 CPU) + test tools
 #   .venv-serve  the seldon-core serving runtime (requirements/serve.txt), kept apart because
 #                seldon-core pins old Flask/click/jsonschema/numpy
+#   .venv-checkov  checkov (requirements/checkov.txt), the rule set the tests run over the release
 #   .mlctl/bin   helm and kubectl when they are not on PATH (scripts/fetch-tools.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,10 @@ log "installing mlctl[train,dev] into .venv"
 if [ ! -x .venv-serve/bin/python ]; then log "creating .venv-serve"; "$PY" -m venv .venv-serve; fi
 log "installing the serving runtime into .venv-serve"
 .venv-serve/bin/pip install -q --disable-pip-version-check -c requirements/constraints.txt -r requirements/serve.txt
+
+if [ ! -x .venv-checkov/bin/python ]; then log "creating .venv-checkov"; "$PY" -m venv .venv-checkov; fi
+log "installing checkov into .venv-checkov"
+.venv-checkov/bin/pip install -q --disable-pip-version-check -r requirements/checkov.txt
 
 bash scripts/fetch-tools.sh
 log "ready: .venv/bin/mlctl --help"

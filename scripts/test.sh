@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The container suite's system packages (as root with apt; MLCTL_NO_SYSTEM_SETUP=1 skips this).
+[ -n "${MLCTL_NO_SYSTEM_SETUP:-}" ] || bash scripts/setup-containers.sh
 exec .venv/bin/python -m pytest "$@"

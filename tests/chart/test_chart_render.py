@@ -92,7 +92,7 @@ def test_security_contexts_are_restricted(helm):
             mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
             if c["name"] != "predict":  # the test pod writes nothing
                 assert "/tmp" in mounts, f"{c['name']} has a read-only root but no writable /tmp"
-    assert component(objects)["spec"]["securityContext"]["runAsUser"] == 8888
+    assert component(objects)["spec"]["securityContext"]["runAsUser"] == 10001
 
 
 def test_http_probes_on_the_wrapper_port(helm):
@@ -361,12 +361,19 @@ def test_service_account_reaches_every_pod(helm):
 
 def test_network_policy_admits_only_the_serving_ports(helm):
     assert not find(render(helm, ci="default"), "NetworkPolicy")
-    policy = one(render(helm, {**S3, "networkPolicy": {"enabled": True}}), "NetworkPolicy")
+    objects = render(helm, {**S3, "networkPolicy": {"enabled": True}})
+    policy = one([o for o in objects if o["metadata"]["name"] == FULLNAME], "NetworkPolicy")
     assert policy["spec"]["podSelector"] == {"matchLabels": {"seldon-deployment-id": FULLNAME}}
+    # The Job's and the test's pods serve nothing: a policy each with no ingress rule at all.
+    for component in ("training", "test"):
+        closed = one(objects, "NetworkPolicy", f"-{component}")
+        assert closed["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+        assert closed["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in closed["spec"]
     assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == [9000, 9500, 6000]
     assert "from" not in policy["spec"]["ingress"][0]
     with_executor = one(render(helm, {**S3, "networkPolicy": {"enabled": True, "from": [{"podSelector": {}}]},
-                                      "serving": {"executor": {"enabled": True}, "grpc": False}}), "NetworkPolicy")
+                                      "serving": {"executor": {"enabled": True}, "grpc": False}}),
+                        "NetworkPolicy", f"{FULLNAME}")
     assert [p["port"] for p in with_executor["spec"]["ingress"][0]["ports"]] == [9000, 6000, 8000, 5001]
     assert with_executor["spec"]["ingress"][0]["from"] == [{"podSelector": {}}]
 

