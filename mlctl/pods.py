@@ -22,7 +22,6 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from mlctl.errors import MlctlError
 

@@ -9,7 +9,7 @@ import pytest
 
 from mlctl import podsecurity
 from mlctl.pods import ENGINE_CONTAINER, cluster_pods
-from tests.chart.helpers import CHART, CI_VALUES, NAMESPACE, find_helm, template
+from tests.chart.helpers import CI_VALUES, NAMESPACE, find_helm, template
 
 pytestmark = pytest.mark.skipif(find_helm() is None, reason="no helm binary (run scripts/fetch-tools.sh)")
 

@@ -102,6 +102,10 @@ def test_readme_lists_every_value():
     ({"model": {"sha256": "abc"}}, "sha256"),
     ({"training": {"gpus": -1}}, "gpus"),
     ({"storage": {"config": {"Bad-Key": "x"}}}, "Bad-Key"),
+    # The wrapper makes it gunicorn's worker timeout in whole seconds, which covers worker start:
+    # 1 ms became a 1 s timeout that killed workers while they loaded the model.
+    ({"serving": {"restTimeoutMs": 4999}}, "restTimeoutMs"),
+    ({"serving": {"image": {"digest": "sha256:short"}}}, "digest"),
 ])
 def test_helm_rejects_values_the_schema_forbids(each_helm, bad, fragment):
     err = template_error(deep_merge({"model": {"uri": "pvc://m/p"}}, bad), helm=each_helm)
