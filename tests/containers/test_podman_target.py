@@ -148,7 +148,7 @@ def test_cold_start_of_the_predictor_pod(applied, shipped, monkeypatch):
     release.runner.remove(podman.podman_name("models", predictor.name))
     sample = (Path(__file__).resolve().parents[2] / "charts/mnist-seldon/files/digit.png").read_bytes()
     t0 = time.monotonic()
-    run_ = release.runner.run(predictor, publish=[9000], wait="none")
+    run_ = release.runner.run(predictor, publish=[9000, 9500], wait="none")
     while True:
         try:
             if predict_image(f"http://127.0.0.1:{run_.ports[9000]}", sample, timeout=2).cls == 7:
@@ -159,6 +159,20 @@ def test_cold_start_of_the_predictor_pod(applied, shipped, monkeypatch):
     cold = time.monotonic() - t0
     print(f"\npredictor pod cold start (pod create → first correct prediction): {cold:.2f} s")
     assert cold < 60
+    # The gRPC port the operator declares (9500) answers too, with the same model.
+    serve_python = Path(__file__).resolve().parents[2] / ".venv-serve" / "bin" / "python"
+    script = ("import grpc, sys; from seldon_core.proto import prediction_pb2 as p, prediction_pb2_grpc as g; "
+              "s = g.ModelStub(grpc.insecure_channel(sys.argv[1])); "
+              "r = s.Predict(p.SeldonMessage(binData=open(sys.argv[2], 'rb').read()), timeout=30); "
+              "v = list(r.data.tensor.values); print(v.index(max(v)), r.meta.tags['model_sha256'].string_value)")
+    sample_path = Path(__file__).resolve().parents[2] / "charts/mnist-seldon/files/digit.png"
+    deadline = time.monotonic() + 60
+    while True:  # the gRPC process loads the model beside the REST workers
+        out = run(str(serve_python), "-c", script, f"127.0.0.1:{run_.ports[9500]}", str(sample_path), check=False)
+        if out.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert out.stdout.split() == ["7", applied["summary"]["modelSha256"]], out.stderr[-1000:]
 
 
 # --- failure paths: a clear message naming the step, exit 1, and the next apply converges ---------
