@@ -108,3 +108,17 @@ def read_artifact(path: Path, verify: bool = True) -> Artifact | None:
                 hint="the artifact was modified after training; retrain with --force",
             )
     return Artifact(path=path, sha256=sha, test_accuracy=accuracy, metadata=meta)
+
+
+def metadata_from_log(text: str) -> dict | None:
+    """The last line of the log that is a JSON object with a sha256: the trainer's metadata."""
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                meta = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(meta, dict) and "sha256" in meta:
+                return meta
+    return None

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from mlctl import actions, podman
-from mlctl.artifacts import training_hash
+from mlctl.artifacts import metadata_from_log, training_hash
 from mlctl.errors import MlctlError
 from mlctl.pods import ClusterPod, cluster_pods
 from mlctl.secrets import resolve_secrets
@@ -125,79 +125,90 @@ def _provision_data_claim(spec: Spec, release: Release) -> None:
             shutil.copy2(spec.data.dir / name, folder / name)
 
 
-def _metadata_from_log(text: str) -> dict | None:
-    from mlctl.train_k8s import metadata_from_log
-
-    return metadata_from_log(text)
-
-
 def apply(spec: Spec, report: Report, on_log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Train (if needed), serve and check the release under podman; the summary for the CLI."""
     _require_podman()
-    from mlctl import build
-
     started = time.monotonic()
     secrets = resolve_secrets(spec)
-    digest = training_hash(spec)
+    built = _step("images", lambda: _images(spec, report, on_log))
+    metadata = _step("train", lambda: _train(spec, secrets, report, on_log))
+    release = _release(spec, secrets, model_sha256=metadata["sha256"], on_event=lambda e: on_log(f"serve: {e}"))
+    port, ready_after = _step("serve", lambda: _serve(spec, release, report))
+    url = _step("check", lambda: _check(release, port, report))
+    return {"url": url, "modelSha256": metadata["sha256"], "testAccuracy": metadata["test_accuracy"],
+            "pod": release.pods["predictor"].name, "readyAfterSeconds": ready_after,
+            "images": [i.reference for i in built.images], "seconds": round(time.monotonic() - started, 1)}
+
+
+def _images(spec: Spec, report: Report, on_log: Callable[[str], None]):
+    from mlctl import build
 
     built = build.build(spec, engine_name="podman", on_progress=lambda line: on_log(f"build: {line}"))
     for image in built.images:
         report("images", "changed" if image.built else "up to date", image.reference)
+    return built
 
-    def follow(container: str, line: str) -> None:
-        on_log(f"{container}: {line}")
 
-    release = _release(spec, secrets, on_log=follow)
+def _train(spec: Spec, secrets, report: Report, on_log: Callable[[str], None]) -> dict:
+    """The training Job's pod, unless a Job of its name completed here; the model's metadata."""
+    release = _release(spec, secrets, on_log=lambda container, line: on_log(f"{container}: {line}"))
     job = release.pods["training"]
-    job_name = job.owner.removeprefix("Job/")
-    metadata = _trained(spec, job_name)
-    if metadata is None:
-        _provision_data_claim(spec, release)
-        job_object = next(o for o in release.objects if o["kind"] == "Job")
-        deadline = int(job_object["spec"].get("activeDeadlineSeconds") or 3600)
-        t0 = time.monotonic()
-        run = _step("train", lambda: release.runner.run(job, wait="complete", timeout_s=deadline))
-        metadata = _metadata_from_log(run.logs("train"))
-        if metadata is None or metadata.get("training_hash") != digest:
-            raise MlctlError(f"train: Job {job_name} finished but its train log has no metadata for training hash "
-                             f"{digest[:12]}…")
-        _record(spec).write_text(json.dumps({"job": job_name, "metadata": metadata}, indent=2))
-        release.runner.remove(run.podman_name)
-        report("train", "changed", f"Job {job_name} in {time.monotonic() - t0:.1f} s: test accuracy "
-                                   f"{metadata['test_accuracy']:.2%}, model in {spec.model_store.uri}")
-    else:
-        report("train", "up to date", f"Job {job_name} completed: test accuracy {metadata['test_accuracy']:.2%}")
+    name = job.owner.removeprefix("Job/")
+    metadata = _trained(spec, name)
+    if metadata is not None:
+        report("train", "up to date", f"Job {name} completed: test accuracy {metadata['test_accuracy']:.2%}")
+        return metadata
+    _provision_data_claim(spec, release)
+    job_object = next(o for o in release.objects if o["kind"] == "Job")
+    started = time.monotonic()
+    run = release.runner.run(job, wait="complete", timeout_s=int(job_object["spec"].get("activeDeadlineSeconds") or 3600))
+    digest = training_hash(spec)
+    metadata = metadata_from_log(run.logs("train"))
+    if metadata is None or metadata.get("training_hash") != digest:
+        raise MlctlError(f"Job {name} finished but its train log has no metadata for training hash {digest[:12]}…")
+    _record(spec).write_text(json.dumps({"job": name, "metadata": metadata}, indent=2))
+    release.runner.remove(run.podman_name)
+    report("train", "changed", f"Job {name} in {time.monotonic() - started:.1f} s: test accuracy "
+                               f"{metadata['test_accuracy']:.2%}, model in {spec.model_store.uri}")
+    return metadata
 
-    release = _release(spec, secrets, model_sha256=metadata["sha256"], on_event=lambda e: on_log(f"serve: {e}"))
+
+def _serve(spec: Spec, release: Release, report: Report) -> tuple[int, float | None]:
+    """The predictor pod of this template, ready; (its published port, seconds to ready or None)."""
     predictor = release.pods["predictor"]
-    port = service_port(predictor)
     running = _ready_predictor(release, predictor)
     if running is not None:
         report("serve", "up to date", f"pod {predictor.name} on 127.0.0.1:{running}")
-        ready_after = None
-    else:
-        for pod in release.runner.pods():
-            if pod["labels"].get(f"{podman.LABEL}.role") == "predictor":
-                release.runner.remove(pod["name"])
-        publish = sorted({port, *podman.probe_ports(predictor)})
-        run = _step("serve", lambda: release.runner.run(predictor, publish=publish,
-                                                        timeout_s=spec.kubernetes.timeout_seconds))
-        running, ready_after = run.ports[port], run.ready_after_s
-        report("serve", "changed", f"pod {predictor.name} ready in {ready_after:.1f} s on 127.0.0.1:{running}")
+        return running, None
+    for pod in release.runner.pods():
+        if pod["labels"].get(f"{podman.LABEL}.role") == "predictor":
+            release.runner.remove(pod["name"])
+    port = service_port(predictor)
+    run = release.runner.run(predictor, publish=sorted({port, *podman.probe_ports(predictor)}),
+                             timeout_s=spec.kubernetes.timeout_seconds)
+    report("serve", "changed", f"pod {predictor.name} ready in {run.ready_after_s:.1f} s on "
+                               f"127.0.0.1:{run.ports[port]}")
+    return run.ports[port], run.ready_after_s
 
-    from mlctl import deploy
 
-    url = f"http://127.0.0.1:{running}"
-    check = _step("check", lambda: deploy.check_sample(url))
+def _check(release: Release, port: int, report: Report) -> str:
+    """The sample digit through the published Service port, then the chart's helm test pod."""
+    from mlctl import deploy, predict
+
+    base = f"http://127.0.0.1:{port}"
+    check = deploy.check_sample(base)
     report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
     test = release.pods.get("test")
     if test is not None:
-        run = _step("check", lambda: release.runner.run(test, wait="complete", timeout_s=300))
-        report("check", "ok", f"helm test pod {test.name}: {run.logs('predict', 1)}")
+        run = release.runner.run(test, wait="complete", timeout_s=300)
+        try:
+            said = json.loads(run.logs("predict").strip().splitlines()[-1])
+            verdict = f"predicted {said['predicted']}, label {said['label']}"
+        except (ValueError, IndexError, KeyError):
+            verdict = "passed"
+        report("check", "ok", f"helm test pod {test.name}: {verdict}")
         release.runner.remove(run.podman_name)
-    return {"url": f"{url}{deploy.predict.DEFAULT_ENDPOINT}", "modelSha256": metadata["sha256"],
-            "testAccuracy": metadata["test_accuracy"], "pod": predictor.name, "readyAfterSeconds": ready_after,
-            "images": [i.reference for i in built.images], "seconds": round(time.monotonic() - started, 1)}
+    return base + predict.DEFAULT_ENDPOINT
 
 
 def _step(name: str, action: Callable[[], Any]) -> Any:
@@ -244,7 +255,9 @@ def status(spec: Spec) -> dict[str, Any]:
     if predictor:
         from mlctl import predict
 
-        port = podman.published_port(predictor["name"], 9000 if not spec.serving.executor else 8000)
+        from mlctl.deploy import service_port as release_port
+
+        port = podman.published_port(predictor["name"], release_port(spec))
         out["url"] = f"http://127.0.0.1:{port}{predict.DEFAULT_ENDPOINT}" if port else None
         if port:
             try:

@@ -13,14 +13,13 @@ its ServiceAccount (when the chart creates one) are applied beside it, annotated
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 
 import yaml
 
 from mlctl import helm, kubectl, render, tools
-from mlctl.artifacts import Artifact, training_hash
+from mlctl.artifacts import Artifact, metadata_from_log, training_hash
 from mlctl.errors import MlctlError
 from mlctl.secrets import Secrets, resolve_secrets
 from mlctl.spec import KubernetesRunner, Spec
@@ -78,20 +77,6 @@ def job_state(job: dict | None) -> tuple[str, str]:
             why = ": ".join(x for x in (cond.get("reason"), cond.get("message")) if x)
             return "failed", why or "Failed"
     return "running", ""
-
-
-def metadata_from_log(text: str) -> dict | None:
-    """The last line of the log that is a JSON object with a sha256: the trainer's metadata."""
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                meta = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(meta, dict) and "sha256" in meta:
-                return meta
-    return None
 
 
 def _log_tail(t: helm.Target, job: str, secrets: Secrets) -> str:

@@ -59,12 +59,12 @@ def _missing() -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):
-    why = _missing()
-    for item in items:
-        if HERE in Path(item.fspath).parents or Path(item.fspath).parent == HERE:
-            item.add_marker(pytest.mark.containers)
-            if why:
-                item.add_marker(pytest.mark.skip(reason=why))
+    ours = [item for item in items if Path(item.fspath).parent == HERE]
+    why = _missing() if ours else None
+    for item in ours:
+        item.add_marker(pytest.mark.containers)
+        if why:
+            item.add_marker(pytest.mark.skip(reason=why))
 
 
 def run(*argv: str, timeout: float = 600, check: bool = True, **kw) -> subprocess.CompletedProcess:

@@ -133,7 +133,9 @@ def test_the_helm_test_pod_fails_on_a_wrong_answer(applied, shipped, monkeypatch
     release = release_of(shipped, monkeypatch, applied["summary"]["modelSha256"])
     sample = next(o for o in release.objects if o["kind"] == "ConfigMap")
     sample["data"]["digit.label"] = str((int(sample["data"]["digit.label"]) + 1) % 10)
-    with pytest.raises(Exception, match="exited 1") as failed:
+    from mlctl.podman import PodmanError
+
+    with pytest.raises(PodmanError, match="exited 1") as failed:
         release.runner.run(release.pods["test"], wait="complete", timeout_s=120)
     assert "predicted 7" in str(failed.value) or '"predicted": 7' in str(failed.value)
     release.runner.remove(f"models.{release.pods['test'].name}")

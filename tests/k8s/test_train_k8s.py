@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from mlctl import train_k8s
-from mlctl.artifacts import training_hash
+from mlctl.artifacts import metadata_from_log, training_hash
 from mlctl.errors import MlctlError
 from mlctl.secrets import resolve_secrets
 from tests.chart.helpers import validate_all
@@ -151,7 +151,7 @@ def test_completed_job_without_a_metadata_line(helm_real, spec, secret_env, cloc
     ("", None),
 ])  # fmt: skip
 def test_metadata_from_log(text, expected):
-    assert train_k8s.metadata_from_log(text) == expected
+    assert metadata_from_log(text) == expected
 
 
 def test_pvc_spec_renders_without_the_storage_secret(helm_real, tmp_path, secret_env):
