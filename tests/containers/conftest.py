@@ -191,6 +191,10 @@ def registry(tmp_path_factory) -> Iterator[Registry]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        names = run("podman", "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+        pushed = [n for n in names if n.startswith(f"127.0.0.1:{port}/")]
+        if pushed:  # the tags the push test made; the layers stay shared with the other tags
+            run("podman", "rmi", *pushed, check=False)
 
 
 @dataclass
