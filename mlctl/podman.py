@@ -137,12 +137,13 @@ class PodRun:
 
 
 def logs(podman_container: str, tail: int | None = None) -> str:
+    """The container's stdout and stderr in the order it wrote them (as `kubectl logs`)."""
     try:
         p = subprocess.run([binary(), "logs", *(["--tail", str(tail)] if tail else []), podman_container],
-                           capture_output=True, text=True, timeout=60)
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"(no log: {exc})"
-    return (p.stdout + p.stderr).strip()
+    return p.stdout.strip()
 
 
 def free_port() -> int:
