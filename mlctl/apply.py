@@ -154,11 +154,7 @@ def _podman(spec: Spec, dry_run: bool, report, result: ApplyResult, on_log, spec
     from mlctl import podman_target
 
     if dry_run:
-        for step, what in (("images", "build the images whose content changed"),
-                           ("train", "run the training Job's pod unless it completed for this training hash"),
-                           ("serve", "run the predictor pod unless one of this template is ready"),
-                           ("check", "post the sample digit and run the helm test pod")):
-            report(step, "planned", f"would {what}")
+        podman_target.plan(spec, report)
         return
     result.summary = {**podman_target.apply(spec, report, on_log), "spec": str(spec_path)}
 

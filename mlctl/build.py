@@ -133,6 +133,14 @@ def registry_auth(spec: Spec) -> dict | None:
     return json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
 
 
+def stale(spec: Spec, engine_name: str | None = None, root: Path = PROJECT_ROOT) -> dict[str, bool]:
+    """{image reference: whether a build is due} (its content label differs or it is absent)."""
+    engine = engines.find(engine_name)
+    refs = images.resolve(spec, root)
+    return {refs[r.role].reference: engines.image_label(engine, refs[r.role].reference, engines.CONTENT_LABEL)
+            != images.content_digest(r, root) for r in images.RECIPES}
+
+
 def build(spec: Spec, push: bool = False, deps: Deps = "auto", roles: tuple[str, ...] = ("training", "serving"),
           on_progress: Callable[[str], None] = lambda _: None, root: Path = PROJECT_ROOT,
           engine_name: str | None = None) -> BuildResult:
@@ -178,7 +186,8 @@ def build(spec: Spec, push: bool = False, deps: Deps = "auto", roles: tuple[str,
                 digest = engines.push(engine, image.reference, auth)
             except MlctlError as exc:
                 raise MlctlError(f"pushing {image.reference} failed: {exc.message}",
-                                 hint="check registry.server, registry.username and the password the spec names") from None
+                                 hint="check registry.server, registry.username and the password the spec "
+                                      "names") from None
             images.record_push(spec, image.reference, digest)
             result.images[i] = BuiltImage(**{**asdict(image), "digest": digest})
     result.seconds = time.monotonic() - started

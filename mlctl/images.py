@@ -103,7 +103,8 @@ def context_files(recipe: Recipe, root: Path = PROJECT_ROOT) -> list[str]:
     for source in copy_sources(text):
         path = root / source
         if path.is_dir():
-            files |= {str(p.relative_to(root)) for p in path.rglob("*") if p.is_file() and not _ignored(p.relative_to(root))}
+            files |= {str(p.relative_to(root)) for p in path.rglob("*")
+                      if p.is_file() and not _ignored(p.relative_to(root))}
         elif path.is_file():
             files.add(source)
         else:

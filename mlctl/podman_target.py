@@ -140,6 +140,31 @@ def apply(spec: Spec, report: Report, on_log: Callable[[str], None] = lambda _: 
             "images": [i.reference for i in built.images], "seconds": round(time.monotonic() - started, 1)}
 
 
+def plan(spec: Spec, report: Report) -> None:
+    """What apply would do, read-only: which images are due, whether the Job and the predictor
+    pod of this release are there."""
+    _require_podman()
+    from mlctl import build
+
+    for reference, due in build.stale(spec, engine_name="podman").items():
+        report("images", "planned" if due else "up to date", f"{'would build ' if due else ''}{reference}")
+    secrets = resolve_secrets(spec)
+    release = _release(spec, secrets)
+    job = release.pods["training"].owner.removeprefix("Job/")
+    metadata = _trained(spec, job)
+    if metadata is None:
+        report("train", "planned", f"would run the pod of Job {job}")
+        report("serve", "planned", "would run the predictor pod with the model the Job writes")
+    else:
+        release = _release(spec, secrets, model_sha256=metadata["sha256"])
+        predictor = release.pods["predictor"]
+        report("train", "up to date", f"Job {job} completed: test accuracy {metadata['test_accuracy']:.2%}")
+        port = _ready_predictor(release, predictor)
+        report("serve", "up to date" if port else "planned",
+               f"pod {predictor.name} on 127.0.0.1:{port}" if port else f"would run pod {predictor.name}")
+    report("check", "planned", "would post the sample digit and run the helm test pod")
+
+
 def _images(spec: Spec, report: Report, on_log: Callable[[str], None]):
     from mlctl import build
 
@@ -161,7 +186,8 @@ def _train(spec: Spec, secrets, report: Report, on_log: Callable[[str], None]) -
     _provision_data_claim(spec, release)
     job_object = next(o for o in release.objects if o["kind"] == "Job")
     started = time.monotonic()
-    run = release.runner.run(job, wait="complete", timeout_s=int(job_object["spec"].get("activeDeadlineSeconds") or 3600))
+    deadline = int(job_object["spec"].get("activeDeadlineSeconds") or 3600)
+    run = release.runner.run(job, wait="complete", timeout_s=deadline)
     digest = training_hash(spec)
     metadata = metadata_from_log(run.logs("train"))
     if metadata is None or metadata.get("training_hash") != digest:

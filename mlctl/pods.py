@@ -198,7 +198,8 @@ def _default(sdep: dict, predictor: dict, namespace: str) -> None:
             if not any(m["name"] == PODINFO_VOLUME for m in con.get("volumeMounts") or []):
                 con.setdefault("volumeMounts", []).append({"name": PODINFO_VOLUME, "mountPath": PODINFO_PATH})
             if _port(con, "metrics") is None:  # addMetricsPortAndIncrement
-                con.setdefault("ports", []).append({"name": "metrics", "containerPort": next_metrics, "protocol": "TCP"})
+                con.setdefault("ports", []).append(
+                    {"name": "metrics", "containerPort": next_metrics, "protocol": "TCP"})
                 next_metrics += 1
             unit["endpoint"] = {**(unit.get("endpoint") or {}), "httpPort": http, "grpcPort": grpc,
                                 "service_host": "localhost", "service_port": http,
@@ -378,7 +379,8 @@ def _executor(sdep: dict, predictor: dict, operator: OperatorConfig) -> dict:
         "image": operator.executor_image,
         "args": ["--sdep", sdep["metadata"]["name"], "--namespace", sdep["metadata"].get("namespace", ""),
                  "--predictor", predictor["name"], "--http_port", str(http), "--grpc_port", str(grpc),
-                 "--protocol", sdep["spec"].get("protocol", "seldon"), "--transport", sdep["spec"].get("transport", "rest"),
+                 "--protocol", sdep["spec"].get("protocol", "seldon"),
+                 "--transport", sdep["spec"].get("transport", "rest"),
                  "--prometheus_path", PROMETHEUS_PATH, "--server_type", sdep["spec"].get("serverType", "rpc"),
                  "--log_work_buffer_size", "10000", "--log_write_timeout_ms", "2000", "--full_health_checks=false"],
         "imagePullPolicy": "IfNotPresent",

@@ -120,6 +120,12 @@ def test_a_second_apply_changes_nothing(applied, shipped):
     assert steps(p)["check"] == ["ok", "ok"]  # the sample digit and the helm test pod
 
 
+def test_a_dry_run_plans_from_what_is_there(applied, shipped):
+    plan = steps(mlctl("apply", str(shipped), "--target", "podman", "--dry-run", "--json"))
+    assert plan == {"validate": ["ok"], "images": ["up to date", "up to date"], "train": ["up to date"],
+                    "serve": ["up to date"], "check": ["planned"]}
+
+
 def test_status_and_the_serving_digest(applied, shipped):
     status = summary(mlctl("status", str(shipped), "--target", "podman", "--json"))
     assert status["servingSha256"] == status["trainedSha256"] == applied["summary"]["modelSha256"]
