@@ -259,11 +259,22 @@ def predict(
 
 @app.command()
 def status(spec: SpecArg, target: TargetOpt = None, as_json: JsonOpt = False) -> None:
-    """Show what is running for this spec: the local server, or the release and its SeldonDeployment."""
+    """Show what is running for this spec: the local server, its podman pods, or the release."""
     from mlctl import lifecycle
 
     result = lifecycle.status(spec, _target(target))
-    _emit(result, as_json, "\n".join(f"{k}: {v}" for k, v in result.items()))
+    _emit(result, as_json, "\n".join(_status_lines(result)))
+
+
+def _status_lines(result: dict) -> list[str]:
+    lines = []
+    for key, value in result.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines.append(f"{key}:")
+            lines += ["  " + ", ".join(f"{k} {v}" for k, v in item.items()) for item in value]
+        else:
+            lines.append(f"{key}: {value}")
+    return lines
 
 
 @app.command()
