@@ -70,6 +70,7 @@ def test_the_pod_answers_mnist_as_png_and_jpeg(applied):
     idx = range(0, 10_000, 10_000 // N_IMAGES)
     for fmt in ("PNG", "JPEG"):
         correct = sum(predict_image(base, encode(data.test_x[i], fmt)).cls == int(data.test_y[i]) for i in idx)
+        print(f"\nthe pod answered {correct}/{len(idx)} MNIST test images sent as {fmt} correctly")
         assert correct / len(idx) >= 0.985, f"{correct}/{len(idx)} as {fmt}"
     answer = predict_image(base, encode(data.test_x[0], "PNG")).raw
     assert answer["meta"]["tags"]["model_sha256"] == applied["summary"]["modelSha256"]
