@@ -176,7 +176,11 @@ def _images(spec: Spec, report: Report, on_log: Callable[[str], None]):
 
 def _train(spec: Spec, secrets, report: Report, on_log: Callable[[str], None]) -> dict:
     """The training Job's pod, unless a Job of its name completed here; the model's metadata."""
-    release = _release(spec, secrets, on_log=lambda container, line: on_log(f"{container}: {line}"))
+    def follow(container: str, line: str) -> None:
+        if not (container == "train" and line.startswith("{")):  # the metadata line, read below
+            on_log(f"{container}: {line}")
+
+    release = _release(spec, secrets, on_log=follow)
     job = release.pods["training"]
     name = job.owner.removeprefix("Job/")
     metadata = _trained(spec, name)
