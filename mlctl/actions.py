@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlctl import helm, render as rendering
-from mlctl.artifacts import artifact_dir, read_artifact, training_hash
+from mlctl.artifacts import artifact_dir, read_local, store_uri, training_hash
 from mlctl.errors import UsageError
 from mlctl.secrets import placeholders, resolve_secrets
 from mlctl.spec import Spec, load_spec
@@ -20,7 +20,7 @@ def describe(spec: Spec) -> dict:
         "runner": spec.training.runner.kind,
         "trainingHash": digest,
         "artifact": str(artifact_dir(spec, digest)),
-        "modelUri": spec.model_store.uri,
+        "modelUri": store_uri(spec, digest),
         "release": spec.kubernetes.release,
         "namespace": spec.kubernetes.namespace,
     }
@@ -38,7 +38,7 @@ def validate(path: Path) -> dict:
 
 
 def _model_sha(spec: Spec) -> str:
-    artifact = read_artifact(artifact_dir(spec), verify=False)
+    artifact = read_local(artifact_dir(spec), verify=False)
     return artifact.sha256 if artifact else ""
 
 
@@ -63,11 +63,16 @@ def render(path: Path, output: Path | None, include_secrets: bool) -> str:
 def rendered_objects(spec: Spec, secrets=None, train_job: bool = False, model_sha256: str | None = None) -> list[dict]:
     """The objects the chart renders for the spec (`helm template`), credentials redacted unless
     `secrets` are given; the model digest is the local artifact's unless given."""
-    import yaml
-
     sha = _model_sha(spec) if model_sha256 is None else model_sha256
     values = rendering.build_values(spec, secrets or placeholders(spec), model_sha256=sha,
                                     training_hash=training_hash(spec), train_job=train_job)
+    return template_values(spec, values, secrets)
+
+
+def template_values(spec: Spec, values: dict, secrets=None) -> list[dict]:
+    """The objects the chart renders from these values (`helm template`, a 0600 values file)."""
+    import yaml
+
     with rendering.private_values_file(values) as file:
         text = helm.template(spec.kubernetes.release, [file], namespace=spec.kubernetes.namespace,
                              secrets=secrets.values() if secrets else ())

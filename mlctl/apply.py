@@ -91,7 +91,7 @@ def _train(spec: Spec, dry_run: bool, report, on_line) -> artifacts.Artifact | N
 
     digest = artifacts.training_hash(spec)
     if dry_run:
-        existing = artifacts.read_artifact(artifacts.artifact_dir(spec, digest))
+        existing = artifacts.read_local(artifacts.artifact_dir(spec, digest))
         if existing is None:
             report("train", "planned", f"would train ({spec.training.runner.kind} runner, hash {digest[:12]})")
         else:
@@ -136,7 +136,7 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
            f"{action}: seldon-core-microservice at {state.url} (pid {state.pid}, log {state.log})")  # fmt: skip
     from mlctl import deploy
 
-    check = deploy.check_sample(state.url)  # raises "smoke test: …" on a wrong answer
+    check = deploy.check_sample(state.url, expected_sha256=artifact.sha256)  # "smoke test: …" when wrong
     report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
     result.summary = {
         "url": f"{state.url}/api/v1.0/predictions",
@@ -168,7 +168,7 @@ def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult
     except MlctlError as exc:
         raise _step("credentials", exc) from None
     if artifact is None:  # dry run before the first training: plan with what is known
-        artifact = artifacts.Artifact(artifacts.artifact_dir(spec), "<after training>", 0.0, {})
+        artifact = artifacts.planned(spec)
     try:
         plan = deploy.plan(spec, artifact, secrets)
     except MlctlError as exc:

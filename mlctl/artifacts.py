@@ -1,8 +1,10 @@
-"""Trained artifacts on local disk: the training hash, where an artifact lives, and reading one.
+"""Trained models as mlctl sees them: the training hash, a model's name and addresses, and the two
+kinds of artifact, a folder on this machine (`LocalArtifact`) and a folder in the model store
+(`StoredArtifact`). The format itself (files, version, digest check) is model/artifact.py's.
 
-An artifact is a folder with `model.pt` (the state_dict) and `metadata.json`, written atomically
-by `python -m model.train`. Its folder name carries the training hash, so an unchanged spec and
-unchanged model code find the artifact they already trained and skip training.
+A model is named `<name>-<hash12>` after its training hash, here (`training.output/<that>`) and in
+the store (`modelStore.uri/<that>`): an unchanged spec and unchanged model code find the model they
+already trained, and every release names exactly the weights it serves.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ from pathlib import Path
 
 from mlctl.errors import MlctlError
 from mlctl.spec import Spec, TrainingSpec
-
-METADATA = "metadata.json"
-WEIGHTS = "model.pt"
+from model import artifact as artifact_format
 
 
 def hyperparameters(training: TrainingSpec) -> dict[str, object]:
@@ -58,56 +58,100 @@ def training_hash(spec: Spec) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def model_name(spec: Spec, digest: str | None = None) -> str:
+    """`mnist-87ed90d314a2`: the spec's name and the training hash's first 12 hex digits."""
+    return f"{spec.name}-{(digest or training_hash(spec))[:12]}"
+
+
 def artifact_dir(spec: Spec, digest: str | None = None) -> Path:
-    return spec.training.output / f"{spec.name}-{(digest or training_hash(spec))[:12]}"
+    """The model's folder on this machine."""
+    return spec.training.output / model_name(spec, digest)
+
+
+def store_uri(spec: Spec, digest: str | None = None) -> str:
+    """The model's folder in the model store."""
+    return spec.model_store.join(model_name(spec, digest))
 
 
 @dataclass(frozen=True)
-class Artifact:
-    path: Path | str
-    """A local folder, or the model store URI (a str) for a model trained on the cluster."""
-    sha256: str
-    test_accuracy: float
+class _Model:
     metadata: dict
 
     @property
-    def is_local(self) -> bool:
-        return isinstance(self.path, Path)
+    def sha256(self) -> str:
+        return str(self.metadata.get("sha256", ""))
 
     @property
-    def weights(self) -> Path:
-        return Path(self.path) / self.metadata.get("weights", WEIGHTS)
+    def test_accuracy(self) -> float:
+        return float(self.metadata.get("test_accuracy", 0.0))
+
+
+@dataclass(frozen=True)
+class LocalArtifact(_Model):
+    """A model folder on this machine."""
+
+    path: Path = Path()
 
     @property
     def name(self) -> str:
-        """The folder's name (`mnist-87ed90d314a2`), or the URI for a remote artifact."""
-        return self.path.name if isinstance(self.path, Path) else self.path
+        return self.path.name
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def files(self) -> list[Path]:
+        """The weights, then the metadata (the order an upload keeps, so a complete metadata file
+        means complete weights)."""
+        return [self.path / self.metadata.get("weights", artifact_format.WEIGHTS),
+                self.path / artifact_format.METADATA]
 
 
-def read_artifact(path: Path, verify: bool = True) -> Artifact | None:
+@dataclass(frozen=True)
+class StoredArtifact(_Model):
+    """A model folder in the model store (written there by the cluster's training Job)."""
+
+    uri: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def location(self) -> str:
+        return self.uri
+
+
+Artifact = LocalArtifact | StoredArtifact
+
+
+def sha256_of(path: Path) -> str:
+    return artifact_format.sha256_file(path)
+
+
+def planned(spec: Spec) -> LocalArtifact:
+    """The artifact a dry run plans with before the first training: its place, no digest yet."""
+    return LocalArtifact({"sha256": "<after training>", "test_accuracy": 0.0}, artifact_dir(spec))
+
+
+def read_local(path: Path, verify: bool = True) -> LocalArtifact | None:
     """The complete artifact at `path`, or None when there is none. A folder that exists but whose
     weights do not match their metadata is an error, not a silent retrain."""
-    meta_file = path / METADATA
-    if not meta_file.is_file():
+    if not (path / artifact_format.METADATA).is_file():
         return None
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        sha = meta["sha256"]
-        accuracy = float(meta["test_accuracy"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise MlctlError(f"{meta_file}: unreadable artifact metadata ({exc})", hint="retrain with --force") from None
-    weights = path / meta.get("weights", WEIGHTS)
-    if verify:
-        try:
-            actual = hashlib.sha256(weights.read_bytes()).hexdigest()
-        except OSError as exc:
-            raise MlctlError(f"{weights}: {exc.strerror}", hint="retrain with --force") from None
-        if actual != sha:
-            raise MlctlError(
-                f"{weights}: sha256 {actual[:12]}… does not match its metadata ({sha[:12]}…)",
-                hint="the artifact was modified after training; retrain with --force",
-            )
-    return Artifact(path=path, sha256=sha, test_accuracy=accuracy, metadata=meta)
+        if verify:
+            _, meta = artifact_format.read_artifact(path, attempts=1)
+        else:
+            meta = artifact_format.read_metadata(path)
+        float(meta["test_accuracy"])
+    except artifact_format.ArtifactError as exc:
+        raise MlctlError(str(exc), hint="the artifact was modified after training; retrain with --force") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MlctlError(f"{path / artifact_format.METADATA}: unreadable artifact metadata ({exc})",
+                         hint="retrain with --force") from None
+    return LocalArtifact(meta, path)
 
 
 def metadata_from_log(text: str) -> dict | None:

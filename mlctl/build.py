@@ -17,7 +17,6 @@ The digest the registry answers is recorded; `mlctl render` pins the images to i
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -114,23 +113,12 @@ def registry_auth(spec: Spec) -> dict | None:
     """The .dockerconfigjson of the chart's rendered pull Secret; None without one."""
     if not spec.registry.creates_secret:
         return None
-    import yaml
-
-    from dataclasses import replace
-
-    from mlctl import helm, render
-    from mlctl.secrets import placeholders, resolve
+    from mlctl import render
+    from mlctl.secrets import Secrets, resolve
 
     assert spec.registry.password is not None  # the spec demands it when it creates the Secret
-    # The storage credentials are not needed for a push: stand-ins let the chart render.
-    secrets = replace(placeholders(spec), registry_password=resolve(spec.registry.password, "registry.password"))
-    values = render.build_values(spec, secrets)
-    k = spec.kubernetes
-    with render.private_values_file(values) as file:
-        text = helm.template(k.release, [file], namespace=k.namespace, secrets=secrets.values(),
-                             show_only=["templates/secret-registry.yaml"])
-    secret = next(d for d in yaml.safe_load_all(text) if d)
-    return json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    secrets = Secrets(registry_password=resolve(spec.registry.password, "registry.password"))
+    return json.loads(render.chart_secret(spec, "templates/secret-registry.yaml", secrets)[".dockerconfigjson"])
 
 
 def stale(spec: Spec, engine_name: str | None = None, root: Path = PROJECT_ROOT) -> dict[str, bool]:

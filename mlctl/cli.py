@@ -278,6 +278,54 @@ def _status_lines(result: dict) -> list[str]:
 
 
 @app.command()
+def models(spec: SpecArg, target: TargetOpt = None, as_json: JsonOpt = False) -> None:
+    """List the spec's models: trained here, in the store, and which release revision serves which."""
+    from mlctl import lifecycle
+
+    result = lifecycle.models(spec, _target(target))
+    _emit(result, as_json, "\n".join(_models_lines(result)))
+
+
+def _models_lines(result: dict) -> list[str]:
+    def row(m: dict) -> str:
+        mark = "*" if m.get("current") else " "
+        return f" {mark} {m['name']}  sha256 {m['sha256'][:12]}…  test accuracy {m['testAccuracy']:.2%}  {m['location']}"
+
+    lines = ["here (training.output):", *(row(m) for m in result["local"])] if result["local"] else ["here: none"]
+    stored = result.get("stored")
+    if isinstance(stored, list):
+        lines += ["in the store:", *(row(m) for m in stored)] if stored else ["in the store: none"]
+    elif stored:
+        lines.append(f"in the store: {stored}")
+    for r in result.get("revisions", []):
+        lines.append(f"revision {r['revision']}: {r.get('modelUri')} (sha256 {str(r.get('modelSha256'))[:12]}…)"
+                     + (f", {r['status']}" if r.get("status") else ""))
+    for s in result.get("serving", []):
+        lines.append(f"served at {s['server']}: sha256 {s['modelSha256'][:12]}…")
+    lines.append(f"(* the spec's model now: {result['current']})")
+    return lines
+
+
+@app.command()
+def rollback(
+    spec: SpecArg,
+    revision: Annotated[Optional[int], typer.Option("--revision", "-r", help="The revision to serve again "
+                                                    "(default: the one before the current).")] = None,
+    target: TargetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve an earlier revision's model again (`helm rollback`, or its recorded values under podman)."""
+    from mlctl import lifecycle
+
+    def show(step: str, status: str, detail: str) -> None:
+        err.print(f"{_MARK.get(status, '·')} {step:<9} {escape(detail)}")
+
+    result = lifecycle.rollback(spec, _target(target), revision, report=show)
+    _emit(result, as_json, f"rolled back to revision {result['to']} (now revision {result['revision']}): "
+                           f"{result['modelUri']}, sha256 {result['modelSha256']}")
+
+
+@app.command()
 def delete(spec: SpecArg, target: TargetOpt = None, as_json: JsonOpt = False) -> None:
     """Stop the local server or uninstall the release. Trained artifacts are kept."""
     from mlctl import lifecycle

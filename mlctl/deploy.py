@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlctl import helm, kubectl, predict, render, tools, upload
+from mlctl import helm, kubectl, predict, render, store, tools
 from mlctl.artifacts import Artifact
-from mlctl.errors import MlctlError
+from mlctl.errors import MlctlError, UsageError
 from mlctl.secrets import Secrets, resolve_secrets
 from mlctl.spec import Spec
 
@@ -176,7 +176,7 @@ def deploy(spec: Spec, artifact: Artifact, plan: DeployPlan, secrets: Secrets | 
     uploaded: dict[str, Any] = {}
     revision = plan.revision
     if not plan.up_to_date:
-        uploaded = upload.ensure_uploaded(spec, artifact, secrets).as_dict()
+        uploaded = store.ensure_uploaded(spec, artifact, secrets).as_dict()
         values = deploy_values(spec, artifact, secrets)
         try:
             with render.private_values_file(values) as file:
@@ -189,7 +189,7 @@ def deploy(spec: Spec, artifact: Artifact, plan: DeployPlan, secrets: Secrets | 
         status = helm.status(t) or {}
         revision = status.get("version")
     state = wait_available(spec)
-    smoke = smoke_test(spec)
+    smoke = smoke_test(spec, artifact.sha256)
     return DeployResult(k.release, k.namespace, upgraded=not plan.up_to_date, revision=revision, upload=uploaded,
                         state=state, smoke=smoke, seconds=round(_clock() - started, 2))  # fmt: skip
 
@@ -223,9 +223,11 @@ def wait_available(spec: Spec, timeout_s: float | None = None) -> str:
 # --- smoke test ------------------------------------------------------------------------------
 
 
-def check_sample(base: str, endpoint: str = predict.DEFAULT_ENDPOINT) -> dict[str, Any]:
+def check_sample(base: str, endpoint: str = predict.DEFAULT_ENDPOINT, expected_sha256: str | None = None
+                 ) -> dict[str, Any]:
     """Post the chart's sample digit to `base + endpoint` (retrying an unreachable or failing
-    server) and demand its true label; used for the local server and the cluster alike."""
+    server) and demand its true label, and with `expected_sha256` that the answer comes from those
+    weights (the model_sha256 tag); used for the local server, podman and the cluster alike."""
     png, label = SAMPLE_PNG.read_bytes(), int(SAMPLE_LABEL.read_text().strip())
     url = base.rstrip("/") + endpoint
     for attempt in range(1, SMOKE_ATTEMPTS + 1):
@@ -237,21 +239,27 @@ def check_sample(base: str, endpoint: str = predict.DEFAULT_ENDPOINT) -> dict[st
             if (exc.status is not None and exc.status < 500) or attempt == SMOKE_ATTEMPTS:
                 raise MlctlError(f"smoke test: POST {url} failed: {exc.message}") from None
             _sleep(2)
+    served = ((answer.raw.get("meta") or {}).get("tags") or {}).get("model_sha256")
+    if expected_sha256 and served != expected_sha256:
+        raise MlctlError(f"smoke test: {url} serves the weights {str(served)[:12]}…, not {expected_sha256[:12]}…",
+                         hint="a stale pod or store folder; check mlctl status and mlctl models")
     if answer.cls != label:
         raise MlctlError(f"smoke test: {url} predicted {answer.cls}, but the sample digit is a {label}",
                          hint="the deployed model is wrong or stale; check mlctl status and the model sha256")  # fmt: skip
-    return {"url": url, "label": label, "predicted": answer.cls, "score": round(answer.scores[answer.cls], 4)}
+    return {"url": url, "label": label, "predicted": answer.cls, "score": round(answer.scores[answer.cls], 4),
+            "modelSha256": served}
 
 
-def smoke_test(spec: Spec) -> dict[str, Any]:
+def smoke_test(spec: Spec, expected_sha256: str | None = None) -> dict[str, Any]:
     """Post the chart's sample digit through the ingress endpoint, or a port-forward to the
     predictor Service; the answer's argmax must be the digit's label."""
     k = spec.kubernetes
     if k.endpoint:
-        return check_sample(k.endpoint, f"/seldon/{k.namespace}/{sdep_name(spec)}{predict.DEFAULT_ENDPOINT}")
+        return check_sample(k.endpoint, f"/seldon/{k.namespace}/{sdep_name(spec)}{predict.DEFAULT_ENDPOINT}",
+                            expected_sha256)
     try:
         with kubectl.port_forward(target(spec), predictor_service(spec), service_port(spec)) as port:
-            result = check_sample(f"http://127.0.0.1:{port}")
+            result = check_sample(f"http://127.0.0.1:{port}", expected_sha256=expected_sha256)
     except MlctlError as exc:
         if exc.message.startswith("smoke test:"):
             raise
@@ -260,12 +268,52 @@ def smoke_test(spec: Spec) -> dict[str, Any]:
     return result
 
 
+# --- revisions and rollback ------------------------------------------------------------------
+
+
+def revisions(spec: Spec) -> list[dict[str, Any]]:
+    """Every revision of the release and the model its values name (newest last)."""
+    t = target(spec)
+    out = []
+    for entry in helm.history(t):
+        model = (helm.get_values(t, revision=int(entry["revision"])) or {}).get("model") or {}
+        out.append({"revision": int(entry["revision"]), "status": entry.get("status"),
+                    "updated": entry.get("updated"), "modelUri": model.get("uri"), "modelSha256": model.get("sha256")})
+    return out
+
+
+def rollback(spec: Spec, revision: int | None = None) -> dict[str, Any]:
+    """`helm rollback` to `revision` (default: the one before the current), then wait for the
+    SeldonDeployment and demand the sample digit from that revision's weights."""
+    history = revisions(spec)
+    if len(history) < 2 and revision is None:
+        raise MlctlError(f"release {spec.kubernetes.release} has no earlier revision to roll back to")
+    wanted = revision if revision is not None else history[-2]["revision"]
+    old = next((r for r in history if r["revision"] == wanted), None)
+    if old is None:
+        raise UsageError(f"release {spec.kubernetes.release} has no revision {wanted}",
+                         hint=f"revisions: {', '.join(str(r['revision']) for r in history) or 'none'}")
+    t = target(spec)
+    try:
+        helm.rollback(t, wanted, spec.kubernetes.timeout_seconds)
+    except MlctlError as exc:
+        raise MlctlError(f"helm rollback failed: {exc.message}", hint=exc.hint) from None
+    state = wait_available(spec)
+    smoke = smoke_test(spec, old["modelSha256"] or None)
+    return {"release": t.release, "namespace": t.namespace, "to": wanted, "modelUri": old["modelUri"],
+            "modelSha256": old["modelSha256"], "state": state, "smoke": smoke,
+            "revision": (helm.status(t) or {}).get("version")}
+
+
 # --- status and delete -----------------------------------------------------------------------
 
 
 def status(spec: Spec) -> dict[str, Any]:
     """The release and its SeldonDeployment as the cluster reports them."""
+    from mlctl.artifacts import artifact_dir, read_local
+
     t, name = target(spec), sdep_name(spec)
+    local = read_local(artifact_dir(spec), verify=False)
     out: dict[str, Any] = {"release": t.release, "namespace": t.namespace, "exists": False}
     release = helm.status(t)
     if release is None:
@@ -286,6 +334,8 @@ def status(spec: Spec) -> dict[str, Any]:
         "availableReplicas": sum(int(d.get("availableReplicas") or 0) for d in deployments.values()),
         "modelUri": (values.get("model") or {}).get("uri"),
         "modelSha256": (values.get("model") or {}).get("sha256"),
+        # The model this spec trains here, beside the one deployed: equal when the release is current.
+        "localSha256": local.sha256 if local else None,
     })  # fmt: skip
     return out
 

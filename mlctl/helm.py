@@ -70,10 +70,23 @@ def status(target: Target) -> dict | None:
     return _release_json("status", target.release, *target.flags())
 
 
-def get_values(target: Target) -> dict | None:
-    """The user-supplied values of the deployed release, or None when there is none."""
-    values = _release_json("get", "values", target.release, *target.flags())
+def get_values(target: Target, revision: int | None = None) -> dict | None:
+    """The user-supplied values of the deployed release (or of one revision), or None when there
+    is none."""
+    which = ["--revision", str(revision)] if revision is not None else []
+    values = _release_json("get", "values", target.release, *which, *target.flags())
     return None if values is None else values or {}
+
+
+def history(target: Target) -> list[dict]:
+    """The release's revisions, oldest first ([] when there is no release)."""
+    return _release_json("history", target.release, *target.flags()) or []
+
+
+def rollback(target: Target, revision: int, timeout_s: int, secrets: Sequence[str] = ()) -> str:
+    """`helm rollback` to `revision`, waiting for its resources (a new revision records it)."""
+    return _helm("rollback", target.release, str(revision), *target.flags(), "--wait", "--timeout", f"{timeout_s}s",
+                 timeout=timeout_s + 60, secrets=secrets)
 
 
 def _release_json(*args: str) -> Any:

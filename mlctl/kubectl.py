@@ -33,12 +33,13 @@ def flags(target: Target) -> list[str]:
     return ["--namespace", target.namespace, *(["--context", target.context] if target.context else [])]
 
 
-def _kubectl(target: Target, *args: str, timeout: float = 60, secrets: Sequence[str] = ()) -> str:
+def _kubectl(target: Target, *args: str, timeout: float = 60, secrets: Sequence[str] = (),
+             stdin: Path | None = None) -> str:
     # After `--` everything belongs to the command run in the container (`kubectl exec`), so
     # kubectl's own flags go before it.
     cut = args.index("--") if "--" in args else len(args)
     argv = [binary(), *args[:cut], *flags(target), *args[cut:]]
-    return tools.run(argv, timeout=timeout, secrets=secrets)
+    return tools.run(argv, timeout=timeout, secrets=secrets, stdin=stdin)
 
 
 def _not_found(exc: tools.ToolError) -> bool:
@@ -101,9 +102,11 @@ def wait(target: Target, obj: str, condition: str, timeout_s: int) -> str:
                     timeout=timeout_s + 30)  # fmt: skip
 
 
-def exec_(target: Target, pod: str, argv: Sequence[str], container: str | None = None, timeout: float = 120) -> str:
-    return _kubectl(target, "exec", pod, *(["--container", container] if container else []), "--", *argv,
-                    timeout=timeout)  # fmt: skip
+def exec_(target: Target, pod: str, argv: Sequence[str], container: str | None = None, timeout: float = 120,
+          stdin: Path | None = None) -> str:
+    """Run argv in the pod; with `stdin` that file is its standard input (`kubectl exec -i`)."""
+    return _kubectl(target, "exec", pod, *(["-i"] if stdin else []), *(["--container", container] if container else []),
+                    "--", *argv, timeout=timeout, stdin=stdin)  # fmt: skip
 
 
 def cp(target: Target, source: str, dest: str, timeout: float = 600) -> str:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mlctl import server
-from mlctl.artifacts import Artifact
+from mlctl.artifacts import LocalArtifact as Artifact
 from mlctl.errors import MlctlError
 from mlctl.spec import Spec
 

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlctl import actions, podman
+from mlctl import actions, podman, render
 from mlctl.artifacts import metadata_from_log, training_hash
-from mlctl.errors import MlctlError
+from mlctl.errors import MlctlError, UsageError
 from mlctl.pods import ClusterPod, cluster_pods
 from mlctl.secrets import resolve_secrets
 from mlctl.spec import Spec
@@ -79,21 +79,29 @@ def _require_podman() -> None:
 
 @dataclass
 class Release:
-    """One apply's view of the release: rendered objects, the pods, the runner."""
+    """One apply's view of the release: its values, the rendered objects, the pods, the runner."""
 
     spec: Spec
+    values: dict
     objects: list[dict]
     pods: dict[str, ClusterPod]
     runner: podman.PodRunner
 
+    @property
+    def model_sha256(self) -> str:
+        return self.values["model"]["sha256"]
+
 
 def _release(spec: Spec, secrets, model_sha256: str = "", on_log: Callable[[str, str], None] | None = None,
-             on_event: Callable[[str], None] = lambda _: None) -> Release:
-    objects = actions.rendered_objects(spec, secrets, train_job=True, model_sha256=model_sha256)
+             on_event: Callable[[str], None] = lambda _: None, values: dict | None = None) -> Release:
+    """The release as the chart renders it: from the spec, or from `values` (a recorded revision's)."""
+    if values is None:
+        values = render.build_values(spec, secrets, model_sha256=model_sha256, train_job=True)
+    objects = actions.template_values(spec, values, secrets)
     pods = {p.role: p for p in cluster_pods(objects, spec.kubernetes.namespace)}
     cluster = podman.Cluster(objects, spec.kubernetes.namespace, state_dir(spec), seeds=_seeds(spec, pods))
     runner = podman.PodRunner(cluster, _labels(spec), on_event=on_event, on_log=on_log, secrets=secrets.values())
-    return Release(spec, objects, pods, runner)
+    return Release(spec, values, objects, pods, runner)
 
 
 def _seeds(spec: Spec, pods: dict[str, ClusterPod]) -> dict[str, Path]:
@@ -216,9 +224,58 @@ def _serve(spec: Spec, release: Release, report: Report) -> tuple[int, float | N
     port = service_port(predictor)
     run = release.runner.run(predictor, publish=sorted({port, *podman.probe_ports(predictor)}),
                              timeout_s=spec.kubernetes.timeout_seconds)
+    _record_revision(spec, release)
     report("serve", "changed", f"pod {predictor.name} ready in {run.ready_after_s:.1f} s on "
                                f"127.0.0.1:{run.ports[port]}")
     return run.ports[port], run.ready_after_s
+
+
+# --- revisions and rollback: what helm keeps for a cluster release -------------------------------
+
+
+def _revisions_file(spec: Spec) -> Path:
+    return state_dir(spec) / "revisions.json"
+
+
+def revisions(spec: Spec) -> list[dict[str, Any]]:
+    """Every predictor this machine ran for the release, oldest first: its revision, the model
+    its values name and those values (credentials redacted)."""
+    try:
+        return json.loads(_revisions_file(spec).read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def _record_revision(spec: Spec, release: Release) -> None:
+    from mlctl import deploy
+
+    history = revisions(spec)
+    history.append({"revision": (history[-1]["revision"] + 1) if history else 1,
+                    "modelUri": release.values["model"]["uri"], "modelSha256": release.model_sha256,
+                    "pod": release.pods["predictor"].name,
+                    "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "values": deploy.redact(release.values)})
+    _revisions_file(spec).write_text(json.dumps(history, indent=2))
+
+
+def rollback(spec: Spec, report: Report, revision: int | None = None) -> dict[str, Any]:
+    """Serve an earlier revision's values again (default: the one before the current), as
+    `helm rollback` does: its model, with today's credentials; a new revision records it."""
+    _require_podman()
+    history = revisions(spec)
+    if revision is None and len(history) < 2:
+        raise MlctlError(f"{spec.kubernetes.namespace}/{spec.kubernetes.release} has no earlier revision under podman")
+    wanted = revision if revision is not None else history[-2]["revision"]
+    old = next((r for r in history if r["revision"] == wanted), None)
+    if old is None:
+        raise UsageError(f"no revision {wanted} of {spec.kubernetes.release} under podman",
+                         hint=f"revisions: {', '.join(str(r['revision']) for r in history) or 'none'}")
+    secrets = resolve_secrets(spec)
+    release = _release(spec, secrets, values=render.with_credentials(old["values"], secrets))
+    port, _ = _step("serve", lambda: _serve(spec, release, report))
+    url = _step("check", lambda: _check(release, port, report))
+    return {"to": wanted, "revision": revisions(spec)[-1]["revision"], "modelUri": old["modelUri"],
+            "modelSha256": old["modelSha256"], "url": url}
 
 
 def _check(release: Release, port: int, report: Report) -> str:
@@ -226,7 +283,7 @@ def _check(release: Release, port: int, report: Report) -> str:
     from mlctl import deploy, predict
 
     base = f"http://127.0.0.1:{port}"
-    check = deploy.check_sample(base)
+    check = deploy.check_sample(base, expected_sha256=release.model_sha256)
     report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
     test = release.pods.get("test")
     if test is not None:

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from mlctl.artifacts import store_uri, training_hash as spec_training_hash
 from mlctl.images import ImageRef, parse as parse_image, resolve as resolve_images
 from mlctl.secrets import Secrets
 from mlctl.spec import KubernetesRunner, Resources, Spec, TrainingSpec
@@ -67,20 +68,22 @@ def build_values(
     training_hash: str = "",
     train_job: bool = False,
 ) -> dict[str, Any]:
-    """The chart values for `spec`. With `train_job` the training Job is enabled too."""
+    """The chart values for `spec`. With `train_job` the training Job is enabled too. The model
+    is the one of the spec's training hash: model.uri names its own folder in the store."""
     serving, training, store, k = spec.serving, spec.training, spec.model_store, spec.kubernetes
+    digest = training_hash or spec_training_hash(spec)
     secrets = secrets or Secrets()
     images = resolve_images(spec)
     runner = training.runner if isinstance(training.runner, KubernetesRunner) else KubernetesRunner(kind="kubernetes")
     data_claim, data_path = _pvc(spec.data.cluster_uri)
     job_args = [
         *hyperparameter_args(training), "--no-progress",
-        *(["--training-hash", training_hash] if training_hash else []),
+        "--training-hash", digest,
     ]  # fmt: skip
     return {
         # Objects are named after the release (`mnist`), not `<release>-mnist-seldon`.
         "fullnameOverride": k.release,
-        "model": {"name": spec.name, "uri": store.uri, "sha256": model_sha256},
+        "model": {"name": spec.name, "uri": store_uri(spec, digest), "sha256": model_sha256},
         "serviceAccount": {
             "create": k.service_account.create,
             "name": k.service_account.name or "",
@@ -138,6 +141,18 @@ def build_values(
     }
 
 
+def with_credentials(values: dict[str, Any], secrets: Secrets) -> dict[str, Any]:
+    """A copy of `values` (say, a recorded revision's, credentials redacted) with `secrets` where
+    build_values puts them."""
+    import copy
+
+    out = copy.deepcopy(values)
+    out["registry"]["password"] = secrets.registry_password or ""
+    out["storage"]["credentials"] = {"access_key_id": secrets.storage_access_key_id or "",
+                                     "secret_access_key": secrets.storage_secret_access_key or ""}
+    return out
+
+
 class _ValuesDumper(yaml.SafeDumper):
     """Quotes every string that a YAML 1.1 reader (helm's) would take for something else: PyYAML
     leaves `y`, `n`, `Y`, `N` plain, which helm reads as booleans."""
@@ -171,6 +186,25 @@ def write_private(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def chart_secret(spec: Spec, template: str, secrets: Secrets) -> dict[str, str]:
+    """The decoded data of one of the chart's Secrets (`templates/secret-storage.yaml`, …) as the
+    chart renders it for `spec`: what the cluster's pods will read. Credentials `secrets` lacks are
+    stand-ins, so it renders with just the ones that Secret needs."""
+    import base64
+    from dataclasses import fields, replace
+
+    from mlctl import helm
+    from mlctl.secrets import placeholders
+
+    stand_ins = placeholders(spec)
+    full = replace(stand_ins, **{f.name: getattr(secrets, f.name) for f in fields(secrets) if getattr(secrets, f.name)})
+    k = spec.kubernetes
+    with private_values_file(build_values(spec, full)) as file:
+        text = helm.template(k.release, [file], namespace=k.namespace, secrets=full.values(), show_only=[template])
+    secret = next(d for d in yaml.safe_load_all(text) if d)
+    return {name: base64.b64decode(value).decode() for name, value in (secret.get("data") or {}).items()}
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from mlctl.spec import load_spec
 def serve(path: Path, port: int | None = None) -> Iterator[server.LocalServer]:
     """Start the server for the spec's artifact; stop it (whole process group) on exit."""
     spec = load_spec(path)
-    artifact = artifacts.read_artifact(artifacts.artifact_dir(spec))
+    artifact = artifacts.read_local(artifacts.artifact_dir(spec))
     if artifact is None:
         raise UsageError(
             f"no trained model for this spec yet ({artifacts.artifact_dir(spec)})",

@@ -401,21 +401,12 @@ def min_rest_timeout_ms(workers: int, cpus: float) -> int:
 class ModelStore(Strict):
     """Where the cluster's model server fetches the trained artifact from."""
 
-    uri: Annotated[str, Field(pattern=r"^(s3|gs|gcs|azure|minio|pvc)://[^\s]+$")] = (
+    uri: Annotated[str, Field(pattern=r"^(s3|gs|gcs|azure|minio|pvc)://[^\s/]+(/[^\s]*)?$")] = (
         "pvc://mlctl-models/mnist"
     )
-    """Object-storage folder (s3://bucket/path, gs://…) or pvc://claim/path; Seldon's storage
-    initializer downloads it into /mnt/models."""
-
-    @model_validator(mode="after")
-    def _pvc_has_a_folder(self) -> ModelStore:
-        if self.is_pvc and not re.match(_PVC_FOLDER, self.uri):
-            raise Problem(
-                f"{self.uri!r} needs a folder inside the claim (pvc://claim/folder): the training Job "
-                "replaces that folder atomically, which the claim's root cannot be",
-                "uri",
-            )
-        return self
+    """The store's root: object storage (s3://bucket/path, gs://…) or pvc://claim/path. Each
+    model gets a folder of its own under it, named like its local folder (`<name>-<hash12>`), so
+    a release names exactly the weights it serves and old models stay."""
 
     @property
     def scheme(self) -> str:
@@ -424,6 +415,24 @@ class ModelStore(Strict):
     @property
     def is_pvc(self) -> bool:
         return self.scheme == "pvc"
+
+    @property
+    def bucket(self) -> str:
+        """The bucket, or the claim of a pvc:// store."""
+        return self.uri.split("://", 1)[1].split("/", 1)[0]
+
+    @property
+    def prefix(self) -> str:
+        """The path inside the bucket or claim, without slashes at either end ("" at the root)."""
+        return self.uri.split("://", 1)[1].partition("/")[2].strip("/")
+
+    def join(self, folder: str) -> str:
+        """The URI of `folder` in the store."""
+        return f"{self.scheme}://{self.bucket}/{'/'.join(p for p in (self.prefix, folder) if p)}"
+
+    def rclone_path(self, folder: str = "") -> str:
+        """`remote:bucket/path` for rclone (the remote is named after the scheme, as in the chart)."""
+        return f"{self.scheme}:{'/'.join(p for p in (self.bucket, self.prefix, folder) if p)}"
 
 
 class RegistrySpec(Strict):
@@ -465,15 +474,33 @@ def _rclone_value(value: object) -> object:
 
 RcloneValue = Annotated[str, BeforeValidator(_rclone_value)]
 
+# rclone options that carry credentials, across its backends: they belong in a Secret.
+_CREDENTIAL_OPTIONS = re.compile(
+    r"(secret|password|passphrase|token|credential|private_key|sas_url|api_key|client_key)|^(pass|key|account_key"
+    r"|access_key_id|sse_customer_key|sse_kms_key_id|service_account_file|user_pass)$"
+)
+
+
+def _no_credentials(options: dict[str, str]) -> dict[str, str]:
+    for name in options:
+        if _CREDENTIAL_OPTIONS.search(name):
+            raise Problem(
+                f"{name} carries a credential, and storage.rclone is written into the values as is: give the "
+                "S3 keys as storage.accessKeyId / storage.secretAccessKey ({env: VAR} or {file: path}), or put "
+                "the remote's secrets in a Secret and name it in storage.existingSecret",
+                name,
+            )
+    return options
+
 
 class StorageSpec(Strict):
     """Credentials for the model store (an Opaque Secret of rclone RCLONE_CONFIG_* keys)."""
 
     existing_secret: DnsLabel | None = None
     """Use this existing Secret (RCLONE_CONFIG_<REMOTE>_* keys) instead of creating one."""
-    rclone: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], RcloneValue] = Field(
-        default_factory=lambda: {"type": "s3", "provider": "Minio", "env_auth": "false"}
-    )
+    rclone: Annotated[
+        dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], RcloneValue], AfterValidator(_no_credentials)
+    ] = Field(default_factory=lambda: {"type": "s3", "provider": "Minio", "env_auth": "false"})
     """Non-secret rclone options for the remote, e.g. {type: s3, provider: AWS, region: eu-west-1,
     endpoint: http://minio.minio:9000}."""
     access_key_id: SecretRef | None = None

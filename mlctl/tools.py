@@ -11,7 +11,8 @@ import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlctl.errors import MlctlError
@@ -35,6 +36,11 @@ def find_tool(name: str) -> str:
         f"{name} not found (looked in MLCTL_{name.upper()}, PATH and {TOOLS_DIR})",
         hint="run scripts/fetch-tools.sh, or install it on PATH",
     )
+
+
+@contextmanager
+def _no_file() -> Iterator[None]:
+    yield None
 
 
 def masked(argv: Iterable[str], secrets: Sequence[str] = ()) -> list[str]:
@@ -70,6 +76,7 @@ def run(
     secrets: Sequence[str] = (),
     env: dict[str, str] | None = None,
     input: str | None = None,
+    stdin: Path | None = None,
 ) -> str:
     """Run argv (never through a shell), return stdout; raise ToolError on failure or timeout.
 
@@ -77,12 +84,13 @@ def run(
     sure that if a program echoes one back, it is masked in what we show.
     """
     shown = masked(argv, secrets)
-    log.debug("$ %s", shlex.join(shown))
+    log.debug("$ %s%s", shlex.join(shown), f" < {stdin}" if stdin else "")
     try:
-        p = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, input=input,
-            env={**os.environ, **(env or {})},
-        )  # fmt: skip
+        with open(stdin, "rb") if stdin else _no_file() as source:
+            p = subprocess.run(
+                list(argv), capture_output=True, text=True, timeout=timeout, input=input,
+                env={**os.environ, **(env or {})}, **({"stdin": source} if source else {}),
+            )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         raise ToolError(shown, None, masked([err], secrets)[0]) from None

@@ -33,7 +33,7 @@ class TrainResult:
         meta = self.artifact.metadata
         return {
             "trained": self.trained,
-            "artifact": str(self.artifact.path),
+            "artifact": self.artifact.location,
             "trainingHash": self.training_hash,
             "sha256": self.artifact.sha256,
             "testAccuracy": self.artifact.test_accuracy,
@@ -71,7 +71,7 @@ def train(spec: Spec, force: bool = False, progress: bool = True,
         return train_k8s.train(spec, force=force, on_line=on_line if progress else None)
     digest = artifacts.training_hash(spec)
     out = artifacts.artifact_dir(spec, digest)
-    existing = artifacts.read_artifact(out)
+    existing = artifacts.read_local(out)
     if existing is not None and not force:
         return TrainResult(existing, trained=False, seconds=0.0, training_hash=digest)
     if importlib.util.find_spec("torch") is None:
@@ -91,7 +91,7 @@ def train(spec: Spec, force: bool = False, progress: bool = True,
         json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise MlctlError("training finished but printed no metadata line") from None
-    artifact = artifacts.read_artifact(out)
+    artifact = artifacts.read_local(out)
     if artifact is None:
         raise MlctlError(f"training finished but left no artifact in {out}")
     return TrainResult(artifact, trained=True, seconds=seconds, training_hash=digest)

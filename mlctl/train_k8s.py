@@ -19,7 +19,7 @@ from collections.abc import Callable
 import yaml
 
 from mlctl import helm, kubectl, render, tools
-from mlctl.artifacts import Artifact, metadata_from_log, training_hash
+from mlctl.artifacts import StoredArtifact, metadata_from_log, store_uri, training_hash
 from mlctl.errors import MlctlError
 from mlctl.secrets import Secrets, resolve_secrets
 from mlctl.spec import KubernetesRunner, Spec
@@ -149,8 +149,8 @@ def wait_for_job(t: helm.Target, job: str, timeout_s: float, secrets: Secrets,
 
 
 def train(spec: Spec, force: bool = False, on_line: Callable[[str], None] | None = None) -> TrainResult:
-    """Run (or reuse) the training Job for the spec's training hash; the artifact's path is the
-    model store URI the Job wrote to."""
+    """Run (or reuse) the training Job for the spec's training hash; the artifact is the model's
+    folder in the store, where the Job wrote it."""
     runner = spec.training.runner
     assert isinstance(runner, KubernetesRunner)
     started = _clock()
@@ -175,8 +175,8 @@ def train(spec: Spec, force: bool = False, on_line: Callable[[str], None] | None
 
     meta = _read_metadata(t, job, digest)
     try:
-        artifact = Artifact(path=spec.model_store.uri, sha256=str(meta["sha256"]),
-                            test_accuracy=float(meta["test_accuracy"]), metadata=meta)  # fmt: skip
+        str(meta["sha256"]), float(meta["test_accuracy"])
     except (KeyError, TypeError, ValueError) as exc:
         raise MlctlError(f"training Job {job}: incomplete metadata line ({exc})") from None
+    artifact = StoredArtifact(meta, store_uri(spec, digest))
     return TrainResult(artifact, trained=trained, seconds=_clock() - started, training_hash=digest)

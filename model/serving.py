@@ -14,6 +14,8 @@ log-probability row, which the wrapper answers as the tutorial's
 
 Settings (constructor keyword arguments, which SeldonDeployment `parameters` fill, else env):
 - `model_uri` / `MODEL_URI` (default /mnt/models): folder with metadata.json and the weights.
+- `MODEL_SHA256`: when set, the only weights this server loads; other weights (a stale or
+  swapped model at MODEL_URI) stop every worker at start, with both digests in the log.
 - `torch_threads` / `TORCH_THREADS` (default 1): intra-op threads per worker. One worker per
   core with one thread each serves this small network best; more threads only contend.
 - `precision` / `MNIST_PRECISION` (default int8): `int8` serves the network quantized with the
@@ -63,7 +65,7 @@ from model._serving_decode import (
     array_to_pixels,
     decode_image,
 )
-from model._train_artifact import ArtifactError, read_artifact
+from model.artifact import ArtifactError, read_artifact
 from model.net import Net
 from model.preprocess import normalize
 
@@ -92,6 +94,7 @@ class MnistClassifier:
         precision: str | None = None,
     ) -> None:
         self.model_uri = model_uri or os.environ.get("MODEL_URI", "/mnt/models")
+        self.expected_sha256 = os.environ.get("MODEL_SHA256", "").strip().lower() or None
         wanted = (precision or os.environ.get("MNIST_PRECISION", "") or "int8").strip().lower()
         if wanted not in PRECISIONS:
             raise ValueError(f"precision {wanted!r} is not one of {', '.join(PRECISIONS)} (MNIST_PRECISION)")
@@ -126,7 +129,11 @@ class MnistClassifier:
     def load(self) -> None:
         """Read metadata.json, verify the weights' sha256, load them; runs in each worker."""
         torch.set_num_threads(self.torch_threads)
-        weights, metadata = read_artifact(self.model_uri)  # format and sha256 checked
+        try:  # format, sha256, and the digest the deployment names (MODEL_SHA256)
+            weights, metadata = read_artifact(self.model_uri, expected_sha256=self.expected_sha256)
+        except ArtifactError as e:
+            log.error("not serving %s: %s", self.model_uri, e)  # the worker never boots: never ready
+            raise
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
         net = Net()
         net.load_state_dict(state)

@@ -11,7 +11,7 @@ both run exactly this. Output contract:
 - exit 0 on success, 2 with one line on stderr for what a user can cause (missing or corrupt
   data, bad arguments, an unwritable OUT), a traceback only for bugs.
 
-OUT is replaced atomically (model/_train_artifact.py explains how and how to read it safely).
+OUT is replaced atomically (model/artifact.py explains how and how to read it safely).
 
 The recipe (fast on a 2-core CPU, ≥ 99 % test accuracy): the whole training set normalised once
 with `model.preprocess.normalize` and held as one tensor; no DataLoader; AdamW under a one-cycle
@@ -299,7 +299,7 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
     """Load data, train, evaluate, write the artifact; return its metadata."""
     import torch
 
-    from model import _train_artifact as artifact
+    from model import artifact
     from model.data import MIRRORS, load_mnist
 
     out = Path(cfg.out)

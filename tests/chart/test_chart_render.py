@@ -225,7 +225,9 @@ def test_training_job_on_object_storage_with_gpu(helm):
     # The upload runs Seldon's own rclone image (entrypoint `rclone copy`), as the initializer does.
     assert upload["image"] == "seldonio/rclone-storage-initializer:1.17.1"
     # No --verbose: on top of the image's RCLONE_VERBOSE=1 it makes rclone log the secret keys.
-    assert upload["args"] == ["/out/model", "s3:models/mnist/v2"]
+    # Weights first, metadata last, one at a time: no half-uploaded folder the server would load.
+    assert upload["args"] == ["--transfers", "1", "--order-by", "name,descending", "/out/model",
+                              "s3:models/mnist/v2"]
     assert upload["envFrom"] == [{"secretRef": {"name": f"{FULLNAME}-storage"}}]
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["out"] == {"name": "out", "emptyDir": {}} and volumes["data"] == {"name": "data", "emptyDir": {}}

@@ -16,7 +16,7 @@ if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
 from mlctl import deploy, train_k8s  # noqa: E402 (needs the path above)
-from mlctl.artifacts import Artifact, read_artifact  # noqa: E402
+from mlctl.artifacts import LocalArtifact, StoredArtifact, read_local  # noqa: E402
 from mlctl.spec import load_spec  # noqa: E402
 from tests.chart.helpers import find_helm  # noqa: E402
 from tests.k8s.fakes import FakeTools, env_for  # noqa: E402
@@ -117,17 +117,17 @@ def spec(spec_path: Path):
     return load_spec(spec_path)
 
 
-def local_artifact(folder: Path, payload: bytes = b"weights" * 1000) -> Artifact:
+def local_artifact(folder: Path, payload: bytes = b"weights" * 1000) -> LocalArtifact:
     """A complete artifact folder (any bytes stand in for the state_dict)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.pt").write_bytes(payload)
     meta = {"sha256": hashlib.sha256(payload).hexdigest(), "test_accuracy": 0.97, "format": "mlctl.mnist/v1"}
     (folder / "metadata.json").write_text(json.dumps(meta))
-    artifact = read_artifact(folder)
+    artifact = read_local(folder)
     assert artifact is not None
     return artifact
 
 
-def remote_artifact(uri: str = "s3://mlctl-models/mnist") -> Artifact:
-    """What train_k8s returns: the Job already put the model at the store URI."""
-    return Artifact(path=uri, sha256="ab" * 32, test_accuracy=0.98, metadata={"sha256": "ab" * 32})
+def remote_artifact(uri: str = "s3://mlctl-models/mnist/mnist-abababababab") -> StoredArtifact:
+    """What train_k8s returns: the Job already put the model in its folder of the store."""
+    return StoredArtifact({"sha256": "ab" * 32, "test_accuracy": 0.98}, uri)

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from mlctl import deploy
-from mlctl.artifacts import Artifact, training_hash
+from mlctl.artifacts import StoredArtifact, store_uri, training_hash
 from mlctl.secrets import resolve_secrets
 from tests.helpers import run_mlctl
 from tests.k8s.conftest import SECRETS
@@ -29,7 +29,7 @@ def cluster_job(fakes, spec):
     fakes.on("helm", ["template"], {"passthrough": True})
     fakes.on("kubectl", ["get", "job"], {"json": {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}})
     fakes.on("kubectl", ["logs"], {"stdout": json.dumps(meta) + "\n"})
-    return Artifact(path=spec.model_store.uri, sha256=meta["sha256"], test_accuracy=0.991, metadata=meta)
+    return StoredArtifact(meta, store_uri(spec))
 
 
 def apply(spec_path, *args, tmp=None):
@@ -45,7 +45,7 @@ def test_apply_deploys_then_is_up_to_date(fakes, spec, spec_path, secret_env, cl
     fakes.on("helm", ["status"], NOT_FOUND_RELEASE, deployed(1))
     fakes.on("helm", ["upgrade"], {"stdout": "Release \"mnist\" has been upgraded.\n"})
     fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
-    fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL)})
+    fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, cluster_job.sha256)})
 
     first = apply(spec_path, "--json", tmp=private_tmp)
     assert first.returncode == 0, first.stderr

@@ -18,10 +18,12 @@ from mlctl.spec import load_spec
 LABEL = int(deploy.SAMPLE_LABEL.read_text())
 
 
-def answer(predicted: int) -> dict:
+def answer(predicted: int, sha256: str = "ab" * 32) -> dict:
+    """What the server answers: scores, and the digest of the weights it serves as a tag."""
     row = [0.01] * 10
     row[predicted] = 0.91
-    return {"data": {"names": [f"t:{i}" for i in range(10)], "ndarray": [row]}, "meta": {}}
+    return {"data": {"names": [f"t:{i}" for i in range(10)], "ndarray": [row]},
+            "meta": {"tags": {"model_sha256": sha256}}}
 
 
 def deployed(revision: int = 1) -> dict:
@@ -36,11 +38,11 @@ def sdep(state: str, description: str = "") -> dict:
                                                                     "replicas": 1, "availableReplicas": 1}}}}}  # fmt: skip
 
 
-def fresh_cluster(fakes, predicted: int = LABEL) -> None:
+def fresh_cluster(fakes, predicted: int = LABEL, sha256: str = "ab" * 32) -> None:
     fakes.on("helm", ["status"], NOT_FOUND_RELEASE, deployed(1))
     fakes.on("helm", ["upgrade"], {"stdout": "Release \"mnist\" has been upgraded.\n"})
     fakes.on("kubectl", ["get", "sdep"], sdep("Creating"), sdep("Available"))
-    fakes.on("kubectl", ["port-forward"], {"serve": answer(predicted)})
+    fakes.on("kubectl", ["port-forward"], {"serve": answer(predicted, sha256)})
 
 
 def test_first_deploy_runs_upgrade_with_a_private_values_file(fakes, spec, secret_env, clock, private_tmp):
@@ -71,6 +73,14 @@ def test_first_deploy_runs_upgrade_with_a_private_values_file(fakes, spec, secre
     assert result.upgraded and result.revision == 1 and result.state == "Available"
     assert result.smoke["predicted"] == LABEL == result.smoke["label"]
     assert result.upload["note"].startswith("trained in the cluster")
+
+
+def test_the_smoke_test_demands_the_deployed_weights(fakes, spec, secret_env, clock):
+    """A pod that answers right with other weights (stale, or a swapped store folder) fails."""
+    fresh_cluster(fakes, sha256="cd" * 32)
+    artifact = remote_artifact()
+    with pytest.raises(MlctlError, match=r"serves the weights cdcdcdcdcdcd…, not abababababab…"):
+        deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
 
 
 def test_second_run_is_up_to_date_and_does_not_upgrade(fakes, spec, secret_env, clock):
@@ -217,7 +227,7 @@ def test_status_and_delete(fakes, spec, secret_env):
     assert st == {"release": "mnist", "namespace": "models", "exists": True, "revision": 5, "helmStatus": "deployed",
                   "chart": "0.1.0", "seldonDeployment": "mnist", "state": "Available", "description": "",
                   "replicas": 1, "availableReplicas": 1, "modelUri": "s3://mlctl-models/mnist",
-                  "modelSha256": "cd" * 32}  # fmt: skip
+                  "modelSha256": "cd" * 32, "localSha256": None}  # fmt: skip
     gone = deploy.delete(spec)
     assert gone == {"release": "mnist", "namespace": "models", "uninstalled": True,
                     "jobsDeleted": ["mnist-train-0a1b2c3d"]}  # fmt: skip
@@ -251,3 +261,84 @@ def test_service_port_matches_the_chart(spec, secret_env):
         objects = template(deploy.deploy_values(s, remote_artifact(), resolve_secrets(s)))
         env = {e["name"]: e["value"] for e in one(objects, "Pod")["spec"]["containers"][0]["env"]}
         assert env["PREDICT_URL"].split("/")[2].endswith(f":{deploy.service_port(s)}")
+
+
+# --- one model, one folder: rollback rolls back the weights ------------------------------------
+
+
+def _two_models(tmp_path):
+    """Spec A, and spec B with one hyper-parameter changed, each with the model it trains."""
+    from mlctl.artifacts import StoredArtifact, store_uri
+
+    (tmp_path / "a").mkdir()
+    a = load_spec(write_spec(tmp_path / "a"))
+    b = a.model_copy(update={"training": a.training.model_copy(update={"seed": 2})})
+    return (a, StoredArtifact({"sha256": "aa" * 32, "test_accuracy": 0.99}, store_uri(a)),
+            b, StoredArtifact({"sha256": "bb" * 32, "test_accuracy": 0.99}, store_uri(b)))
+
+
+def test_each_model_has_its_own_folder_in_the_values(tmp_path, secret_env):
+    a, model_a, b, model_b = _two_models(tmp_path)
+    values_a = deploy.deploy_values(a, model_a, resolve_secrets(a))["model"]
+    values_b = deploy.deploy_values(b, model_b, resolve_secrets(b))["model"]
+    assert values_a["uri"] == model_a.uri and values_a["sha256"] == model_a.sha256
+    assert values_b["uri"] == model_b.uri != values_a["uri"]  # B never overwrites A's files
+    assert values_a["uri"].startswith("s3://mlctl-models/mnist/mnist-")
+
+
+def test_rollback_restores_the_weights_of_the_revision(fakes, tmp_path, secret_env, clock):
+    a, model_a, b, model_b = _two_models(tmp_path)
+    values = {1: deploy.deploy_values(a, model_a, resolve_secrets(a)), 2: deploy.deploy_values(b, model_b, resolve_secrets(b))}
+    fakes.on("helm", ["history"], {"json": [{"revision": 1, "status": "superseded"}, {"revision": 2, "status": "deployed"}]})
+    fakes.on("helm", ["get", "values", "--revision", "1"], {"json": values[1]})
+    fakes.on("helm", ["get", "values", "--revision", "2"], {"json": values[2]})
+    fakes.on("helm", ["rollback"], {"stdout": "Rollback was a success! Happy Helming!\n"})
+    fakes.on("helm", ["status"], deployed(3))
+    fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
+    fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, model_a.sha256)})  # the pods load A again
+
+    done = deploy.rollback(b)
+    assert done["to"] == 1 and done["revision"] == 3
+    assert done["modelUri"] == model_a.uri and done["smoke"]["modelSha256"] == model_a.sha256
+    rollback = next(c["argv"] for c in fakes.calls("helm") if c["argv"][0] == "rollback")
+    assert rollback[:3] == ["rollback", "mnist", "1"] and "--wait" in rollback
+
+
+def test_rollback_fails_when_the_pods_still_serve_the_newer_weights(fakes, tmp_path, secret_env, clock):
+    a, model_a, b, model_b = _two_models(tmp_path)
+    fakes.on("helm", ["history"], {"json": [{"revision": 1}, {"revision": 2}]})
+    fakes.on("helm", ["get", "values", "--revision", "1"], {"json": deploy.deploy_values(a, model_a, resolve_secrets(a))})
+    fakes.on("helm", ["get", "values", "--revision", "2"], {"json": deploy.deploy_values(b, model_b, resolve_secrets(b))})
+    fakes.on("helm", ["rollback"], {"stdout": "ok\n"})
+    fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
+    fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, model_b.sha256)})
+    with pytest.raises(MlctlError, match="serves the weights bbbbbbbbbbbb…, not aaaaaaaaaaaa…"):
+        deploy.rollback(b)
+
+
+def test_a_failed_atomic_upgrade_leaves_the_old_revision_naming_the_old_weights(fakes, tmp_path, secret_env, clock):
+    """--atomic rolls back to the previous revision's values; those name A's own folder, which B's
+    upgrade (in a folder of its own) never touched."""
+    a, model_a, b, model_b = _two_models(tmp_path)
+    values_a = deploy.deploy_values(a, model_a, resolve_secrets(a))
+    fakes.on("helm", ["status"], deployed(1))
+    fakes.on("helm", ["get", "values"], {"json": values_a})
+    fakes.on("helm", ["upgrade"], {"rc": 1, "stderr": "Error: UPGRADE FAILED: release mnist failed, and has been "
+                                                     "rolled back due to atomic being set: timed out waiting\n"})
+    plan = deploy.plan(b, model_b)
+    assert {"path": "model.uri", "old": model_a.uri, "new": model_b.uri} in plan.changes
+    with pytest.raises(MlctlError, match="helm upgrade failed"):
+        deploy.deploy(b, model_b, plan)
+    upgrade = next(c for c in fakes.calls("helm") if c["argv"][0] == "upgrade")
+    assert "--atomic" in upgrade["argv"]
+    # What the release now serves is what `helm get values` says: revision 1, A's folder and digest.
+    current = deploy.helm.get_values(deploy.target(b))
+    assert current["model"] == {"name": "mnist", "uri": model_a.uri, "sha256": model_a.sha256}
+
+
+def test_credentials_go_back_where_build_values_puts_them(spec, secret_env):
+    from mlctl import render
+
+    secrets = resolve_secrets(spec)
+    values = deploy.deploy_values(spec, remote_artifact(), secrets)
+    assert render.with_credentials(deploy.redact(values), secrets) == values

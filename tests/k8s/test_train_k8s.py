@@ -73,9 +73,9 @@ def test_train_applies_polls_and_reads_metadata(helm_real, spec, secret_env, clo
 
     result = train_k8s.train(spec)
     assert result.trained and result.training_hash == training_hash(spec)
-    assert result.artifact.path == "s3://mlctl-models/mnist"
+    assert result.artifact.uri == f"s3://mlctl-models/mnist/mnist-{training_hash(spec)[:12]}"  # its own folder
     assert result.artifact.sha256 == "ef" * 32 and result.artifact.test_accuracy == 0.9712
-    assert result.as_dict()["artifact"] == "s3://mlctl-models/mnist"
+    assert result.as_dict()["artifact"] == result.artifact.uri
 
     calls = helm_real.calls("kubectl")
     assert [c["argv"][0] for c in calls] == ["get", "apply", "get", "get", "get", "logs"]

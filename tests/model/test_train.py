@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import _train_artifact as artifact
+from model import artifact
 from model.net import Net
 
 REPO = Path(__file__).resolve().parents[2]

@@ -406,6 +406,22 @@ def test_a_tampered_artifact_stops_the_server_with_its_log(trained_model_dir, se
         LocalServer(ServerConfig(model_dir=bad, workers=1), start_timeout=60).start()
 
 
+@pytest.mark.slow
+def test_weights_other_than_model_sha256_are_never_served(trained_model_dir, serve_bin):
+    """MODEL_SHA256 names the weights the deployment means; a consistent artifact of other
+    weights at MODEL_URI stops every worker at start, and the log says both digests."""
+    actual = json.loads((trained_model_dir / "metadata.json").read_text())["sha256"]
+    expected = "ab" * 32
+    cfg = ServerConfig(model_dir=trained_model_dir, workers=1, extra_env={"MODEL_SHA256": expected})
+    with pytest.raises(ServerError) as failed:
+        LocalServer(cfg, start_timeout=60).start()
+    assert actual in str(failed.value) and expected in str(failed.value)
+    ok = ServerConfig(model_dir=trained_model_dir, workers=1, extra_env={"MODEL_SHA256": actual.upper()})
+    with LocalServer(ok, start_timeout=60) as srv:
+        assert predict_image(srv.url, encode(np.zeros((28, 28), dtype=np.uint8), "PNG")).raw["meta"]["tags"][
+            "model_sha256"] == actual
+
+
 def test_server_refuses_a_folder_without_metadata(tmp_path):
     with pytest.raises(ServerError, match="metadata.json"):
         LocalServer(ServerConfig(model_dir=tmp_path)).start()

@@ -1,7 +1,11 @@
-"""Writing and reading the training artifact folder atomically.
+"""The trained artifact's format: the one module that knows it. Standard library only, so mlctl,
+the trainer and the model server all read and write artifacts through it.
 
-An artifact is a folder holding `model.pt` (a `Net` state_dict) and `metadata.json` (which
-carries the SHA-256 of `model.pt`). The writer builds the complete folder as a hidden sibling
+An artifact is a folder holding `model.pt` (a `Net` state_dict) and `metadata.json` (format
+`mlctl.mnist/v1`, carrying the SHA-256 of `model.pt`). `read_artifact` checks both, and the
+digest the caller expects when it names one (the server's MODEL_SHA256).
+
+Writing: the writer builds the complete folder as a hidden sibling The writer builds the complete folder as a hidden sibling
 `.{OUT}.tmp-{pid}-{random}` on the same filesystem, fsyncs both files and the folder, then:
 
 - if OUT does not exist: rename(tmp, OUT), atomic;
@@ -192,10 +196,30 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def read_artifact(out: str | os.PathLike[str], attempts: int = 5) -> tuple[bytes, dict[str, Any]]:
+class DigestMismatch(ArtifactError):
+    """The artifact is intact but not the one the caller expected."""
+
+
+def read_metadata(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """metadata.json of OUT, format checked, weights not read (ArtifactError when absent or not ours)."""
+    path = Path(out) / METADATA
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: unreadable ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("sha256"), str):
+        raise ArtifactError(f"{path}: not {FORMAT} metadata")
+    return meta
+
+
+def read_artifact(out: str | os.PathLike[str], attempts: int = 5,
+                  expected_sha256: str | None = None) -> tuple[bytes, dict[str, Any]]:
     """Return (model.pt bytes, metadata) from one consistent version of OUT.
 
-    Use `torch.load(io.BytesIO(weights), weights_only=True)` on the bytes.
+    With `expected_sha256`, a consistent artifact of other weights raises DigestMismatch naming
+    both digests. Use `torch.load(io.BytesIO(weights), weights_only=True)` on the bytes.
     """
     out = Path(out)
     last = ""
@@ -221,6 +245,9 @@ def read_artifact(out: str | os.PathLike[str], attempts: int = 5) -> tuple[bytes
         else:
             actual = hashlib.sha256(weights).hexdigest()
             if actual == meta.get("sha256"):
+                if expected_sha256 and actual != expected_sha256.lower():
+                    raise DigestMismatch(f"{out}: the weights' sha256 is {actual}, but {expected_sha256} was "
+                                         "expected (MODEL_SHA256): refusing to serve other weights")
                 return weights, meta
             last = (f"{out}/{name}: SHA-256 does not match {METADATA} (file {actual[:12]}…, recorded "
                     f"{str(meta.get('sha256'))[:12]}…): the artifact is corrupt or was replaced")
