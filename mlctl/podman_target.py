@@ -144,7 +144,8 @@ def apply(spec: Spec, report: Report, on_log: Callable[[str], None] = lambda _: 
     port, ready_after = _step("serve", lambda: _serve(spec, release, report))
     url = _step("check", lambda: _check(release, port, report))
     return {"url": url, "modelSha256": metadata["sha256"], "testAccuracy": metadata["test_accuracy"],
-            "pod": release.pods["predictor"].name, "readyAfterSeconds": ready_after,
+            "modelUri": release.values["model"]["uri"], "pod": release.pods["predictor"].name,
+            "readyAfterSeconds": ready_after,
             "images": [i.reference for i in built.images], "seconds": round(time.monotonic() - started, 1)}
 
 

@@ -56,9 +56,10 @@ def test_apply_trains_in_the_image_and_puts_the_model_in_the_store(applied, s3):
     assert [st["name"] for st in applied["steps"]][:5] == ["validate", "images", "images", "train", "serve"]
     assert {st["name"]: st["status"] for st in applied["steps"]}["train"] == "changed"
     assert s["testAccuracy"] >= 0.99
-    stored = s3.objects("mlctl-models")
-    assert set(stored) == {"mnist/model.pt", "mnist/metadata.json"}
-    meta = json.loads((s3.data / "mlctl-models" / "mnist" / "metadata.json").read_text())
+    folder = f"mnist/{s['modelUri'].rsplit('/', 1)[-1]}"  # the model's own folder, <name>-<hash12>
+    assert folder.startswith("mnist/mnist-")
+    assert {f"{folder}/model.pt", f"{folder}/metadata.json"} <= set(s3.objects("mlctl-models"))
+    meta = json.loads((s3.data / "mlctl-models" / folder / "metadata.json").read_text())
     assert meta["sha256"] == s["modelSha256"]
 
 
@@ -146,6 +147,26 @@ def test_the_helm_test_pod_fails_on_a_wrong_answer(applied, shipped, monkeypatch
         release.runner.run(release.pods["test"], wait="complete", timeout_s=120)
     assert "predicted 7" in str(failed.value) or '"predicted": 7' in str(failed.value)
     release.runner.remove(f"models.{release.pods['test'].name}")
+
+
+def test_other_weights_than_the_release_names_are_never_served(applied, shipped, monkeypatch):
+    """MODEL_SHA256 names the weights; a pod whose store folder holds others never gets ready,
+    and its log says both digests."""
+    from mlctl import podman
+
+    release = release_of(shipped, monkeypatch, applied["summary"]["modelSha256"])
+    predictor = release.pods["predictor"]
+    model = predictor.manifest["spec"]["containers"][0]
+    wanted = "0f" * 32
+    for e in model["env"]:
+        if e["name"] == "MODEL_SHA256":
+            e["value"] = wanted
+    name = podman.podman_name("models", predictor.name)
+    release.runner.remove(name)
+    with pytest.raises(podman.PodmanError, match="while starting") as failed:
+        release.runner.run(predictor, publish=[9000], timeout_s=120)
+    assert wanted in str(failed.value) and applied["summary"]["modelSha256"] in str(failed.value)
+    release.runner.remove(name)
 
 
 def test_cold_start_of_the_predictor_pod(applied, shipped, monkeypatch):
@@ -252,4 +273,5 @@ def test_delete_removes_the_pods_and_keeps_the_store(applied, shipped, s3):
     assert p.returncode == 0, p.stderr
     assert "removed 1 pod(s)" in p.stdout
     assert not podman_json("pod", "ps", "--format", "json", "--filter", "label=io.mlctl.release=mnist")
-    assert "mnist/model.pt" in s3.objects("mlctl-models")
+    folder = applied["summary"]["modelUri"].removeprefix("s3://mlctl-models/")
+    assert f"{folder}/model.pt" in s3.objects("mlctl-models")

@@ -96,3 +96,26 @@ def test_missing_credential_exits_2_naming_the_variable(fakes, spec_path, monkey
     assert p.returncode == 2
     assert "REGISTRY_PASSWORD is not set" in p.stderr and "Traceback" not in p.stderr
     assert [c for c in fakes.calls() if set(c["argv"][:1]) & MUTATING] == []
+
+
+def test_rollback_through_the_cli(fakes, spec, spec_path, secret_env, private_tmp):
+    from mlctl.artifacts import StoredArtifact, store_uri
+
+    older = spec.model_copy(update={"training": spec.training.model_copy(update={"seed": 7})})
+    model_a = StoredArtifact({"sha256": "aa" * 32}, store_uri(older))
+    values_a = deploy.deploy_values(older, model_a, resolve_secrets(older))
+    values_b = deploy.deploy_values(spec, StoredArtifact({"sha256": "bb" * 32}, store_uri(spec)), resolve_secrets(spec))
+    fakes.on("helm", ["history"], {"json": [{"revision": 1}, {"revision": 2}]})
+    fakes.on("helm", ["get", "values", "--revision", "1"], {"json": values_a})
+    fakes.on("helm", ["get", "values", "--revision", "2"], {"json": values_b})
+    fakes.on("helm", ["rollback"], {"stdout": "Rollback was a success!\n"})
+    fakes.on("helm", ["status"], deployed(3))
+    fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
+    fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, "aa" * 32)})
+    p = run_mlctl("rollback", str(spec_path), "--json", env={"TMPDIR": str(private_tmp)})
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    assert result["to"] == 1 and result["modelUri"] == model_a.uri and result["smoke"]["modelSha256"] == "aa" * 32
+    assert no_leak(p.stdout, p.stderr)
+    missing = run_mlctl("rollback", str(spec_path), "--revision", "9")
+    assert missing.returncode == 2 and "no revision 9" in missing.stderr

@@ -210,3 +210,56 @@ def test_pvc_helper_pod_is_valid_restricted_and_deleted_on_failure(fakes, tmp_pa
 
 def test_json_of_the_upload_result(tmp_path):
     assert json.loads(json.dumps(store.UploadResult("s3://b/m", ["model.pt"]).as_dict()))["uploaded"] == ["model.pt"]
+
+
+# --- through `mlctl apply --target kubernetes` (local training, stand-in helm and kubectl) ---------
+
+
+def test_apply_uploads_once_and_a_wrong_key_fails_the_upload_step(s3, tmp_path, fakes, secret_env, mnist_dir,
+                                                                  monkeypatch):
+    """Trained here, the model goes to its folder of a real S3 server through rclone; a wrong key
+    is an exit-1 error naming rclone's answer; the next apply (right key) uploads, and the one
+    after it is up to date and uploads nothing."""
+    from mlctl import deploy
+    from mlctl.artifacts import artifact_dir, read_local
+    from mlctl.secrets import resolve_secrets
+    from tests.helpers import run_mlctl
+    from tests.k8s.fakes import NOT_FOUND_RELEASE
+    from tests.k8s.test_deploy import LABEL, answer, deployed, sdep
+
+    endpoint, bucket = s3
+    path = write_spec(tmp_path, runner="{kind: local}", uri="s3://mlctl-models/applied")
+    text = path.read_text() + f"data: {{dir: {mnist_dir}}}\n"
+    text = text.replace('env_auth: "false"}', 'env_auth: "false", no_check_bucket: "true"}')
+    path.write_text(text.replace("  secretAccessKey: {env: MLCTL_S3_SECRET_ACCESS_KEY}",
+                                 f"  secretAccessKey: {{env: MLCTL_S3_SECRET_ACCESS_KEY}}\n  uploadEndpoint: {endpoint}"))
+    creds = {"MLCTL_S3_ACCESS_KEY_ID": KEY, "MLCTL_S3_SECRET_ACCESS_KEY": SECRET}
+    for k, v in creds.items():
+        monkeypatch.setenv(k, v)
+    trained = run_mlctl("train", str(path), "--json")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    spec = load_spec(path)
+    artifact = read_local(artifact_dir(spec))
+    fakes.on("helm", ["template"], {"passthrough": True})  # the storage Secret rclone's remote comes from
+    fakes.on("helm", ["status"], NOT_FOUND_RELEASE, NOT_FOUND_RELEASE, deployed(1))
+    fakes.on("helm", ["upgrade"], {"stdout": "ok\n"})
+    fakes.on("helm", ["get", "values"], {"json": deploy.deploy_values(spec, artifact, resolve_secrets(spec))})
+    fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
+    fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, artifact.sha256)})
+
+    wrong = run_mlctl("apply", str(path), env={"MLCTL_S3_SECRET_ACCESS_KEY": "a-wrong-secret-key"})
+    assert wrong.returncode == 1, wrong.stdout + wrong.stderr
+    assert "rclone failed" in wrong.stderr and "403" in wrong.stderr
+    assert "a-wrong-secret-key" not in wrong.stdout + wrong.stderr
+    assert "upgrade" not in fakes.verbs("helm")  # nothing deployed without the model in place
+
+    first = run_mlctl("apply", str(path), "--json")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert json.loads(first.stdout)["summary"]["upload"]["uploaded"] == ["model.pt", "metadata.json"]
+    folder = bucket / "applied" / artifact.name
+    assert read_artifact(folder, attempts=1, expected_sha256=artifact.sha256)[1]["sha256"] == artifact.sha256
+
+    second = run_mlctl("apply", str(path), "--json")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert json.loads(second.stdout)["summary"]["upload"] == {}  # up to date: nothing uploaded
+    assert fakes.verbs("helm").count("upgrade") == 1
