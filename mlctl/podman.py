@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets as pysecrets
 import shutil
 import socket
@@ -135,6 +136,10 @@ class PodRun:
     def logs(self, container: str, tail: int | None = None) -> str:
         return logs(f"{self.podman_name}-{container}", tail)
 
+    def excerpt(self, container: str, tail: int = 20) -> str:
+        """What a failure report quotes of a container's log: see log_excerpt."""
+        return log_excerpt(self.logs(container), tail)
+
 
 def logs(podman_container: str, tail: int | None = None) -> str:
     """The container's stdout and stderr in the order it wrote them (as `kubectl logs`)."""
@@ -144,6 +149,23 @@ def logs(podman_container: str, tail: int | None = None) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"(no log: {exc})"
     return p.stdout.strip()
+
+
+_ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL)\b|^[\w.]*(Error|Exception|Mismatch): ")
+
+
+def log_excerpt(text: str, tail: int = 20, errors: int = 5) -> str:
+    """The last `tail` lines, after the first error lines that fell outside them.
+
+    A crashing server's last lines are often its shutdown (gunicorn's master reaping workers,
+    tracebacks of child processes) while the reason was logged earlier; both are needed.
+    """
+    lines = text.strip().splitlines()
+    head, last = lines[:-tail], lines[-tail:]
+    first = list(dict.fromkeys(line for line in head if _ERROR_LINE.search(line)))[:errors]  # each once
+    if not first:
+        return "\n".join(last)
+    return "\n".join([*first, f"[... {len(head)} earlier line(s), first error lines above ...]", *last])
 
 
 def free_port() -> int:
@@ -296,15 +318,15 @@ class PodRunner:
                 return self._exit_code(pname)
             if time.monotonic() > deadline:
                 self.stop(run.podman_name)
-                raise PodmanError(self.mask(f"{where} did not finish in time; its last log lines:\n"
-                                             f"{run.logs(container, 20)}"))
+                raise PodmanError(self.mask(f"{where} did not finish in time; its log:\n"
+                                             f"{run.excerpt(container)}"))
             time.sleep(1.0 if self.on_log else POLL_S)
 
     def _failed(self, run: PodRun, container: str, where: str, exc: tools.ToolError | None,
                 code: int | None = None) -> PodmanError:
-        tail = run.logs(container, 20) or (exc.stderr.strip() if exc else "") or "(empty log)"
+        tail = run.excerpt(container) or (exc.stderr.strip() if exc else "") or "(empty log)"
         why = f"exited {code}" if code is not None else "could not start"
-        return PodmanError(self.mask(f"{where} {why}; its last log lines:\n{tail}"),
+        return PodmanError(self.mask(f"{where} {why}; its log:\n{tail}"),
                            hint=f"podman logs {run.podman_name}-{container}")
 
     def _state(self, pname: str) -> dict:
@@ -335,7 +357,7 @@ class PodRunner:
                     what = (f"exited {state.get('ExitCode')}" if not state.get("Running")
                             else f"restarted {state['RestartCount']} time(s)")
                     raise PodmanError(self.mask(f"pod {run.pod.name}: container {c.name} {what} while starting; "
-                                                f"its last log lines:\n{run.logs(c.name, 20)}"),
+                                                f"its log:\n{run.excerpt(c.name)}"),
                                       hint=f"podman logs {c.podman_name}")
                 probe = probes.get(c.name)
                 if probe and not passed[c.name] and now >= next_probe[c.name]:
@@ -345,7 +367,7 @@ class PodRunner:
                 self.stop(run.podman_name)
                 waiting = ", ".join(n for n, ok in passed.items() if not ok)
                 raise PodmanError(self.mask(f"pod {run.pod.name}: {waiting} not ready within {timeout_s:.0f} s; "
-                                            "last log lines:\n" + "\n".join(run.logs(n, 10) for n in passed
+                                            "their logs:\n" + "\n".join(run.excerpt(n, 10) for n in passed
                                                                               if not passed[n])))
             time.sleep(POLL_S)
         run.ready_after_s = time.monotonic() - run.started

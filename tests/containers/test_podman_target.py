@@ -165,6 +165,8 @@ def test_other_weights_than_the_release_names_are_never_served(applied, shipped,
     release.runner.remove(name)
     with pytest.raises(podman.PodmanError, match="while starting") as failed:
         release.runner.run(predictor, publish=[9000], timeout_s=120)
+    print(f"\nthe report of a pod given other weights:\n{failed.value}")
+    # The reason is quoted however long the shutdown after it (gunicorn, the gRPC process) logs.
     assert wanted in str(failed.value) and applied["summary"]["modelSha256"] in str(failed.value)
     release.runner.remove(name)
 
