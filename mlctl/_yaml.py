@@ -4,6 +4,11 @@ PyYAML's composer keeps a mark (line, column) on every node; we construct the da
 the node tree so each path (("training", "runner", "gpus"), ("data", "mirrors", 0), …) can be
 mapped back to `file:line:col`. Duplicate keys, which PyYAML silently lets the last one win, are
 reported as errors.
+
+Aliases are allowed (`&defaults` / `<<: *defaults` is how people share settings) but bounded: the
+size of the document with every alias expanded is computed on the composed node graph, where an
+alias is one shared node, before anything is built. A "billion laughs" spec (nine levels of
+`&a [*a, *a, …]`) is refused in milliseconds instead of expanding for minutes.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from typing import Any
 import yaml
 
 Path_ = tuple[str | int, ...]
+
+MAX_VALUES = 10_000
+"""The most values a document may expand to; a full spec is a few hundred."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ def parse(text: str) -> Document:
         node = loader.get_single_node()
         if node is None:
             return Document(None)
+        _check_expansion(node)
         doc = Document(None)
         doc.data = _build(loader, node, (), doc)
         return doc
@@ -72,8 +81,43 @@ def parse(text: str) -> Document:
         raise YamlSyntaxError(f"YAML syntax error: {problem}", where) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(f"YAML error: {exc}", None) from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise YamlSyntaxError("YAML error: the document nests too deeply (a spec has a few levels)", None) from None
     finally:
         loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise YamlSyntaxError when the document, aliases expanded, exceeds MAX_VALUES values.
+
+    Each node's expanded size is computed once (memoised by identity), so this is linear in the
+    composed graph however far the aliases would multiply; merge keys count the mappings they
+    merge, an upper bound of what flattening produces. A recursive alias is refused as well.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise YamlSyntaxError("YAML error: an alias refers to the node that contains it", Mark.of(node))
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        active.discard(key)
+        if total > MAX_VALUES:
+            raise YamlSyntaxError(
+                f"YAML error: the document expands to more than {MAX_VALUES} values through its "
+                "aliases (&anchor / *alias); a spec has a few hundred", Mark.of(node))
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, doc: Document) -> Any:
@@ -82,6 +126,10 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, doc: Document)
         loader.flatten_mapping(node)  # resolves `<<:` merge keys
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "mapping keys must be plain scalars", key_node.start_mark
+                )
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 raise yaml.constructor.ConstructorError(

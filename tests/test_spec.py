@@ -113,3 +113,26 @@ def test_training_hash_changes_with_hyperparameters_only(tmp_path: Path):
     base["training"]["seed"] = 99
     c = Spec.model_validate(base)
     assert training_hash(a) == training_hash(b) != training_hash(c)
+
+
+def test_anchors_and_merge_keys_still_share_settings(tmp_path: Path):
+    file = tmp_path / "s.yaml"
+    file.write_text("apiVersion: mlctl/v1\nserving:\n  resources: &res {requests: {cpu: '1', memory: 1Gi}}\n"
+                    "training:\n  <<: {epochs: 2}\n  runner: {kind: kubernetes, resources: *res}\n")
+    spec = load_spec(file)
+    assert spec.training.epochs == 2
+    assert spec.training.runner.resources == spec.serving.resources
+
+
+def test_a_recursive_alias_is_a_spec_error(tmp_path: Path):
+    file = tmp_path / "s.yaml"
+    file.write_text("apiVersion: mlctl/v1\nname: &a [*a]\n")
+    with pytest.raises(SpecError, match=r"s\.yaml:2:7 YAML error: an alias refers to the node that contains it"):
+        load_spec(file)
+
+
+def test_a_document_nested_thousands_deep_is_a_spec_error_not_a_crash(tmp_path: Path):
+    file = tmp_path / "s.yaml"
+    file.write_text("apiVersion: mlctl/v1\nname: " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(SpecError, match="nests too deeply"):
+        load_spec(file)
