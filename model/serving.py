@@ -391,6 +391,28 @@ def _error_body(message: str, reason: str) -> dict[str, Any]:
     return {"status": {"status": 1, "info": message, "code": -1, "reason": reason}}
 
 
+def _parse_json(text: str, what: str) -> Any:
+    """json.loads, every failure a 400: malformed, or nested past what the decoder recurses into."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise SeldonMicroserviceException(f"{what} nests too deeply") from None
+    except ValueError as e:
+        raise SeldonMicroserviceException(f"{what} is not JSON: {e}") from None
+
+
+def _check_message(body: Any) -> None:
+    """A SeldonMessage's data the wrapper would parse unguarded: a 400 here instead of its 500."""
+    if not isinstance(body, dict):
+        return
+    try:
+        extract_request_parts_json(body)
+    except SeldonMicroserviceException:
+        raise
+    except Exception as e:  # noqa: BLE001 - any parse failure is the client's data
+        raise SeldonMicroserviceException(f"malformed SeldonMessage data: {e}") from None
+
+
 def _request_guard(max_request_bytes: int) -> Blueprint:
     """Flask hooks the wrapper lacks: a request size limit, and 4xx answers for malformed forms
     and JSON that the 1.17.1 wrapper would otherwise turn into 500s (a non-binData file is
@@ -414,19 +436,19 @@ def _request_guard(max_request_bytes: int) -> Blueprint:
                     f"field); got file fields {files} and text fields {fields}"
                 )
             if "meta" in fields:
-                try:
-                    json.loads(request.form["meta"])
-                except ValueError as e:
-                    raise SeldonMicroserviceException(f"meta field is not JSON: {e}") from None
+                _parse_json(request.form["meta"], "meta field")
+            return
+        # The wrapper's other channels, in its order (flask_utils.get_request): a `json` form
+        # field or query argument, then the body.
+        field = request.form.get("json") or request.args.get("json")
+        if field:
+            _check_message(_parse_json(field, "json field"))
         elif request.is_json:
-            body = request.get_json(silent=True)
-            if isinstance(body, dict):
-                try:
-                    extract_request_parts_json(body)
-                except SeldonMicroserviceException:
-                    raise
-                except Exception as e:  # noqa: BLE001 - any parse failure is the client's data
-                    raise SeldonMicroserviceException(f"malformed SeldonMessage data: {e}") from None
+            try:  # malformed JSON is left to the wrapper's own 400; nesting is not
+                body = request.get_json(silent=True)
+            except RecursionError:
+                raise SeldonMicroserviceException("JSON body nests too deeply") from None
+            _check_message(body)
 
     @bp.app_errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> Any:

@@ -354,6 +354,12 @@ def _bad_requests(tmp_jpeg: bytes) -> list[tuple[str, bytes, str, int, str]]:
         ("wrong shape", b'{"data": {"ndarray": [[1, 2]]}}', "application/json", 400, "shape"),
         ("bad tensor", b'{"data": {"tensor": {"shape": [1, 5], "values": [1]}}}', "application/json", 400, "reshape"),
         ("no data", b'{"foo": 1}', "application/json", 400, "Invalid request"),
+        ("deep json", b'{"data": {"ndarray": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}", "application/json", 400,
+         "nests too deeply"),
+        ("malformed json field", b"json=%7B%22data", "application/x-www-form-urlencoded", 400, "json field is not JSON"),
+        ("deep json field", b"json=" + b"%5B" * 50_000, "application/x-www-form-urlencoded", 400, "nests too deeply"),
+        ("bad json field data", b"json=%7B%22data%22%3A%7B%22ndarray%22%3A%5B%5B1%2C2%5D%5D%7D%7D",
+         "application/x-www-form-urlencoded", 400, "shape"),
     ]
     return cases
 
