@@ -167,7 +167,8 @@ def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult
         secrets = resolve_secrets(spec)
     except MlctlError as exc:
         raise _step("credentials", exc) from None
-    if artifact is None:  # dry run before the first training: plan with what is known
+    untrained = artifact is None
+    if untrained:  # dry run before the first training: plan with what is known
         artifact = artifacts.planned(spec)
     try:
         plan = deploy.plan(spec, artifact, secrets)
@@ -180,7 +181,8 @@ def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult
         else:
             report("deploy", "planned", f"would run: {' '.join(plan.argv)}")
             for change in plan.changes:
-                report("diff", "planned", f"{change['path']}: {change['old']!r} → {change['new']!r}")
+                new = "<after training>" if untrained and change["path"] == "model.sha256" else repr(change["new"])
+                report("diff", "planned", f"{change['path']}: {change['old']!r} → {new}")
         result.summary = {"plan": plan.as_dict()}
         return
     done = deploy.deploy(spec, artifact, plan, secrets)

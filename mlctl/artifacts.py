@@ -131,8 +131,9 @@ def sha256_of(path: Path) -> str:
 
 
 def planned(spec: Spec) -> LocalArtifact:
-    """The artifact a dry run plans with before the first training: its place, no digest yet."""
-    return LocalArtifact({"sha256": "<after training>", "test_accuracy": 0.0}, artifact_dir(spec))
+    """The artifact a dry run plans with before the first training: its place, no digest yet (an
+    empty model.sha256, which the values admit; the plan's text says "after training")."""
+    return LocalArtifact({"sha256": "", "test_accuracy": 0.0}, artifact_dir(spec))
 
 
 def read_local(path: Path, verify: bool = True) -> LocalArtifact | None:

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import yaml
 
 from mlctl.artifacts import store_uri, training_hash as spec_training_hash
+from mlctl.errors import MlctlError
 from mlctl.images import ImageRef, parse as parse_image, resolve as resolve_images
 from mlctl.secrets import Secrets
 from mlctl.spec import KubernetesRunner, Resources, Spec, TrainingSpec
@@ -80,7 +81,7 @@ def build_values(
         *hyperparameter_args(training), "--no-progress",
         "--training-hash", digest,
     ]  # fmt: skip
-    return {
+    return chart_values({
         # Objects are named after the release (`mnist`), not `<release>-mnist-seldon`.
         "fullnameOverride": k.release,
         "model": {"name": spec.name, "uri": store_uri(spec, digest), "sha256": model_sha256},
@@ -138,7 +139,25 @@ def build_values(
             "activeDeadlineSeconds": runner.timeout_seconds,
         },
         "tests": {"enabled": True, "image": _third_party(k.test_image)},
-    }
+    })
+
+
+def chart_values(values: dict[str, Any]) -> dict[str, Any]:
+    """`values`, checked against the chart's contract (mlctl/values.py) before anything is written.
+
+    The spec's rules are the chart's or stricter, so a failure here is a mismatch between the
+    two, reported by key rather than left to helm.
+    """
+    from pydantic import ValidationError
+
+    from mlctl.values import checked
+
+    try:
+        return checked(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise MlctlError(f"the chart values mlctl built do not fit the chart's contract: {problems}",
+                         hint="this is a bug in mlctl: please report it with the spec") from exc
 
 
 def with_credentials(values: dict[str, Any], secrets: Secrets) -> dict[str, Any]:

@@ -42,11 +42,12 @@ DEFAULT_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 
-_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# Kubernetes resource.Quantity, as the API server parses it.
-_QUANTITY = re.compile(
-    r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
-)
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_LABEL_MAX = 53
+"""Helm's bound for release names, and so for every name mlctl derives objects from."""
+QUANTITY_PATTERN = r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
+"""Kubernetes resource.Quantity, as the API server parses it (the chart's schema says the same)."""
+_QUANTITY = re.compile(QUANTITY_PATTERN)
 # A container image reference: [registry[:port]/]path[:tag][@digest].
 _IMAGE = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
@@ -77,7 +78,7 @@ def _image(value: str) -> str:
 Quantity = Annotated[str, BeforeValidator(_quantity)]
 Image = Annotated[str, AfterValidator(_image)]
 def _dns_label(value: str) -> str:
-    if not re.match(_DNS_LABEL, value):
+    if not re.match(DNS_LABEL_PATTERN, value):
         raise ValueError(
             f"{value!r} is not a DNS-1123 label: lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"
@@ -85,7 +86,7 @@ def _dns_label(value: str) -> str:
     return value
 
 
-DnsLabel = Annotated[str, Field(max_length=53), AfterValidator(_dns_label)]
+DnsLabel = Annotated[str, Field(max_length=DNS_LABEL_MAX), AfterValidator(_dns_label)]
 EnvName = Annotated[str, Field(pattern=_ENV_NAME)]
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mlctl.render import build_values, private_values_file
 from mlctl.secrets import resolve_secrets
-from mlctl.spec import Spec, _quantity_value, min_rest_timeout_ms
+from mlctl.spec import DNS_LABEL_MAX, Spec, _quantity_value, min_rest_timeout_ms
 from tests.chart.helpers import SELDON_SCHEMA, find, find_helm, template, validate_all
 
 pytestmark = [
@@ -26,7 +26,11 @@ pytestmark = [
 EXAMPLES = 40
 ENV = {"T_REG_PW": "pw-Zx81!", "T_KEY_ID": "AKIA5EXAMPLE", "T_SECRET": "s3cr3t/+=key"}
 
-label = st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+# DNS-1123 labels up to the spec's own bound (53, helm's release-name limit), the long band
+# drawn on purpose: a name of 46-53 characters once passed mlctl validate and failed the chart.
+short = st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+long_ = st.from_regex(rf"[a-z][a-z0-9-]{{44,{DNS_LABEL_MAX - 2}}}[a-z0-9]", fullmatch=True)
+label = st.one_of(short, long_)
 cpu = st.sampled_from(["100m", "250m", "1", "2", 1, 0.5])
 memory = st.sampled_from(["128Mi", "512Mi", "1Gi", "2Gi"])
 

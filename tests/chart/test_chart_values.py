@@ -28,6 +28,39 @@ def _objects_in(schema, path="$"):
             yield from _objects_in(sub, f"{path}[{i}]")
 
 
+def test_schema_and_readme_table_are_generated_from_the_values_model():
+    """values.schema.json and the README's table are mlctl/values.py's (python -m mlctl.chartdoc)."""
+    from mlctl import chartdoc
+
+    for path, text in chartdoc.rendered().items():
+        assert path.read_text(encoding="utf-8") == text, f"{path.name} is stale: run python -m mlctl.chartdoc"
+
+
+def test_values_yaml_holds_exactly_the_models_defaults():
+    from mlctl.values import defaults
+
+    assert VALUES == defaults()
+
+
+def test_the_values_model_and_the_schema_reject_the_same_values():
+    """A few values each side must refuse, so the generated schema keeps the model's bounds."""
+    from pydantic import ValidationError
+
+    from mlctl.values import ChartValues
+
+    for bad in ({"serving": {"workers": 0}}, {"model": {"name": "x" * 54}}, {"serving": {"replica": 1}},
+                {"serving": {"resources": {"limits": {"cpu": "two"}}}}, {"storage": {"config": {"Bad-Key": "x"}}},
+                {"training": {"ttlSecondsAfterFinished": -1}}, {"serving": {"workers": "2"}}):
+        with pytest.raises(ValidationError):
+            ChartValues.model_validate(deep_merge(VALUES, bad))
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(deep_merge(VALUES, bad), SCHEMA, cls=jsonschema.Draft7Validator)
+    for good in ({"training": {"ttlSecondsAfterFinished": None}}, {"model": {"name": "x" * 53}},
+                 {"storage": {"config": {"type": "s3", "chunk_size": "8M"}}}):
+        ChartValues.model_validate(deep_merge(VALUES, good))
+        jsonschema.validate(deep_merge(VALUES, good), SCHEMA, cls=jsonschema.Draft7Validator)
+
+
 def test_schema_is_valid_draft7():
     jsonschema.Draft7Validator.check_schema(SCHEMA)
 
