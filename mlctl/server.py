@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from mlctl.errors import MlctlError
+from model.settings import DEFAULTS, ServingSettings
 
 if TYPE_CHECKING:
     from mlctl.spec import ServingSpec
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
 MODEL_CLASS = "model.serving.MnistClassifier"
 SERVER_BIN = "seldon-core-microservice"
 ENV_SERVER_BIN = "MLCTL_SERVE_BIN"
-DEFAULT_WORKERS = 2
-DEFAULT_THREADS = 1
-DEFAULT_TORCH_THREADS = 1
-DEFAULT_PRECISION = "int8"
 LOG_TAIL_LINES = 40
 
 
@@ -50,11 +47,11 @@ class ServerConfig:
     """0 picks a free port."""
     grpc_port: int = 0
     metrics_port: int = 0
-    workers: int = DEFAULT_WORKERS
-    threads: int = DEFAULT_THREADS
-    torch_threads: int = DEFAULT_TORCH_THREADS
-    precision: str = DEFAULT_PRECISION
-    """MNIST_PRECISION: int8 or float32 (model/serving.py)."""
+    workers: int = DEFAULTS.workers
+    threads: int = DEFAULTS.threads
+    torch_threads: int = DEFAULTS.torch_threads
+    precision: str = DEFAULTS.precision
+    """int8 or float32 (model/settings.py)."""
     model_class: str = MODEL_CLASS
     host: str = "127.0.0.1"
     """Where clients reach it; the wrapper itself always binds 0.0.0.0."""
@@ -136,22 +133,23 @@ def server_argv(cfg: ServerConfig, binary: str | None = None) -> list[str]:
         "--http-port", str(cfg.http_port),
         "--grpc-port", str(cfg.grpc_port),
         "--metrics-port", str(cfg.metrics_port),
-        "--workers", str(cfg.workers),
-        "--threads", str(cfg.threads),
     ]  # fmt: skip
 
 
 def server_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment the server runs with: the artifact, thread counts, precision, no gRPC server."""
+    """The environment the server runs with: its settings (model/settings.py, the one channel the
+    server and the wrapper read, as in the cluster), no gRPC server."""
     env = dict(os.environ if base is None else base)
     parent = str(model_package_parent())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH", "")) if p)
-    env.update(
-        MODEL_URI=str(Path(cfg.model_dir).resolve()),
-        TORCH_THREADS=str(cfg.torch_threads),
-        MNIST_PRECISION=cfg.precision,
+    settings = ServingSettings(
+        model_uri=str(Path(cfg.model_dir).resolve()), precision=cfg.precision,
+        torch_threads=cfg.torch_threads, workers=cfg.workers, threads=cfg.threads,
         # 0 keeps the wrapper from forking a gRPC process that loads the model a second time.
-        GRPC_WORKERS="0",
+        grpc_workers=0,
+    )  # fmt: skip
+    env.update(settings.to_env())
+    env.update(
         # Responses carry data and tags; custom metrics go to the /metrics port only.
         INCLUDE_METRICS_IN_CLIENT_RESPONSE="false",
         PYTHONUNBUFFERED="1",

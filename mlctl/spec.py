@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from mlctl.errors import SpecError, UsageError
+from model.settings import DEFAULTS as SERVING_DEFAULTS, PRECISIONS
 
 SPEC_VERSION = "mlctl/v1"
 # The seldon.io/rest-timeout floor: the wrapper's whole-second gunicorn timeout covers worker start.
@@ -48,9 +49,11 @@ DNS_LABEL_MAX = 53
 QUANTITY_PATTERN = r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
 """Kubernetes resource.Quantity, as the API server parses it (the chart's schema says the same)."""
 _QUANTITY = re.compile(QUANTITY_PATTERN)
-# A container image reference: [registry[:port]/]path[:tag][@digest].
+# A container image reference: [registry[:port]/]path[:tag][@digest]; a path component's
+# separators are distribution/reference's: one `.` or `_`, `__`, or any run of `-`.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    rf"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
     r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -338,13 +341,13 @@ class ServingSpec(Strict):
     """When the kubelet pulls the image."""
     replicas: int = Field(1, ge=0, le=100)
     """Model pods when autoscaling is off."""
-    workers: int = Field(2, ge=1, le=64)
+    workers: int = Field(SERVING_DEFAULTS.workers, ge=1, le=64)
     """gunicorn worker processes per pod (GUNICORN_WORKERS)."""
-    threads: int = Field(1, ge=1, le=64)
+    threads: int = Field(SERVING_DEFAULTS.threads, ge=1, le=64)
     """Threads per gunicorn worker (GUNICORN_THREADS)."""
-    torch_threads: int = Field(1, ge=1, le=64)
+    torch_threads: int = Field(SERVING_DEFAULTS.torch_threads, ge=1, le=64)
     """torch intra-op threads per worker (TORCH_THREADS)."""
-    precision: Literal["int8", "float32"] = "int8"
+    precision: Literal[PRECISIONS] = SERVING_DEFAULTS.precision
     """Network arithmetic (MNIST_PRECISION): `int8` runs the network quantized with the
     activation ranges training recorded (~3× faster on CPU, the same predictions on ≥ 99.9 % of
     the test set); `float32` runs the weights as trained."""
@@ -352,7 +355,7 @@ class ServingSpec(Strict):
     """The seldon.io/rest-timeout annotation (ms). The wrapper also makes it gunicorn's worker
     timeout in whole seconds, and that clock runs while each worker starts, so it must cover
     worker start-up (see `_timeout_covers_worker_start`)."""
-    grpc: bool = True
+    grpc: bool = SERVING_DEFAULTS.grpc_workers > 0
     """Serve Seldon's gRPC API (one more process, ~40 MB) on the port the operator declares,
     9500; false leaves that port unanswered."""
     executor: bool = False

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from mlctl.spec import DNS_LABEL_MAX, DNS_LABEL_PATTERN, MIN_REST_TIMEOUT_MS, QUANTITY_PATTERN
+from model.settings import DEFAULTS as SERVING_DEFAULTS, PRECISIONS
 
 OPTIONAL = {"x-optional": True}
 """json_schema_extra of a key the schema does not require (the generator removes the marker)."""
@@ -232,18 +233,18 @@ class Serving(Values):
     """The serving image (model/seldon.Dockerfile)."""
     replicas: Annotated[int, Field(ge=0)] = 1
     """Number of model pods when autoscaling is off."""
-    workers: Annotated[int, Field(ge=1)] = 2
+    workers: Annotated[int, Field(ge=1)] = SERVING_DEFAULTS.workers
     """GUNICORN_WORKERS: worker processes per pod."""
-    threads: Annotated[int, Field(ge=1)] = 1
+    threads: Annotated[int, Field(ge=1)] = SERVING_DEFAULTS.threads
     """GUNICORN_THREADS: threads per worker."""
-    torch_threads: Annotated[int, Field(ge=1)] = 1
+    torch_threads: Annotated[int, Field(ge=1)] = SERVING_DEFAULTS.torch_threads
     """TORCH_THREADS: torch intra-op threads per worker."""
-    precision: Literal["int8", "float32"] = "int8"
+    precision: Literal[PRECISIONS] = SERVING_DEFAULTS.precision
     """MNIST_PRECISION: int8 (quantized with the activation ranges training recorded) or float32."""
     rest_timeout_ms: Annotated[int, Field(ge=MIN_REST_TIMEOUT_MS)] = MIN_REST_TIMEOUT_MS
     """The seldon.io/rest-timeout annotation in ms. The wrapper also makes it gunicorn's worker
     timeout in whole seconds, which covers each worker's start: at least 5000."""
-    grpc: bool = True
+    grpc: bool = SERVING_DEFAULTS.grpc_workers > 0
     """Serve Seldon's gRPC API on port 9500 (GRPC_WORKERS=1); the operator declares that port
     either way."""
     executor: Executor = Field(default_factory=Executor)

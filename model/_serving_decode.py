@@ -36,6 +36,8 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from model.settings import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+
 try:  # libjpeg-turbo in one C call: ~7 µs for a 28×28 JPEG where Pillow takes ~55 µs
     import simplejpeg
 except ImportError:  # pragma: no cover - the serving image and both venvs install it
@@ -47,8 +49,6 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 FAST_JPEG_COLORSPACES = ("Gray", "YCbCr", "RGB")
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 ARRAY_SHAPES = ((SIDE, SIDE), (SIDE * SIDE,), (1, SIDE, SIDE), (1, SIDE * SIDE), (1, 1, SIDE, SIDE))
-DEFAULT_MAX_BYTES = 4 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 25_000_000
 
 
 class InputError(ValueError):

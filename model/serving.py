@@ -12,20 +12,20 @@ Input: a multipart `binData` image (any common raster format, size or mode; see
 log-probability row, which the wrapper answers as the tutorial's
 `{"data": {"names": ["t:0", …], "tensor": {"shape": [1, 10], "values": […]}}, "meta": …}`.
 
-Settings (constructor keyword arguments, which SeldonDeployment `parameters` fill, else env):
-- `model_uri` / `MODEL_URI` (default /mnt/models): folder with metadata.json and the weights.
+Settings: the environment only, read through `model.settings.ServingSettings` (names,
+defaults and allowed values are written there once). What they mean here:
+- `MODEL_URI` (default /mnt/models): folder with metadata.json and the weights.
 - `MODEL_SHA256`: when set, the only weights this server loads; other weights (a stale or
   swapped model at MODEL_URI) stop every worker at start, with both digests in the log.
-- `torch_threads` / `TORCH_THREADS` (default 1): intra-op threads per worker. One worker per
-  core with one thread each serves this small network best; more threads only contend.
-- `precision` / `MNIST_PRECISION` (default int8): `int8` serves the network quantized with the
-  activation ranges training recorded in metadata.json (model/quantize.py: ~3× faster, same
-  predictions on ≥ 99.9 % of the test set, log-probabilities within ~0.1); `float32` serves
-  model.pt as trained. An artifact without int8 ranges, or a torch without the x86 int8
-  engine, is served in float32 with a warning; the `precision` tag says which ran.
-- `MNIST_MAX_IMAGE_BYTES` (4 MiB): largest accepted image; the request body may be 64 KiB more.
-- `MNIST_MAX_IMAGE_PIXELS` (25 000 000): largest accepted width × height, checked from the
-  header before decoding.
+- `TORCH_THREADS` (default 1): intra-op threads per worker. One worker per core with one thread
+  each serves this small network best; more threads only contend.
+- `MNIST_PRECISION` (default int8): `int8` serves the network quantized with the activation
+  ranges training recorded in metadata.json (model/quantize.py: ~3× faster, same predictions on
+  ≥ 99.9 % of the test set, log-probabilities within ~0.1); `float32` serves model.pt as
+  trained. An artifact without int8 ranges, or a torch without the x86 int8 engine, is served in
+  float32 with a warning; the `precision` tag says which ran.
+- `MNIST_MAX_IMAGE_BYTES` / `MNIST_MAX_IMAGE_PIXELS`: the largest accepted image (bytes; width ×
+  height, checked from the header before decoding); the request body may be 64 KiB more.
 - `MNIST_METRICS_FLUSH_S` (0.5): custom metrics are summed in the worker and handed to the
   wrapper with the first response after this many seconds (0: every response), which keeps
   the data the wrapper pickles through its multiprocessing Manager on each request small.
@@ -59,8 +59,6 @@ from werkzeug.exceptions import HTTPException
 
 from model import quantize
 from model._serving_decode import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_PIXELS,
     InputError,
     array_to_pixels,
     decode_image,
@@ -68,6 +66,7 @@ from model._serving_decode import (
 from model.artifact import ArtifactError, read_artifact
 from model.net import Net
 from model.preprocess import normalize
+from model.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,38 +74,24 @@ CLASS_NAMES = [f"t:{i}" for i in range(10)]
 PREDICT_PATHS = ("/predict", "/api/v1.0/predictions", "/api/v0.1/predictions")
 # Room for the multipart envelope or a JSON array around the image limit.
 REQUEST_OVERHEAD_BYTES = 64 * 1024
-DEFAULT_METRICS_FLUSH_S = 0.5
-PRECISIONS = ("int8", "float32")
-
-
-def _env_int(name: str, default: int | None) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw else default
 
 
 class MnistClassifier:
     """The MNIST CNN behind the Seldon Core v1 Python wrapper."""
 
-    def __init__(
-        self,
-        model_uri: str | None = None,
-        torch_threads: int | None = None,
-        precision: str | None = None,
-    ) -> None:
-        self.model_uri = model_uri or os.environ.get("MODEL_URI", "/mnt/models")
-        self.expected_sha256 = os.environ.get("MODEL_SHA256", "").strip().lower() or None
-        wanted = (precision or os.environ.get("MNIST_PRECISION", "") or "int8").strip().lower()
-        if wanted not in PRECISIONS:
-            raise ValueError(f"precision {wanted!r} is not one of {', '.join(PRECISIONS)} (MNIST_PRECISION)")
-        self.requested_precision = wanted
-        self.precision = wanted  # what load() ends up serving
-        threads = torch_threads if torch_threads is not None else _env_int("TORCH_THREADS", None)
-        self.torch_threads = max(1, int(threads)) if threads is not None else 1
-        self.max_image_bytes = _env_int("MNIST_MAX_IMAGE_BYTES", DEFAULT_MAX_BYTES)
-        self.max_image_pixels = _env_int("MNIST_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS)
-        self.metrics_flush_s = float(
-            os.environ.get("MNIST_METRICS_FLUSH_S", "") or DEFAULT_METRICS_FLUSH_S
-        )
+    def __init__(self) -> None:
+        # Settings come from the environment only (model/settings.py); the wrapper would pass
+        # graph `parameters` as keyword arguments, which this class does not take.
+        settings = ServingSettings.from_env()
+        self.settings = settings
+        self.model_uri = settings.model_uri
+        self.expected_sha256 = settings.model_sha256 or None
+        self.requested_precision = settings.precision
+        self.precision = settings.precision  # what load() ends up serving
+        self.torch_threads = settings.torch_threads
+        self.max_image_bytes = settings.max_image_bytes
+        self.max_image_pixels = settings.max_image_pixels
+        self.metrics_flush_s = settings.metrics_flush_s
         self.metadata: dict[str, Any] = {}
         self.sha256: str | None = None
         self._model: torch.nn.Module | None = None
@@ -118,7 +103,7 @@ class MnistClassifier:
         self._last_flush = 0.0
         # The wrapper registers this blueprint on its Flask app (hook: model_error_handler).
         self.model_error_handler = _request_guard(self.max_image_bytes + REQUEST_OVERHEAD_BYTES)
-        if os.environ.get("MNIST_SKIP_EMPTY_METRIC_UPDATES", "1").strip() != "0":
+        if settings.skip_empty_metric_updates:
             # Here, in the parent before gunicorn forks, so every worker inherits it.
             skip_empty_metric_updates()
         # The same for the gRPC server process (GRPC_WORKERS), which answers the operator's 9500.

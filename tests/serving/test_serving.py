@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 import subprocess
 import urllib.request
@@ -447,3 +448,11 @@ def test_predict_against_a_dead_url_says_connection_refused():
 def test_predict_client_reports_an_unreadable_file(tmp_path: Path):
     with pytest.raises(PredictError, match="cannot read"):
         predict_image("http://127.0.0.1:9", tmp_path / "missing.png")
+
+
+@pytest.mark.slow
+def test_a_bad_setting_stops_the_server_naming_its_variable(trained_model_dir, serve_bin):
+    """Settings come from the environment only (model/settings.py), checked before any worker."""
+    cfg = ServerConfig(model_dir=trained_model_dir, workers=1, extra_env={"MNIST_PRECISION": "fp16"})
+    with pytest.raises(ServerError, match=re.escape("MNIST_PRECISION='fp16': expected one of int8, float32")):
+        LocalServer(cfg, start_timeout=60).start()
