@@ -47,14 +47,14 @@ MNIST_TEST_LABELS = SHARED / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz"
 RESULT_RE = re.compile(r"RESULT (.*)")
 # The constant model plus the one wrapper change ours makes (model.serving.skip_empty_metric_updates):
 # the fair ceiling for ours, since that change removes wrapper work, not model work.
-CONSTANT_SKIP_EMPTY = '''from model.serving import skip_empty_metric_updates
+CONSTANT_SKIP_EMPTY = """from model.serving import skip_empty_metric_updates
 from trivial_model import TrivialModel
 
 
 class TrivialModelSkipEmpty(TrivialModel):
     def __init__(self):
         skip_empty_metric_updates()
-'''
+"""
 
 
 def ensure_wrk() -> str:
@@ -86,16 +86,24 @@ def find_artifact(explicit: str | None, tmp: Path) -> tuple[Path, str]:
     torch.manual_seed(0)
     torch.save(Net().state_dict(), out / "model.pt")
     digest = hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
-    (out / "metadata.json").write_text(json.dumps({
-        "format": "mlctl.mnist/v1", "weights": "model.pt", "sha256": digest,
-        "test_accuracy": None, "training_hash": "bench-random", "created": "bench",
-    }))
+    (out / "metadata.json").write_text(
+        json.dumps(
+            {
+                "format": "mlctl.mnist/v1",
+                "weights": "model.pt",
+                "sha256": digest,
+                "test_accuracy": None,
+                "training_hash": "bench-random",
+                "created": "bench",
+            }
+        )
+    )
     return out, "random weights"
 
 
 def sample_digit(tmp: Path) -> tuple[Path, int | None]:
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     path = tmp / "digit.jpg"
     if MNIST_TEST_IMAGES.is_file():
@@ -124,10 +132,16 @@ def rss_mib(pids: list[int]) -> float:
 
 
 def run_wrk(wrk: str, url: str, img: Path, connections: int, duration: int) -> dict[str, float]:
-    argv = [wrk, f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s",
-            "-s", str(BASELINE / "multipart.lua"), url]
-    p = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "IMG": str(img)},
-                       timeout=duration + 30)
+    argv = [
+        wrk,
+        f"-t{min(2, connections)}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "-s",
+        str(BASELINE / "multipart.lua"),
+        url,
+    ]
+    p = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "IMG": str(img)}, timeout=duration + 30)
     m = RESULT_RE.search(p.stdout)
     if not m:
         raise RuntimeError(f"wrk gave no RESULT line:\n{p.stdout}\n{p.stderr}")
@@ -170,8 +184,9 @@ def median_load(runs: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def bench_servers(plan: list[tuple[str, ServerConfig, int | None]], wrk: str, img: Path,
-                  conns: list[int], duration: int, rounds: int) -> list[dict]:
+def bench_servers(
+    plan: list[tuple[str, ServerConfig, int | None]], wrk: str, img: Path, conns: list[int], duration: int, rounds: int
+) -> list[dict]:
     """Start every server one after the other (cold start alone on the machine), then load
     them in turns: for each round and connection count, each server for `duration` seconds."""
     started: list[tuple[str, ServerConfig, LocalServer, float]] = []
@@ -190,11 +205,19 @@ def bench_servers(plan: list[tuple[str, ServerConfig, int | None]], wrk: str, im
     finally:
         for *_, srv, _ in started:
             srv.close()
-    return [{"name": name, "class": cfg.model_class, "workers": cfg.workers, "threads": cfg.threads,
-             "torch_threads": cfg.torch_threads, "cold_start_s": round(cold, 2),
-             "rss_mib": round(mem[name], 1),
-             "load": {str(c): median_load(runs[name][c]) for c in conns}}
-            for name, cfg, _, cold in started]
+    return [
+        {
+            "name": name,
+            "class": cfg.model_class,
+            "workers": cfg.workers,
+            "threads": cfg.threads,
+            "torch_threads": cfg.torch_threads,
+            "cold_start_s": round(cold, 2),
+            "rss_mib": round(mem[name], 1),
+            "load": {str(c): median_load(runs[name][c]) for c in conns},
+        }
+        for name, cfg, _, cold in started
+    ]
 
 
 def main() -> int:
@@ -219,21 +242,42 @@ def main() -> int:
         base_env = {"PYTHONPATH": pypath, "MODEL_PATH": str(artifact / "model.pt")}
         ours = dict(workers=args.workers, threads=args.threads, torch_threads=args.torch_threads)
         plan = [
-            ("tutorial", ServerConfig(model_dir=artifact, model_class="seed_seldon_model.SeedModel",
-                                      workers=1, threads=1, torch_threads=1, extra_env=base_env)),
+            (
+                "tutorial",
+                ServerConfig(
+                    model_dir=artifact,
+                    model_class="seed_seldon_model.SeedModel",
+                    workers=1,
+                    threads=1,
+                    torch_threads=1,
+                    extra_env=base_env,
+                ),
+            ),
             ("ours", ServerConfig(model_dir=artifact, **ours, extra_env=base_env)),
-            ("constant", ServerConfig(model_dir=artifact, model_class="trivial_model.TrivialModel",
-                                      **ours, extra_env=base_env)),
-            ("constant+", ServerConfig(model_dir=artifact,
-                                       model_class="trivial_skip_empty.TrivialModelSkipEmpty",
-                                       **ours, extra_env=base_env)),
+            (
+                "constant",
+                ServerConfig(model_dir=artifact, model_class="trivial_model.TrivialModel", **ours, extra_env=base_env),
+            ),
+            (
+                "constant+",
+                ServerConfig(
+                    model_dir=artifact,
+                    model_class="trivial_skip_empty.TrivialModelSkipEmpty",
+                    **ours,
+                    extra_env=base_env,
+                ),
+            ),
         ]
         # The tutorial's SeedModel expects unnormalised input and a state_dict; the weights
         # are the same file. Its seldon-core settings are the wrapper's defaults (1 worker).
         trained = origin != "random weights"
         results = bench_servers(
             [(n, cfg, label if (n == "ours" and trained) else None) for n, cfg in plan],
-            wrk, img, conns, args.duration, args.rounds,
+            wrk,
+            img,
+            conns,
+            args.duration,
+            args.rounds,
         )
     by = {r["name"]: r for r in results}
     hi, lo = str(max(conns)), str(min(conns))
@@ -246,16 +290,25 @@ def main() -> int:
         cs = by["constant+"]["load"][hi]
         goals[f"(info) rps_vs_constant+@{hi}"] = round(o["rps"] / cs["rps"], 3)
     goals[f"p50_ms@{lo} <= 1.6"] = by["ours"]["load"][lo]["p50_ms"]
-    report = {"artifact": str(artifact), "artifact_origin": origin, "cpus": os.cpu_count(),
-              "servers": results, "goals": goals}
-    print(f"{'server':<9} {'w×t×tt':<7} {'conns':>5} {'req/s':>8} {'(min–max)':>13} {'p50 ms':>7} "
-          f"{'p90 ms':>7} {'p99 ms':>7} {'errors':>6} {'cold s':>6} {'RSS MiB':>8}")
+    report = {
+        "artifact": str(artifact),
+        "artifact_origin": origin,
+        "cpus": os.cpu_count(),
+        "servers": results,
+        "goals": goals,
+    }
+    print(
+        f"{'server':<9} {'w×t×tt':<7} {'conns':>5} {'req/s':>8} {'(min–max)':>13} {'p50 ms':>7} "
+        f"{'p90 ms':>7} {'p99 ms':>7} {'errors':>6} {'cold s':>6} {'RSS MiB':>8}"
+    )
     for r in results:
-        for c, l in r["load"].items():
-            spread = f"{l['rps_min']:.0f}–{l['rps_max']:.0f}"
-            print(f"{r['name']:<9} {r['workers']}×{r['threads']}×{r['torch_threads']:<3} {c:>5} "
-                  f"{l['rps']:>8.1f} {spread:>13} {l['p50_ms']:>7.2f} {l['p90_ms']:>7.2f} "
-                  f"{l['p99_ms']:>7.2f} {int(l['errors']):>6} {r['cold_start_s']:>6.2f} {r['rss_mib']:>8.1f}")
+        for c, load in r["load"].items():
+            spread = f"{load['rps_min']:.0f}–{load['rps_max']:.0f}"
+            print(
+                f"{r['name']:<9} {r['workers']}×{r['threads']}×{r['torch_threads']:<3} {c:>5} "
+                f"{load['rps']:>8.1f} {spread:>13} {load['p50_ms']:>7.2f} {load['p90_ms']:>7.2f} "
+                f"{load['p99_ms']:>7.2f} {int(load['errors']):>6} {r['cold_start_s']:>6.2f} {r['rss_mib']:>8.1f}"
+            )
     print(f"(medians over {args.rounds} rounds of {args.duration} s per server and connection count)")
     for k, v in goals.items():
         print(f"goal {k}: {v}")

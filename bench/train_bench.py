@@ -52,26 +52,47 @@ def main() -> int:
     result: dict = {}
     if not a.skip_seed:
         rc, wall, rss, stdout, stderr = run_measured(
-            [sys.executable, str(a.baseline_dir / "seed_train.py"), str(a.data_dir), "--epochs", "1"], a.baseline_dir)
+            [sys.executable, str(a.baseline_dir / "seed_train.py"), str(a.data_dir), "--epochs", "1"], a.baseline_dir
+        )
         if rc:
             print(f"seed_train.py failed ({rc}): {stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             return 1
         epoch = json_lines(stdout)[-1]
-        result["seed"] = {"epoch_seconds": epoch["seconds"], "test_accuracy_1_epoch": epoch["test_accuracy"],
-                          "projected_14_epoch_seconds": round(epoch["seconds"] * SEED_EPOCHS, 1),
-                          "wall_seconds": round(wall, 1), "peak_rss_mib": rss}
+        result["seed"] = {
+            "epoch_seconds": epoch["seconds"],
+            "test_accuracy_1_epoch": epoch["test_accuracy"],
+            "projected_14_epoch_seconds": round(epoch["seconds"] * SEED_EPOCHS, 1),
+            "wall_seconds": round(wall, 1),
+            "peak_rss_mib": rss,
+        }
 
     with tempfile.TemporaryDirectory() as tmp:
         rc, wall, rss, stdout, stderr = run_measured(
-            [sys.executable, "-m", "model.train", "--data-dir", str(a.data_dir), "--out", f"{tmp}/artifact",
-             "--no-progress", *a.train_args], REPO)
+            [
+                sys.executable,
+                "-m",
+                "model.train",
+                "--data-dir",
+                str(a.data_dir),
+                "--out",
+                f"{tmp}/artifact",
+                "--no-progress",
+                *a.train_args,
+            ],
+            REPO,
+        )
     if rc:
         print(f"model.train failed ({rc}): {stderr.strip()}", file=sys.stderr)
         return 1
     meta = json_lines(stdout)[-1]
-    result["ours"] = {"train_seconds": meta["train_seconds"], "wall_seconds": round(wall, 1),
-                      "test_accuracy": meta["test_accuracy"], "epochs": meta["epochs"],
-                      "peak_rss_mib": rss, "hyperparameters": meta["hyperparameters"]}
+    result["ours"] = {
+        "train_seconds": meta["train_seconds"],
+        "wall_seconds": round(wall, 1),
+        "test_accuracy": meta["test_accuracy"],
+        "epochs": meta["epochs"],
+        "peak_rss_mib": rss,
+        "hyperparameters": meta["hyperparameters"],
+    }
     result["reached_99"] = meta["test_accuracy"] >= 0.99 and meta["test_examples"] == 10_000
     if "seed" in result:
         s, o = result["seed"], result["ours"]
@@ -81,17 +102,33 @@ def main() -> int:
     rows = []
     if "seed" in result:
         s = result["seed"]
-        rows += [("seed: 1 epoch (train loop)", f"{s['epoch_seconds']:.1f} s", f"{s['test_accuracy_1_epoch']:.4f}", f"{s['peak_rss_mib']} MiB"),
-                 (f"seed: {SEED_EPOCHS} epochs (projected)", f"{s['projected_14_epoch_seconds']:.0f} s", "", "")]
+        rows += [
+            (
+                "seed: 1 epoch (train loop)",
+                f"{s['epoch_seconds']:.1f} s",
+                f"{s['test_accuracy_1_epoch']:.4f}",
+                f"{s['peak_rss_mib']} MiB",
+            ),
+            (f"seed: {SEED_EPOCHS} epochs (projected)", f"{s['projected_14_epoch_seconds']:.0f} s", "", ""),
+        ]
     o = result["ours"]
-    rows += [(f"ours: {o['epochs']} epochs (train loop)", f"{o['train_seconds']:.1f} s", f"{o['test_accuracy']:.4f}", f"{o['peak_rss_mib']} MiB"),
-             ("ours: whole process (wall)", f"{o['wall_seconds']:.1f} s", "", "")]
+    rows += [
+        (
+            f"ours: {o['epochs']} epochs (train loop)",
+            f"{o['train_seconds']:.1f} s",
+            f"{o['test_accuracy']:.4f}",
+            f"{o['peak_rss_mib']} MiB",
+        ),
+        ("ours: whole process (wall)", f"{o['wall_seconds']:.1f} s", "", ""),
+    ]
     print(f"{'run':36} {'time':>9} {'test acc':>9} {'peak RSS':>10}")
     for r in rows:
         print(f"{r[0]:36} {r[1]:>9} {r[2]:>9} {r[3]:>10}")
     if "seed" in result:
-        print(f"seed 1 epoch / ours whole run: {result['ratio_seed_epoch_to_ours_wall']}×   "
-              f"seed 14 epochs / ours: {result['ratio_seed_14_epochs_to_ours_wall']}×")
+        print(
+            f"seed 1 epoch / ours whole run: {result['ratio_seed_epoch_to_ours_wall']}×   "
+            f"seed 14 epochs / ours: {result['ratio_seed_14_epochs_to_ours_wall']}×"
+        )
     print(json.dumps(result, sort_keys=True))
     return 0 if result["reached_99"] else 1
 

@@ -113,7 +113,9 @@ def _check_expansion(root: yaml.Node) -> None:
         if total > MAX_VALUES:
             raise YamlSyntaxError(
                 f"YAML error: the document expands to more than {MAX_VALUES} values through its "
-                "aliases (&anchor / *alias); a spec has a few hundred", Mark.of(node))
+                "aliases (&anchor / *alias); a spec has a few hundred",
+                Mark.of(node),
+            )
         sizes[key] = total
         return total
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlctl import helm, render as rendering
+from mlctl import helm
+from mlctl import render as rendering
 from mlctl.artifacts import artifact_dir, read_local, store_uri, training_hash
 from mlctl.errors import UsageError
 from mlctl.secrets import placeholders, resolve_secrets
@@ -64,8 +65,9 @@ def rendered_objects(spec: Spec, secrets=None, train_job: bool = False, model_sh
     """The objects the chart renders for the spec (`helm template`), credentials redacted unless
     `secrets` are given; the model digest is the local artifact's unless given."""
     sha = _model_sha(spec) if model_sha256 is None else model_sha256
-    values = rendering.build_values(spec, secrets or placeholders(spec), model_sha256=sha,
-                                    training_hash=training_hash(spec), train_job=train_job)
+    values = rendering.build_values(
+        spec, secrets or placeholders(spec), model_sha256=sha, training_hash=training_hash(spec), train_job=train_job
+    )
     return template_values(spec, values, secrets)
 
 
@@ -74,8 +76,12 @@ def template_values(spec: Spec, values: dict, secrets=None) -> list[dict]:
     import yaml
 
     with rendering.private_values_file(values) as file:
-        text = helm.template(spec.kubernetes.release, [file], namespace=spec.kubernetes.namespace,
-                             secrets=secrets.values() if secrets else ())
+        text = helm.template(
+            spec.kubernetes.release,
+            [file],
+            namespace=spec.kubernetes.namespace,
+            secrets=secrets.values() if secrets else (),
+        )
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
@@ -93,7 +99,8 @@ def template(path: Path, pods: bool = False) -> str:
 
     docs = []
     for pod in cluster_pods(rendered_objects(spec, train_job=True), spec.kubernetes.namespace):
-        services = "".join(f"\n# Service {s.name}: " + ", ".join(f"{n} {p}→{t}" for n, (p, t) in s.ports.items())
-                           for s in pod.services)
+        services = "".join(
+            f"\n# Service {s.name}: " + ", ".join(f"{n} {p}→{t}" for n, (p, t) in s.ports.items()) for s in pod.services
+        )
         docs.append(f"# {pod.role}: the pod of {pod.owner}{services}\n" + yaml.safe_dump(pod.manifest, sort_keys=False))
     return "---\n".join(docs)

@@ -125,15 +125,21 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
         if local.serves(running, spec, artifact):
             report("serve", "up to date", f"{running.url} (pid {running.pid})")
         else:
-            report("serve", "planned", f"would {'restart' if running else 'start'} the local server on port "
-                                       f"{spec.serving.local.port}")  # fmt: skip
+            report(
+                "serve",
+                "planned",
+                f"would {'restart' if running else 'start'} the local server on port {spec.serving.local.port}",
+            )
         return
     try:
         state, action = local.ensure(spec, artifact)
     except MlctlError as exc:
         raise _step("serve", exc) from None
-    report("serve", "up to date" if action == "up to date" else "changed",
-           f"{action}: seldon-core-microservice at {state.url} (pid {state.pid}, log {state.log})")  # fmt: skip
+    report(
+        "serve",
+        "up to date" if action == "up to date" else "changed",
+        f"{action}: seldon-core-microservice at {state.url} (pid {state.pid}, log {state.log})",
+    )
     from mlctl import deploy
 
     check = deploy.check_sample(state.url, expected_sha256=artifact.sha256)  # "smoke test: …" when wrong

@@ -38,7 +38,9 @@ def model_package_dir() -> Path:
     """The `model` package folder, found without importing it (it imports torch)."""
     found = importlib.util.find_spec("model")
     if found is None or not found.submodule_search_locations:
-        raise MlctlError("cannot find the `model` package", hint="install mlctl from the project root (pip install -e .)")
+        raise MlctlError(
+            "cannot find the `model` package", hint="install mlctl from the project root (pip install -e .)"
+        )
     return Path(next(iter(found.submodule_search_locations)))
 
 
@@ -104,8 +106,7 @@ class LocalArtifact(_Model):
     def files(self) -> list[Path]:
         """The weights, then the metadata (the order an upload keeps, so a complete metadata file
         means complete weights)."""
-        return [self.path / self.metadata.get("weights", artifact_format.WEIGHTS),
-                self.path / artifact_format.METADATA]
+        return [self.path / self.metadata.get("weights", artifact_format.WEIGHTS), self.path / artifact_format.METADATA]
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,9 @@ def read_local(path: Path, verify: bool = True) -> LocalArtifact | None:
     except artifact_format.ArtifactError as exc:
         raise MlctlError(str(exc), hint="the artifact was modified after training; retrain with --force") from None
     except (KeyError, TypeError, ValueError) as exc:
-        raise MlctlError(f"{path / artifact_format.METADATA}: unreadable artifact metadata ({exc})",
-                         hint="retrain with --force") from None
+        raise MlctlError(
+            f"{path / artifact_format.METADATA}: unreadable artifact metadata ({exc})", hint="retrain with --force"
+        ) from None
     return LocalArtifact(meta, path)
 
 

@@ -65,8 +65,12 @@ class BuildResult:
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"engine": self.engine, "deps": self.deps, "seconds": round(self.seconds, 1),
-                "images": [asdict(i) for i in self.images]}
+        return {
+            "engine": self.engine,
+            "deps": self.deps,
+            "seconds": round(self.seconds, 1),
+            "images": [asdict(i) for i in self.images],
+        }
 
 
 def host_matches_images() -> bool:
@@ -96,13 +100,27 @@ def wheelhouse(cache: Path, root: Path = PROJECT_ROOT, on_progress: Callable[[st
     tmp.mkdir(parents=True)
     for req in REQUIREMENTS:
         on_progress(f"resolving {req} into a wheelhouse")
-        argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                "--wheel-dir", str(tmp), "-r", str(root / req), "-c", str(root / CONSTRAINTS)]
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--wheel-dir",
+            str(tmp),
+            "-r",
+            str(root / req),
+            "-c",
+            str(root / CONSTRAINTS),
+        ]
         p = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
         if p.returncode:
-            raise MlctlError(f"pip could not resolve {req} for the images (exit {p.returncode}):\n"
-                             + "\n".join(p.stderr.strip().splitlines()[-10:]),
-                             hint="check this machine's pip can reach its index, or build with --deps index")
+            raise MlctlError(
+                f"pip could not resolve {req} for the images (exit {p.returncode}):\n"
+                + "\n".join(p.stderr.strip().splitlines()[-10:]),
+                hint="check this machine's pip can reach its index, or build with --deps index",
+            )
     (tmp / ".complete").write_text("")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -125,22 +143,33 @@ def stale(spec: Spec, engine_name: str | None = None, root: Path = PROJECT_ROOT)
     """{image reference: whether a build is due} (its content label differs or it is absent)."""
     engine = engines.find(engine_name)
     refs = images.resolve(spec, root)
-    return {refs[r.role].reference: engines.image_label(engine, refs[r.role].reference, engines.CONTENT_LABEL)
-            != images.content_digest(r, root) for r in images.RECIPES}
+    return {
+        refs[r.role].reference: engines.image_label(engine, refs[r.role].reference, engines.CONTENT_LABEL)
+        != images.content_digest(r, root)
+        for r in images.RECIPES
+    }
 
 
-def build(spec: Spec, push: bool = False, deps: Deps = "auto", roles: tuple[str, ...] = ("training", "serving"),
-          on_progress: Callable[[str], None] = lambda _: None, root: Path = PROJECT_ROOT,
-          engine_name: str | None = None) -> BuildResult:
+def build(
+    spec: Spec,
+    push: bool = False,
+    deps: Deps = "auto",
+    roles: tuple[str, ...] = ("training", "serving"),
+    on_progress: Callable[[str], None] = lambda _: None,
+    root: Path = PROJECT_ROOT,
+    engine_name: str | None = None,
+) -> BuildResult:
     """Build (when their content changed) and optionally push the spec's images."""
     started = time.monotonic()
     engine = engines.find(engine_name)
     if deps == "auto":
         deps = "host" if host_matches_images() and engine.mounts_in_build else "index"
     if deps == "host" and not host_matches_images():
-        raise UsageError(f"--deps host needs this Python to match the images (CPython 3.11 on Linux), not "
-                         f"{platform.python_implementation()} {platform.python_version()} on {sys.platform}",
-                         hint="use --deps index")
+        raise UsageError(
+            f"--deps host needs this Python to match the images (CPython 3.11 on Linux), not "
+            f"{platform.python_implementation()} {platform.python_version()} on {sys.platform}",
+            hint="use --deps index",
+        )
     result = BuildResult(engine.name, deps)
     refs = images.resolve(spec, root)
     house: Path | None = None
@@ -159,12 +188,27 @@ def build(spec: Spec, push: bool = False, deps: Deps = "auto", roles: tuple[str,
             with tempfile.TemporaryDirectory(prefix="mlctl-context-") as ctx:
                 dockerfile = images.stage(recipe, Path(ctx), root)
                 try:
-                    engines.build(engine, Path(ctx), dockerfile, ref.reference, {engines.CONTENT_LABEL: content},
-                                  build_args, volumes, offline=deps == "host")
+                    engines.build(
+                        engine,
+                        Path(ctx),
+                        dockerfile,
+                        ref.reference,
+                        {engines.CONTENT_LABEL: content},
+                        build_args,
+                        volumes,
+                        offline=deps == "host",
+                    )
                 except MlctlError as exc:
                     raise MlctlError(f"building {ref.reference} failed: {exc.message}", hint=exc.hint) from None
-        image = BuiltImage(recipe.role, ref.reference, engines.image_id(engine, ref.reference), content, built,
-                           engines.image_size(engine, ref.reference), seconds=round(time.monotonic() - t0, 1))
+        image = BuiltImage(
+            recipe.role,
+            ref.reference,
+            engines.image_id(engine, ref.reference),
+            content,
+            built,
+            engines.image_size(engine, ref.reference),
+            seconds=round(time.monotonic() - t0, 1),
+        )
         result.images.append(image)
     if push:
         auth = registry_auth(spec)
@@ -173,9 +217,10 @@ def build(spec: Spec, push: bool = False, deps: Deps = "auto", roles: tuple[str,
             try:
                 digest = engines.push(engine, image.reference, auth)
             except MlctlError as exc:
-                raise MlctlError(f"pushing {image.reference} failed: {exc.message}",
-                                 hint="check registry.server, registry.username and the password the spec "
-                                      "names") from None
+                raise MlctlError(
+                    f"pushing {image.reference} failed: {exc.message}",
+                    hint="check registry.server, registry.username and the password the spec names",
+                ) from None
             images.record_push(spec, image.reference, digest)
             result.images[i] = BuiltImage(**{**asdict(image), "digest": digest})
     result.seconds = time.monotonic() - started

@@ -55,7 +55,7 @@ def _clean(node: Any, defs: dict[str, Any]) -> Any:
         elif key == "properties":
             out[key] = {k: _clean(v, defs) for k, v in value.items()}
         elif key == "patternProperties":  # a map with constrained keys: every key checked
-            (pattern, values), = value.items()
+            ((pattern, values),) = value.items()
             out["propertyNames"] = {"pattern": pattern}
             out["additionalProperties"] = _clean(values, defs)
         else:

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -49,12 +49,10 @@ def _version(value: bool) -> None:
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the commands mlctl runs.")] = False,
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = None,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
 
 
 def _write(text: str) -> None:
@@ -87,7 +85,7 @@ def schema() -> None:
 def render(
     spec: SpecArg,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write the values here instead of stdout.")
+        Path | None, typer.Option("--output", "-o", help="Write the values here instead of stdout.")
     ] = None,
     include_secrets: Annotated[
         bool,
@@ -110,9 +108,15 @@ def render(
 @app.command()
 def template(
     spec: SpecArg,
-    pods: Annotated[bool, typer.Option("--pods", help="Print the Pods the cluster runs for them instead: the "
-                                       "training Job's, the predictor's as Seldon 1.17.1's operator builds it "
-                                       "(injected containers included) and the helm test pod.")] = False,
+    pods: Annotated[
+        bool,
+        typer.Option(
+            "--pods",
+            help="Print the Pods the cluster runs for them instead: the "
+            "training Job's, the predictor's as Seldon 1.17.1's operator builds it "
+            "(injected containers included) and the helm test pod.",
+        ),
+    ] = False,
 ) -> None:
     """Print the manifests the chart renders for this spec (`helm template`; credentials redacted)."""
     from mlctl import actions
@@ -130,22 +134,42 @@ def train(
     from mlctl import train as training
     from mlctl.spec import load_spec
 
-    result = training.train(load_spec(spec), force=force, progress=not as_json,
-                            on_line=lambda line: err.print(f"  [dim]job[/] {escape(line)}"))
+    result = training.train(
+        load_spec(spec),
+        force=force,
+        progress=not as_json,
+        on_line=lambda line: err.print(f"  [dim]job[/] {escape(line)}"),
+    )
     r = result.as_dict()
     verb = "trained" if result.trained else "up to date:"
-    _emit(r, as_json, f"{verb} {r['artifact']} — test accuracy {r['testAccuracy']:.2%}, "
-                      f"sha256 {r['sha256'][:12]}" + (f", {r['seconds']:.1f} s" if result.trained else ""))
+    _emit(
+        r,
+        as_json,
+        f"{verb} {r['artifact']} — test accuracy {r['testAccuracy']:.2%}, "
+        f"sha256 {r['sha256'][:12]}" + (f", {r['seconds']:.1f} s" if result.trained else ""),
+    )
 
 
 @app.command()
 def build(
     spec: SpecArg,
-    push: Annotated[bool, typer.Option("--push", help="Push both images with the spec's registry credentials "
-                                       "and pin the release to the digests the registry answers.")] = False,
-    deps: Annotated[str, typer.Option("--deps", help="Where pip gets packages: host (resolved by this "
-                                      "machine's pip, then an offline build), index (the Dockerfile's own pip, "
-                                      "online) or auto (host when this Python matches the images).")] = "auto",
+    push: Annotated[
+        bool,
+        typer.Option(
+            "--push",
+            help="Push both images with the spec's registry credentials "
+            "and pin the release to the digests the registry answers.",
+        ),
+    ] = False,
+    deps: Annotated[
+        str,
+        typer.Option(
+            "--deps",
+            help="Where pip gets packages: host (resolved by this "
+            "machine's pip, then an offline build), index (the Dockerfile's own pip, "
+            "online) or auto (host when this Python matches the images).",
+        ),
+    ] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Build the training and serving images (model/*.Dockerfile) with podman, buildah or docker."""
@@ -154,23 +178,32 @@ def build(
 
     if deps not in ("auto", "host", "index"):
         raise typer.BadParameter(f"{deps!r} is not one of: auto, host, index", param_hint="--deps")
-    result = building.build(load_spec(spec), push=push, deps=deps,  # type: ignore[arg-type]
-                            on_progress=lambda line: err.print(f"[dim]·[/] {escape(line)}"))
-    lines = [f"{i.reference}  {'built' if i.built else 'up to date'}"
-             + (f", {i.size_bytes / 1e6:,.0f} MB" if i.size_bytes else "")
-             + (f", pushed {i.digest}" if i.digest else "") for i in result.images]
-    _emit(result.as_dict(), as_json, "\n".join(lines) + f"\n({result.engine}, deps {result.deps}, "
-                                                        f"{result.seconds:.1f} s)")
+    result = building.build(
+        load_spec(spec),
+        push=push,
+        deps=deps,  # type: ignore[arg-type]
+        on_progress=lambda line: err.print(f"[dim]·[/] {escape(line)}"),
+    )
+    lines = [
+        f"{i.reference}  {'built' if i.built else 'up to date'}"
+        + (f", {i.size_bytes / 1e6:,.0f} MB" if i.size_bytes else "")
+        + (f", pushed {i.digest}" if i.digest else "")
+        for i in result.images
+    ]
+    _emit(
+        result.as_dict(), as_json, "\n".join(lines) + f"\n({result.engine}, deps {result.deps}, {result.seconds:.1f} s)"
+    )
 
 
 TargetOpt = Annotated[
-    Optional[str],
-    typer.Option("--target", "-t", help="local, podman or kubernetes; defaults to the spec's `target`.",
-                 show_default=False),
+    str | None,
+    typer.Option(
+        "--target", "-t", help="local, podman or kubernetes; defaults to the spec's `target`.", show_default=False
+    ),
 ]
 
 
-def _target(value: Optional[str]) -> Optional[str]:
+def _target(value: str | None) -> str | None:
     if value not in (None, "local", "podman", "kubernetes"):
         raise typer.BadParameter(f"{value!r} is not one of: local, podman, kubernetes", param_hint="--target")
     return value
@@ -192,8 +225,13 @@ def apply(
     def show(step) -> None:
         err.print(f"{_MARK.get(step.status, '·')} {step.name:<9} {escape(step.detail)}")
 
-    result = applying.apply(spec, _target(target), dry_run=dry_run, on_step=show,
-                            on_log=lambda line: err.print(f"  [dim]│[/] {escape(line)}"))
+    result = applying.apply(
+        spec,
+        _target(target),
+        dry_run=dry_run,
+        on_step=show,
+        on_log=lambda line: err.print(f"  [dim]│[/] {escape(line)}"),
+    )
     _emit(result.as_dict(), as_json, _apply_text(result))
 
 
@@ -203,24 +241,30 @@ def _apply_text(result) -> str:
         return "dry run: " + ("nothing to do" if not result.changed else "the steps marked → would run")
     head = "up to date: nothing changed" if not result.changed else f"applied in {result.seconds:.1f} s"
     if result.target == "podman":
-        return (f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
-                f"predictions (the predictor Service, published): {s['url']}\n"
-                f"  mlctl predict IMAGE --url {s['url'].rsplit('/api/', 1)[0]}\n"
-                f"stop it with: mlctl delete {s['spec']} --target podman")
+        return (
+            f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
+            f"predictions (the predictor Service, published): {s['url']}\n"
+            f"  mlctl predict IMAGE --url {s['url'].rsplit('/api/', 1)[0]}\n"
+            f"stop it with: mlctl delete {s['spec']} --target podman"
+        )
     if result.target == "local":
-        return (f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
-                f"predictions: {s['url']}\n"
-                f"  curl -F binData=@{s['sample']} {s['url']}\n"
-                f"  mlctl predict {s['sample']} --url {s['url'].rsplit('/api/', 1)[0]}\n"
-                f"stop it with: mlctl delete {s['spec']}")  # fmt: skip
-    return (f"{head}\nrelease {s['release']} revision {s['revision']}, model sha256 {s['modelSha256'][:12]}…, "
-            f"test accuracy {s['testAccuracy']:.2%}\nsmoke test: {s['smoke']}")  # fmt: skip
+        return (
+            f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
+            f"predictions: {s['url']}\n"
+            f"  curl -F binData=@{s['sample']} {s['url']}\n"
+            f"  mlctl predict {s['sample']} --url {s['url'].rsplit('/api/', 1)[0]}\n"
+            f"stop it with: mlctl delete {s['spec']}"
+        )
+    return (
+        f"{head}\nrelease {s['release']} revision {s['revision']}, model sha256 {s['modelSha256'][:12]}…, "
+        f"test accuracy {s['testAccuracy']:.2%}\nsmoke test: {s['smoke']}"
+    )
 
 
 @app.command()
 def serve(
     spec: SpecArg,
-    port: Annotated[Optional[int], typer.Option("--port", "-p", help="HTTP port (default: serving.local.port).")] = None,
+    port: Annotated[int | None, typer.Option("--port", "-p", help="HTTP port (default: serving.local.port).")] = None,
 ) -> None:
     """Run the real Seldon model server on the trained artifact, in the foreground (Ctrl-C stops it)."""
     from mlctl import serve as serving
@@ -236,16 +280,22 @@ def serve(
 
 @app.command()
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, …).", show_default=False,
-                                                 exists=True, dir_okay=False, readable=True)],
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image files (PNG, JPEG, …).", show_default=False, exists=True, dir_okay=False, readable=True
+        ),
+    ],
     url: Annotated[str, typer.Option("--url", help="The server's base URL.")] = "http://127.0.0.1:9000",
-    endpoint: Annotated[str, typer.Option("--endpoint", help="/api/v1.0/predictions or /predict.")]
-    = "/api/v1.0/predictions",
+    endpoint: Annotated[
+        str, typer.Option("--endpoint", help="/api/v1.0/predictions or /predict.")
+    ] = "/api/v1.0/predictions",
     as_json: JsonOpt = False,
 ) -> None:
     """Post each image as multipart `binData` and print the predicted digit and its scores."""
-    from mlctl import predict as predicting
     from rich.table import Table
+
+    from mlctl import predict as predicting
 
     results = [(p, predicting.predict_image(url, p, endpoint=endpoint)) for p in images]
     if as_json:
@@ -289,7 +339,9 @@ def models(spec: SpecArg, target: TargetOpt = None, as_json: JsonOpt = False) ->
 def _models_lines(result: dict) -> list[str]:
     def row(m: dict) -> str:
         mark = "*" if m.get("current") else " "
-        return f" {mark} {m['name']}  sha256 {m['sha256'][:12]}…  test accuracy {m['testAccuracy']:.2%}  {m['location']}"
+        return (
+            f" {mark} {m['name']}  sha256 {m['sha256'][:12]}…  test accuracy {m['testAccuracy']:.2%}  {m['location']}"
+        )
 
     lines = ["here (training.output):", *(row(m) for m in result["local"])] if result["local"] else ["here: none"]
     stored = result.get("stored")
@@ -298,8 +350,10 @@ def _models_lines(result: dict) -> list[str]:
     elif stored:
         lines.append(f"in the store: {stored}")
     for r in result.get("revisions", []):
-        lines.append(f"revision {r['revision']}: {r.get('modelUri')} (sha256 {str(r.get('modelSha256'))[:12]}…)"
-                     + (f", {r['status']}" if r.get("status") else ""))
+        lines.append(
+            f"revision {r['revision']}: {r.get('modelUri')} (sha256 {str(r.get('modelSha256'))[:12]}…)"
+            + (f", {r['status']}" if r.get("status") else "")
+        )
     for s in result.get("serving", []):
         lines.append(f"served at {s['server']}: sha256 {s['modelSha256'][:12]}…")
     lines.append(f"(* the spec's model now: {result['current']})")
@@ -309,8 +363,10 @@ def _models_lines(result: dict) -> list[str]:
 @app.command()
 def rollback(
     spec: SpecArg,
-    revision: Annotated[Optional[int], typer.Option("--revision", "-r", help="The revision to serve again "
-                                                    "(default: the one before the current).")] = None,
+    revision: Annotated[
+        int | None,
+        typer.Option("--revision", "-r", help="The revision to serve again (default: the one before the current)."),
+    ] = None,
     target: TargetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -321,8 +377,12 @@ def rollback(
         err.print(f"{_MARK.get(status, '·')} {step:<9} {escape(detail)}")
 
     result = lifecycle.rollback(spec, _target(target), revision, report=show)
-    _emit(result, as_json, f"rolled back to revision {result['to']} (now revision {result['revision']}): "
-                           f"{result['modelUri']}, sha256 {result['modelSha256']}")
+    _emit(
+        result,
+        as_json,
+        f"rolled back to revision {result['to']} (now revision {result['revision']}): "
+        f"{result['modelUri']}, sha256 {result['modelSha256']}",
+    )
 
 
 @app.command()

@@ -140,12 +140,17 @@ def plan(spec: Spec, artifact: Artifact, secrets: Secrets | None = None) -> Depl
     helm_status = (status or {}).get("info", {}).get("status")
     changes = values_diff(deployed, values)
     return DeployPlan(
-        release=k.release, namespace=k.namespace, context=k.context,
+        release=k.release,
+        namespace=k.namespace,
+        context=k.context,
         argv=tools.masked(argv, secrets.values()),
-        exists=status is not None, helm_status=helm_status, revision=(status or {}).get("version"),
-        changes=changes, up_to_date=status is not None and helm_status == "deployed" and not changes,
+        exists=status is not None,
+        helm_status=helm_status,
+        revision=(status or {}).get("version"),
+        changes=changes,
+        up_to_date=status is not None and helm_status == "deployed" and not changes,
         values=redact(values),
-    )  # fmt: skip
+    )
 
 
 # --- deploy ----------------------------------------------------------------------------------
@@ -190,8 +195,16 @@ def deploy(spec: Spec, artifact: Artifact, plan: DeployPlan, secrets: Secrets | 
         revision = status.get("version")
     state = wait_available(spec)
     smoke = smoke_test(spec, artifact.sha256)
-    return DeployResult(k.release, k.namespace, upgraded=not plan.up_to_date, revision=revision, upload=uploaded,
-                        state=state, smoke=smoke, seconds=round(_clock() - started, 2))  # fmt: skip
+    return DeployResult(
+        k.release,
+        k.namespace,
+        upgraded=not plan.up_to_date,
+        revision=revision,
+        upload=uploaded,
+        state=state,
+        smoke=smoke,
+        seconds=round(_clock() - started, 2),
+    )
 
 
 def _sdep_state(sdep: dict | None) -> tuple[str, str]:
@@ -209,8 +222,10 @@ def wait_available(spec: Spec, timeout_s: float | None = None) -> str:
         if state == "Available":
             return state
         if state == "Failed":
-            raise MlctlError(f"rollout failed: SeldonDeployment {name} is Failed: {description or 'no description'}",
-                             hint=f"kubectl describe sdep/{name} -n {t.namespace}")  # fmt: skip
+            raise MlctlError(
+                f"rollout failed: SeldonDeployment {name} is Failed: {description or 'no description'}",
+                hint=f"kubectl describe sdep/{name} -n {t.namespace}",
+            )
         if _clock() >= deadline:
             raise MlctlError(
                 f"rollout timed out: SeldonDeployment {name} is {state} after {timeout_s:.0f}s"
@@ -223,8 +238,9 @@ def wait_available(spec: Spec, timeout_s: float | None = None) -> str:
 # --- smoke test ------------------------------------------------------------------------------
 
 
-def check_sample(base: str, endpoint: str = predict.DEFAULT_ENDPOINT, expected_sha256: str | None = None
-                 ) -> dict[str, Any]:
+def check_sample(
+    base: str, endpoint: str = predict.DEFAULT_ENDPOINT, expected_sha256: str | None = None
+) -> dict[str, Any]:
     """Post the chart's sample digit to `base + endpoint` (retrying an unreachable or failing
     server) and demand its true label, and with `expected_sha256` that the answer comes from those
     weights (the model_sha256 tag); used for the local server, podman and the cluster alike."""
@@ -241,13 +257,22 @@ def check_sample(base: str, endpoint: str = predict.DEFAULT_ENDPOINT, expected_s
             _sleep(2)
     served = ((answer.raw.get("meta") or {}).get("tags") or {}).get("model_sha256")
     if expected_sha256 and served != expected_sha256:
-        raise MlctlError(f"smoke test: {url} serves the weights {str(served)[:12]}…, not {expected_sha256[:12]}…",
-                         hint="a stale pod or store folder; check mlctl status and mlctl models")
+        raise MlctlError(
+            f"smoke test: {url} serves the weights {str(served)[:12]}…, not {expected_sha256[:12]}…",
+            hint="a stale pod or store folder; check mlctl status and mlctl models",
+        )
     if answer.cls != label:
-        raise MlctlError(f"smoke test: {url} predicted {answer.cls}, but the sample digit is a {label}",
-                         hint="the deployed model is wrong or stale; check mlctl status and the model sha256")  # fmt: skip
-    return {"url": url, "label": label, "predicted": answer.cls, "score": round(answer.scores[answer.cls], 4),
-            "modelSha256": served}
+        raise MlctlError(
+            f"smoke test: {url} predicted {answer.cls}, but the sample digit is a {label}",
+            hint="the deployed model is wrong or stale; check mlctl status and the model sha256",
+        )
+    return {
+        "url": url,
+        "label": label,
+        "predicted": answer.cls,
+        "score": round(answer.scores[answer.cls], 4),
+        "modelSha256": served,
+    }
 
 
 def smoke_test(spec: Spec, expected_sha256: str | None = None) -> dict[str, Any]:
@@ -255,8 +280,9 @@ def smoke_test(spec: Spec, expected_sha256: str | None = None) -> dict[str, Any]
     predictor Service; the answer's argmax must be the digit's label."""
     k = spec.kubernetes
     if k.endpoint:
-        return check_sample(k.endpoint, f"/seldon/{k.namespace}/{sdep_name(spec)}{predict.DEFAULT_ENDPOINT}",
-                            expected_sha256)
+        return check_sample(
+            k.endpoint, f"/seldon/{k.namespace}/{sdep_name(spec)}{predict.DEFAULT_ENDPOINT}", expected_sha256
+        )
     try:
         with kubectl.port_forward(target(spec), predictor_service(spec), service_port(spec)) as port:
             result = check_sample(f"http://127.0.0.1:{port}", expected_sha256=expected_sha256)
@@ -277,8 +303,15 @@ def revisions(spec: Spec) -> list[dict[str, Any]]:
     out = []
     for entry in helm.history(t):
         model = (helm.get_values(t, revision=int(entry["revision"])) or {}).get("model") or {}
-        out.append({"revision": int(entry["revision"]), "status": entry.get("status"),
-                    "updated": entry.get("updated"), "modelUri": model.get("uri"), "modelSha256": model.get("sha256")})
+        out.append(
+            {
+                "revision": int(entry["revision"]),
+                "status": entry.get("status"),
+                "updated": entry.get("updated"),
+                "modelUri": model.get("uri"),
+                "modelSha256": model.get("sha256"),
+            }
+        )
     return out
 
 
@@ -291,8 +324,10 @@ def rollback(spec: Spec, revision: int | None = None) -> dict[str, Any]:
     wanted = revision if revision is not None else history[-2]["revision"]
     old = next((r for r in history if r["revision"] == wanted), None)
     if old is None:
-        raise UsageError(f"release {spec.kubernetes.release} has no revision {wanted}",
-                         hint=f"revisions: {', '.join(str(r['revision']) for r in history) or 'none'}")
+        raise UsageError(
+            f"release {spec.kubernetes.release} has no revision {wanted}",
+            hint=f"revisions: {', '.join(str(r['revision']) for r in history) or 'none'}",
+        )
     t = target(spec)
     try:
         helm.rollback(t, wanted, spec.kubernetes.timeout_seconds)
@@ -300,9 +335,16 @@ def rollback(spec: Spec, revision: int | None = None) -> dict[str, Any]:
         raise MlctlError(f"helm rollback failed: {exc.message}", hint=exc.hint) from None
     state = wait_available(spec)
     smoke = smoke_test(spec, old["modelSha256"] or None)
-    return {"release": t.release, "namespace": t.namespace, "to": wanted, "modelUri": old["modelUri"],
-            "modelSha256": old["modelSha256"], "state": state, "smoke": smoke,
-            "revision": (helm.status(t) or {}).get("version")}
+    return {
+        "release": t.release,
+        "namespace": t.namespace,
+        "to": wanted,
+        "modelUri": old["modelUri"],
+        "modelSha256": old["modelSha256"],
+        "state": state,
+        "smoke": smoke,
+        "revision": (helm.status(t) or {}).get("version"),
+    }
 
 
 # --- status and delete -----------------------------------------------------------------------

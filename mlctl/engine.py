@@ -56,23 +56,38 @@ def find(wanted: str | None = None) -> Engine:
         tried.append(f"{name} ({'not on PATH' if not path else 'does not run'})")
     raise MlctlError(
         "no container engine to build images with: " + "; ".join(tried),
-        hint="install podman (Debian: apt-get install podman buildah), or set "
-             f"{ENV_ENGINE}=podman|buildah|docker",
+        hint=f"install podman (Debian: apt-get install podman buildah), or set {ENV_ENGINE}=podman|buildah|docker",
     )
 
 
-def build(engine: Engine, context: Path, dockerfile: Path, reference: str, labels: dict[str, str],
-          build_args: dict[str, str], volumes: Sequence[tuple[Path, str]] = (), offline: bool = False,
-          timeout_s: float = 3600) -> str:
+def build(
+    engine: Engine,
+    context: Path,
+    dockerfile: Path,
+    reference: str,
+    labels: dict[str, str],
+    build_args: dict[str, str],
+    volumes: Sequence[tuple[Path, str]] = (),
+    offline: bool = False,
+    timeout_s: float = 3600,
+) -> str:
     """Build and tag the image; returns its id."""
     if volumes and not engine.mounts_in_build:
         raise MlctlError(f"{engine.name} cannot mount a folder into a build; build with podman or buildah")
     verb = ["bud"] if engine.name == "buildah" else ["build"]
-    argv = [engine.path, *verb, "--file", str(dockerfile), "--tag", reference,
-            *[a for k, v in labels.items() for a in ("--label", f"{k}={v}")],
-            *[a for k, v in build_args.items() for a in ("--build-arg", f"{k}={v}")],
-            *[a for host, target in volumes for a in ("--volume", f"{host}:{target}:ro")],
-            *(["--network", "none"] if offline else []), str(context)]
+    argv = [
+        engine.path,
+        *verb,
+        "--file",
+        str(dockerfile),
+        "--tag",
+        reference,
+        *[a for k, v in labels.items() for a in ("--label", f"{k}={v}")],
+        *[a for k, v in build_args.items() for a in ("--build-arg", f"{k}={v}")],
+        *[a for host, target in volumes for a in ("--volume", f"{host}:{target}:ro")],
+        *(["--network", "none"] if offline else []),
+        str(context),
+    ]
     tools.run(argv, timeout=timeout_s)
     return image_id(engine, reference)
 

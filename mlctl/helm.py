@@ -41,14 +41,21 @@ def lint(values: Sequence[Path] = (), chart: Path = CHART, strict: bool = True) 
     return _helm("lint", str(chart), *(["--strict"] if strict else []), *_files(values))
 
 
-def template(release: str, values: Sequence[Path] = (), namespace: str = "default", chart: Path = CHART,
-             secrets: Sequence[str] = (), show_only: Sequence[str] = ()) -> str:  # fmt: skip
+def template(
+    release: str,
+    values: Sequence[Path] = (),
+    namespace: str = "default",
+    chart: Path = CHART,
+    secrets: Sequence[str] = (),
+    show_only: Sequence[str] = (),
+) -> str:
     only = [a for t in show_only for a in ("--show-only", t)]
     return _helm("template", release, str(chart), "--namespace", namespace, *only, *_files(values), secrets=secrets)
 
 
-def upgrade_argv(target: Target, values: Sequence[Path], timeout_s: int, create_namespace: bool,
-                 chart: Path = CHART) -> list[str]:  # fmt: skip
+def upgrade_argv(
+    target: Target, values: Sequence[Path], timeout_s: int, create_namespace: bool, chart: Path = CHART
+) -> list[str]:
     """The exact `helm upgrade --install` mlctl runs (and `--dry-run` prints for CI)."""
     return [
         "upgrade", "--install", target.release, str(chart), *target.flags(),
@@ -59,8 +66,9 @@ def upgrade_argv(target: Target, values: Sequence[Path], timeout_s: int, create_
     ]  # fmt: skip
 
 
-def upgrade(target: Target, values: Sequence[Path], timeout_s: int, create_namespace: bool,
-            secrets: Sequence[str] = ()) -> str:  # fmt: skip
+def upgrade(
+    target: Target, values: Sequence[Path], timeout_s: int, create_namespace: bool, secrets: Sequence[str] = ()
+) -> str:
     argv = upgrade_argv(target, values, timeout_s, create_namespace)
     return _helm(*argv, timeout=timeout_s + 60, secrets=secrets)
 
@@ -85,8 +93,17 @@ def history(target: Target) -> list[dict]:
 
 def rollback(target: Target, revision: int, timeout_s: int, secrets: Sequence[str] = ()) -> str:
     """`helm rollback` to `revision`, waiting for its resources (a new revision records it)."""
-    return _helm("rollback", target.release, str(revision), *target.flags(), "--wait", "--timeout", f"{timeout_s}s",
-                 timeout=timeout_s + 60, secrets=secrets)
+    return _helm(
+        "rollback",
+        target.release,
+        str(revision),
+        *target.flags(),
+        "--wait",
+        "--timeout",
+        f"{timeout_s}s",
+        timeout=timeout_s + 60,
+        secrets=secrets,
+    )
 
 
 def _release_json(*args: str) -> Any:
@@ -101,8 +118,9 @@ def _release_json(*args: str) -> Any:
 
 
 def uninstall(target: Target, timeout_s: int) -> str:
-    return _helm("uninstall", target.release, *target.flags(), "--wait", "--timeout", f"{timeout_s}s",
-                 timeout=timeout_s + 60)  # fmt: skip
+    return _helm(
+        "uninstall", target.release, *target.flags(), "--wait", "--timeout", f"{timeout_s}s", timeout=timeout_s + 60
+    )
 
 
 def _files(values: Sequence[Path]) -> list[str]:

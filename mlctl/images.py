@@ -103,8 +103,9 @@ def context_files(recipe: Recipe, root: Path = PROJECT_ROOT) -> list[str]:
     for source in copy_sources(text):
         path = root / source
         if path.is_dir():
-            files |= {str(p.relative_to(root)) for p in path.rglob("*")
-                      if p.is_file() and not _ignored(p.relative_to(root))}
+            files |= {
+                str(p.relative_to(root)) for p in path.rglob("*") if p.is_file() and not _ignored(p.relative_to(root))
+            }
         elif path.is_file():
             files.add(source)
         else:
@@ -175,6 +176,7 @@ def resolve(spec: Spec, root: Path = PROJECT_ROOT) -> dict[str, ImageRef]:
         repository, tag, digest = parse(named[recipe.role])
         derived = not tag
         tag = tag or content_digest(recipe, root)[:TAG_LENGTH]
-        out[recipe.role] = ImageRef(recipe.role, repository, tag, derived,
-                                    digest or pushed.get(f"{repository}:{tag}", ""))
+        out[recipe.role] = ImageRef(
+            recipe.role, repository, tag, derived, digest or pushed.get(f"{repository}:{tag}", "")
+        )
     return out

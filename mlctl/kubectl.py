@@ -33,8 +33,9 @@ def flags(target: Target) -> list[str]:
     return ["--namespace", target.namespace, *(["--context", target.context] if target.context else [])]
 
 
-def _kubectl(target: Target, *args: str, timeout: float = 60, secrets: Sequence[str] = (),
-             stdin: Path | None = None) -> str:
+def _kubectl(
+    target: Target, *args: str, timeout: float = 60, secrets: Sequence[str] = (), stdin: Path | None = None
+) -> str:
     # After `--` everything belongs to the command run in the container (`kubectl exec`), so
     # kubectl's own flags go before it.
     cut = args.index("--") if "--" in args else len(args)
@@ -80,8 +81,16 @@ def list_names(target: Target, kind: str, selector: str, timeout: float = 60) ->
 def delete(target: Target, kind: str, name: str, wait: bool = True, timeout: float = 120) -> bool:
     """Delete one object (its pods too, for a Job); False when it was already gone."""
     try:
-        _kubectl(target, "delete", kind, name, "--cascade=foreground",
-                 f"--wait={'true' if wait else 'false'}", f"--timeout={int(timeout)}s", timeout=timeout + 30)  # fmt: skip
+        _kubectl(
+            target,
+            "delete",
+            kind,
+            name,
+            "--cascade=foreground",
+            f"--wait={'true' if wait else 'false'}",
+            f"--timeout={int(timeout)}s",
+            timeout=timeout + 30,
+        )
     except tools.ToolError as exc:
         if _not_found(exc):
             return False
@@ -89,24 +98,45 @@ def delete(target: Target, kind: str, name: str, wait: bool = True, timeout: flo
     return True
 
 
-def logs(target: Target, obj: str, container: str | None = None, tail: int | None = None,
-         timeout: float = 60) -> str:  # fmt: skip
+def logs(target: Target, obj: str, container: str | None = None, tail: int | None = None, timeout: float = 60) -> str:
     """The container's log (stdout and stderr interleaved, as kubectl returns them); `obj` is
     `job/NAME` or `pod/NAME`."""
-    return _kubectl(target, "logs", obj, *(["--container", container] if container else []),
-                    *([f"--tail={tail}"] if tail is not None else []), timeout=timeout)  # fmt: skip
+    return _kubectl(
+        target,
+        "logs",
+        obj,
+        *(["--container", container] if container else []),
+        *([f"--tail={tail}"] if tail is not None else []),
+        timeout=timeout,
+    )
 
 
 def wait(target: Target, obj: str, condition: str, timeout_s: int) -> str:
-    return _kubectl(target, "wait", obj, f"--for=condition={condition}", f"--timeout={timeout_s}s",
-                    timeout=timeout_s + 30)  # fmt: skip
+    return _kubectl(
+        target, "wait", obj, f"--for=condition={condition}", f"--timeout={timeout_s}s", timeout=timeout_s + 30
+    )
 
 
-def exec_(target: Target, pod: str, argv: Sequence[str], container: str | None = None, timeout: float = 120,
-          stdin: Path | None = None) -> str:
+def exec_(
+    target: Target,
+    pod: str,
+    argv: Sequence[str],
+    container: str | None = None,
+    timeout: float = 120,
+    stdin: Path | None = None,
+) -> str:
     """Run argv in the pod; with `stdin` that file is its standard input (`kubectl exec -i`)."""
-    return _kubectl(target, "exec", pod, *(["-i"] if stdin else []), *(["--container", container] if container else []),
-                    "--", *argv, timeout=timeout, stdin=stdin)  # fmt: skip
+    return _kubectl(
+        target,
+        "exec",
+        pod,
+        *(["-i"] if stdin else []),
+        *(["--container", container] if container else []),
+        "--",
+        *argv,
+        timeout=timeout,
+        stdin=stdin,
+    )
 
 
 def cp(target: Target, source: str, dest: str, timeout: float = 600) -> str:
@@ -131,8 +161,15 @@ def port_forward(target: Target, service: str, remote_port: int = 8000, timeout_
     """Forward a free loopback port to `svc/SERVICE:REMOTE_PORT` while the block runs; yields the
     local port. The kubectl process is stopped on the way out, also on errors and Ctrl-C."""
     port = free_port()
-    argv = [binary(), "port-forward", f"svc/{service}", f"{port}:{remote_port}", "--address", "127.0.0.1",
-            *flags(target)]  # fmt: skip
+    argv = [
+        binary(),
+        "port-forward",
+        f"svc/{service}",
+        f"{port}:{remote_port}",
+        "--address",
+        "127.0.0.1",
+        *flags(target),
+    ]
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, text=True)
         try:
@@ -142,8 +179,10 @@ def port_forward(target: Target, service: str, remote_port: int = 8000, timeout_
                     err.seek(0)
                     raise tools.ToolError(argv, proc.returncode, err.read())
                 if time.monotonic() > deadline:
-                    raise MlctlError(f"port-forward to svc/{service}:{remote_port} did not open 127.0.0.1:{port} "
-                                     f"within {timeout_s:.0f}s")  # fmt: skip
+                    raise MlctlError(
+                        f"port-forward to svc/{service}:{remote_port} did not open 127.0.0.1:{port} "
+                        f"within {timeout_s:.0f}s"
+                    )
                 time.sleep(0.1)
             yield port
         finally:

@@ -48,8 +48,11 @@ def delete(path: Path, target: str | None = None) -> dict:
 
         out = podman_target.delete(spec)
         what = f"removed {len(out['removed'])} pod(s)" if out["removed"] else "no pods to remove"
-        return {"target": target, **out, "summary": f"{out['namespace']}/{out['release']} under podman: {what}; "
-                                                    "the model store and claims are kept"}
+        return {
+            "target": target,
+            **out,
+            "summary": f"{out['namespace']}/{out['release']} under podman: {what}; the model store and claims are kept",
+        }
     from mlctl import local
 
     state = local.stop(spec)
@@ -89,8 +92,14 @@ def models(path: Path, target: str | None = None) -> dict:
 
 
 def _model_row(artifact, current: bool) -> dict:
-    return {"name": artifact.name, "location": artifact.location, "sha256": artifact.sha256,
-            "testAccuracy": artifact.test_accuracy, "created": artifact.metadata.get("created"), "current": current}
+    return {
+        "name": artifact.name,
+        "location": artifact.location,
+        "sha256": artifact.sha256,
+        "testAccuracy": artifact.test_accuracy,
+        "created": artifact.metadata.get("created"),
+        "current": current,
+    }
 
 
 def _stored(spec, target: str) -> list[dict] | str:
@@ -126,5 +135,7 @@ def rollback(path: Path, target: str | None = None, revision: int | None = None,
         return {"target": target, **podman_target.rollback(spec, report, revision)}
     from mlctl.errors import UsageError
 
-    raise UsageError("the local target keeps no revisions: it serves the spec's model",
-                     hint="roll back the spec (e.g. git checkout) and run mlctl apply")
+    raise UsageError(
+        "the local target keeps no revisions: it serves the spec's model",
+        hint="roll back the spec (e.g. git checkout) and run mlctl apply",
+    )

@@ -47,8 +47,7 @@ def _state_file(spec: Spec) -> Path:
 
 def _settings(spec: Spec) -> str:
     s = spec.serving
-    payload = [s.workers, s.threads, s.torch_threads, s.precision, s.local.port, s.local.host,
-               s.rest_timeout_ms]
+    payload = [s.workers, s.threads, s.torch_threads, s.precision, s.local.port, s.local.host, s.rest_timeout_ms]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
@@ -93,8 +92,9 @@ def start(spec: Spec, artifact: Artifact, ready_timeout: float = 120) -> LocalSt
     # Not used as a context manager: the server is meant to outlive this command.
     srv = server.LocalServer(cfg, start_timeout=ready_timeout, log_path=log).start()
     assert srv.proc is not None
-    state = LocalState(srv.proc.pid, srv.url, port, artifact.sha256, str(artifact.path), _settings(spec),
-                       str(log), time.time())  # fmt: skip
+    state = LocalState(
+        srv.proc.pid, srv.url, port, artifact.sha256, str(artifact.path), _settings(spec), str(log), time.time()
+    )
     _state_file(spec).write_text(json.dumps(state.as_dict(), indent=2))
     return state
 
@@ -102,9 +102,11 @@ def start(spec: Spec, artifact: Artifact, ready_timeout: float = 120) -> LocalSt
 def serves(state: LocalState | None, spec: Spec, artifact: Artifact | None) -> bool:
     """Whether `state` is a live server of this artifact with the spec's serving settings."""
     return (
-        state is not None and artifact is not None
-        and state.sha256 == artifact.sha256 and state.settings == _settings(spec)
-    )  # fmt: skip
+        state is not None
+        and artifact is not None
+        and state.sha256 == artifact.sha256
+        and state.settings == _settings(spec)
+    )
 
 
 def ensure(spec: Spec, artifact: Artifact) -> tuple[LocalState, str]:

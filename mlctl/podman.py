@@ -41,15 +41,27 @@ from typing import Any
 from mlctl import tools
 from mlctl.errors import MlctlError
 from mlctl.pods import ClusterPod
-from mlctl.podspec import (CONTAINER_FIELDS, POD_FIELDS, RESTART, Cluster, PodmanError, Unsupported,
-                           _refuse_unknown, container_env, mount_flags, prepare_volumes, resource_flags,
-                           security_flags)
+from mlctl.podspec import (
+    CONTAINER_FIELDS,
+    POD_FIELDS,
+    RESTART,
+    Cluster,
+    PodmanError,
+    Unsupported,
+    _refuse_unknown,
+    container_env,
+    mount_flags,
+    prepare_volumes,
+    resource_flags,
+    security_flags,
+)
 
 log = logging.getLogger("mlctl")
 
 NETWORK = "mlctl"
 LABEL = "io.mlctl"
 POLL_S = 0.25
+
 
 def binary() -> str:
     return tools.find_tool("podman")
@@ -109,8 +121,10 @@ def pull(ref: str, policy: str, auth: Path | None, where: str) -> None:
     try:
         _podman("pull", "--quiet", *(["--authfile", str(auth)] if auth else []), ref, timeout=1800)
     except tools.ToolError as exc:
-        raise PodmanError(f"{where}: cannot pull image {ref}: {tools.tail(exc.stderr, 3)}",
-                          hint="build it (mlctl build) or pull it where the registry is reachable") from None
+        raise PodmanError(
+            f"{where}: cannot pull image {ref}: {tools.tail(exc.stderr, 3)}",
+            hint="build it (mlctl build) or pull it where the registry is reachable",
+        ) from None
 
 
 # --- running --------------------------------------------------------------------------------------
@@ -144,8 +158,13 @@ class PodRun:
 def logs(podman_container: str, tail: int | None = None) -> str:
     """The container's stdout and stderr in the order it wrote them (as `kubectl logs`)."""
     try:
-        p = subprocess.run([binary(), "logs", *(["--tail", str(tail)] if tail else []), podman_container],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+        p = subprocess.run(
+            [binary(), "logs", *(["--tail", str(tail)] if tail else []), podman_container],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"(no log: {exc})"
     return p.stdout.strip()
@@ -188,9 +207,15 @@ def podman_name(namespace: str, pod_name: str) -> str:
 class PodRunner:
     """Runs ClusterPods of one release on the `mlctl` network."""
 
-    def __init__(self, cluster: Cluster, labels: dict[str, str], network: str = NETWORK,
-                 on_event: Callable[[str], None] = lambda _: None,
-                 on_log: Callable[[str, str], None] | None = None, secrets: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        labels: dict[str, str],
+        network: str = NETWORK,
+        on_event: Callable[[str], None] = lambda _: None,
+        on_log: Callable[[str, str], None] | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
         self.cluster, self.labels, self.network = cluster, labels, network
         self.on_event = on_event
         self.on_log = on_log
@@ -201,8 +226,7 @@ class PodRunner:
     def mask(self, text: str) -> str:
         return tools.masked([text], self.secrets)[0]
 
-    def run(self, pod: ClusterPod, publish: Sequence[int] = (), wait: str = "ready",
-            timeout_s: float = 300) -> PodRun:
+    def run(self, pod: ClusterPod, publish: Sequence[int] = (), wait: str = "ready", timeout_s: float = 300) -> PodRun:
         """Create and start the pod; `wait` is "ready" (readiness probes pass), "complete"
         (every container exits; PodmanError unless all exit 0) or "none" (return once started)."""
         manifest = pod.manifest
@@ -220,10 +244,19 @@ class PodRunner:
         ports = {p: free_port() for p in publish}
         aliases = [a for s in pod.services for a in ("--network-alias", *s.dns_names()) if a != "--network-alias"]
         labels = {**self.labels, f"{LABEL}.role": pod.role, f"{LABEL}.pod": pod.name}
-        argv = ["pod", "create", "--name", name, "--hostname", pod.name[:63], "--network", self.network,
-                *[a for alias in aliases for a in ("--network-alias", alias)],
-                *[a for p, h in ports.items() for a in ("--publish", f"127.0.0.1:{h}:{p}")],
-                *[a for k, v in labels.items() for a in ("--label", f"{k}={v}")]]
+        argv = [
+            "pod",
+            "create",
+            "--name",
+            name,
+            "--hostname",
+            pod.name[:63],
+            "--network",
+            self.network,
+            *[a for alias in aliases for a in ("--network-alias", alias)],
+            *[a for p, h in ports.items() for a in ("--publish", f"127.0.0.1:{h}:{p}")],
+            *[a for k, v in labels.items() for a in ("--label", f"{k}={v}")],
+        ]
         _podman(*argv)
         run = PodRun(pod, name, [], ports, time.monotonic())
         self.on_event(f"pod {pod.name} created")
@@ -252,18 +285,19 @@ class PodRunner:
         flags = []
         for i, (var, value) in enumerate(values.items()):
             secret = f"{_secret_prefix(podman_container)}{i}-{pysecrets.token_hex(3)}"
-            _podman("secret", "create", "--label", f"{LABEL}.container={podman_container}", secret, "-",
-                    input=value)
+            _podman("secret", "create", "--label", f"{LABEL}.container={podman_container}", secret, "-", input=value)
             flags += ["--secret", f"{secret},type=env,target={var}"]
         return flags
 
-    def _start(self, run: PodRun, c: dict, volumes: dict[str, Path], auth: Path | None, init: bool,
-               timeout_s: float) -> None:
+    def _start(
+        self, run: PodRun, c: dict, volumes: dict[str, Path], auth: Path | None, init: bool, timeout_s: float
+    ) -> None:
         manifest, spec = run.pod.manifest, run.pod.manifest["spec"]
         where = f"pod {run.pod.name}: {'init container' if init else 'container'} {c['name']}"
         pull(c["image"], c.get("imagePullPolicy", "IfNotPresent"), auth, where)
-        flags = security_flags(spec.get("securityContext") or {}, c.get("securityContext") or {},
-                               image_user(c["image"]), where)
+        flags = security_flags(
+            spec.get("securityContext") or {}, c.get("securityContext") or {}, image_user(c["image"]), where
+        )
         flags += resource_flags(c.get("resources") or {}, where)
         flags += mount_flags(c, volumes, manifest, where)
         env = container_env(c, manifest, self.cluster, where)
@@ -283,9 +317,23 @@ class PodRunner:
                 flags += ["--workdir", c["workingDir"]]
             grace = spec.get("terminationGracePeriodSeconds", 30)
             restart = "no" if init else RESTART[spec.get("restartPolicy", "Always")]
-            argv = ["--pod", run.podman_name, "--name", pname, "--pull", "never", "--restart", restart,
-                    "--stop-timeout", str(grace), "--label", f"{LABEL}.container={c['name']}",
-                    *flags, c["image"], *[str(a) for a in c.get("args") or []]]
+            argv = [
+                "--pod",
+                run.podman_name,
+                "--name",
+                pname,
+                "--pull",
+                "never",
+                "--restart",
+                restart,
+                "--stop-timeout",
+                str(grace),
+                "--label",
+                f"{LABEL}.container={c['name']}",
+                *flags,
+                c["image"],
+                *[str(a) for a in c.get("args") or []],
+            ]
             try:
                 _podman("create", *argv)
                 _podman("start", pname)
@@ -318,16 +366,17 @@ class PodRunner:
                 return self._exit_code(pname)
             if time.monotonic() > deadline:
                 self.stop(run.podman_name)
-                raise PodmanError(self.mask(f"{where} did not finish in time; its log:\n"
-                                             f"{run.excerpt(container)}"))
+                raise PodmanError(self.mask(f"{where} did not finish in time; its log:\n{run.excerpt(container)}"))
             time.sleep(1.0 if self.on_log else POLL_S)
 
-    def _failed(self, run: PodRun, container: str, where: str, exc: tools.ToolError | None,
-                code: int | None = None) -> PodmanError:
+    def _failed(
+        self, run: PodRun, container: str, where: str, exc: tools.ToolError | None, code: int | None = None
+    ) -> PodmanError:
         tail = run.excerpt(container) or (exc.stderr.strip() if exc else "") or "(empty log)"
         why = f"exited {code}" if code is not None else "could not start"
-        return PodmanError(self.mask(f"{where} {why}; its log:\n{tail}"),
-                           hint=f"podman logs {run.podman_name}-{container}")
+        return PodmanError(
+            self.mask(f"{where} {why}; its log:\n{tail}"), hint=f"podman logs {run.podman_name}-{container}"
+        )
 
     def _state(self, pname: str) -> dict:
         out = _podman("inspect", "--format", "{{json .State}}|{{.RestartCount}}", pname)
@@ -354,11 +403,18 @@ class PodRunner:
                 state = self._state(c.podman_name)
                 if not state.get("Running") or state["RestartCount"]:
                     self.stop(run.podman_name)
-                    what = (f"exited {state.get('ExitCode')}" if not state.get("Running")
-                            else f"restarted {state['RestartCount']} time(s)")
-                    raise PodmanError(self.mask(f"pod {run.pod.name}: container {c.name} {what} while starting; "
-                                                f"its log:\n{run.excerpt(c.name)}"),
-                                      hint=f"podman logs {c.podman_name}")
+                    what = (
+                        f"exited {state.get('ExitCode')}"
+                        if not state.get("Running")
+                        else f"restarted {state['RestartCount']} time(s)"
+                    )
+                    raise PodmanError(
+                        self.mask(
+                            f"pod {run.pod.name}: container {c.name} {what} while starting; "
+                            f"its log:\n{run.excerpt(c.name)}"
+                        ),
+                        hint=f"podman logs {c.podman_name}",
+                    )
                 probe = probes.get(c.name)
                 if probe and not passed[c.name] and now >= next_probe[c.name]:
                     passed[c.name] = probe_ok(probe, run.ports)
@@ -366,9 +422,12 @@ class PodRunner:
             if now > deadline:
                 self.stop(run.podman_name)
                 waiting = ", ".join(n for n, ok in passed.items() if not ok)
-                raise PodmanError(self.mask(f"pod {run.pod.name}: {waiting} not ready within {timeout_s:.0f} s; "
-                                            "their logs:\n" + "\n".join(run.excerpt(n, 10) for n in passed
-                                                                              if not passed[n])))
+                raise PodmanError(
+                    self.mask(
+                        f"pod {run.pod.name}: {waiting} not ready within {timeout_s:.0f} s; "
+                        "their logs:\n" + "\n".join(run.excerpt(n, 10) for n in passed if not passed[n])
+                    )
+                )
             time.sleep(POLL_S)
         run.ready_after_s = time.monotonic() - run.started
         self.on_event(f"pod {run.pod.name} ready after {run.ready_after_s:.1f} s")
@@ -379,10 +438,19 @@ class PodRunner:
         """This release's podman pods: [{name, status, labels, containers}]."""
         filters = [a for k, v in self.labels.items() for a in ("--filter", f"label={k}={v}")]
         out = _podman("pod", "ps", "--format", "json", *filters)
-        return [{"name": p["Name"], "status": p["Status"], "labels": p.get("Labels") or {},
-                 "containers": {c.get("Names", "").removeprefix(f"{p['Name']}-"): c.get("Status")
-                                for c in p.get("Containers") or [] if not c.get("Names", "").endswith("-infra")}}
-                for p in json.loads(out or "[]")]
+        return [
+            {
+                "name": p["Name"],
+                "status": p["Status"],
+                "labels": p.get("Labels") or {},
+                "containers": {
+                    c.get("Names", "").removeprefix(f"{p['Name']}-"): c.get("Status")
+                    for c in p.get("Containers") or []
+                    if not c.get("Names", "").endswith("-infra")
+                },
+            }
+            for p in json.loads(out or "[]")
+        ]
 
     def running(self, pod_name: str, containers: Sequence[str]) -> bool:
         """Whether the pod's named containers all run (its init containers have exited by design)."""

@@ -43,8 +43,12 @@ from mlctl.secrets import resolve_secrets
 from mlctl.spec import Spec
 
 Report = Callable[[str, str, str], None]
-DATA_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+DATA_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 def state_dir(spec: Spec) -> Path:
@@ -72,9 +76,11 @@ def _trained(spec: Spec, job: str) -> dict | None:
 def _require_podman() -> None:
     why = podman.available()
     if why:
-        raise MlctlError(f"podman cannot run containers here: {why}",
-                         hint="install podman (Debian: apt-get install podman buildah runc) and see "
-                              "../shared/NOTES.md for these machines' settings")
+        raise MlctlError(
+            f"podman cannot run containers here: {why}",
+            hint="install podman (Debian: apt-get install podman buildah runc) and see "
+            "../shared/NOTES.md for these machines' settings",
+        )
 
 
 @dataclass
@@ -92,8 +98,14 @@ class Release:
         return self.values["model"]["sha256"]
 
 
-def _release(spec: Spec, secrets, model_sha256: str = "", on_log: Callable[[str, str], None] | None = None,
-             on_event: Callable[[str], None] = lambda _: None, values: dict | None = None) -> Release:
+def _release(
+    spec: Spec,
+    secrets,
+    model_sha256: str = "",
+    on_log: Callable[[str, str], None] | None = None,
+    on_event: Callable[[str], None] = lambda _: None,
+    values: dict | None = None,
+) -> Release:
     """The release as the chart renders it: from the spec, or from `values` (a recorded revision's)."""
     if values is None:
         values = render.build_values(spec, secrets, model_sha256=model_sha256, train_job=True)
@@ -114,9 +126,11 @@ def _seeds(spec: Spec, pods: dict[str, ClusterPod]) -> dict[str, Path]:
         return {}
     missing = [f for f in DATA_FILES if not (spec.data.dir / f).is_file()]
     if missing:
-        raise MlctlError(f"data.dir {spec.data.dir} lacks {', '.join(missing)}: the podman target puts the files "
-                         "into the training Job's data volume",
-                         hint="run `mlctl train` once (it downloads them), or point data.dir at the files")
+        raise MlctlError(
+            f"data.dir {spec.data.dir} lacks {', '.join(missing)}: the podman target puts the files "
+            "into the training Job's data volume",
+            hint="run `mlctl train` once (it downloads them), or point data.dir at the files",
+        )
     return {"data": spec.data.dir}
 
 
@@ -143,10 +157,16 @@ def apply(spec: Spec, report: Report, on_log: Callable[[str], None] = lambda _: 
     release = _release(spec, secrets, model_sha256=metadata["sha256"], on_event=lambda e: on_log(f"serve: {e}"))
     port, ready_after = _step("serve", lambda: _serve(spec, release, report))
     url = _step("check", lambda: _check(release, port, report))
-    return {"url": url, "modelSha256": metadata["sha256"], "testAccuracy": metadata["test_accuracy"],
-            "modelUri": release.values["model"]["uri"], "pod": release.pods["predictor"].name,
-            "readyAfterSeconds": ready_after,
-            "images": [i.reference for i in built.images], "seconds": round(time.monotonic() - started, 1)}
+    return {
+        "url": url,
+        "modelSha256": metadata["sha256"],
+        "testAccuracy": metadata["test_accuracy"],
+        "modelUri": release.values["model"]["uri"],
+        "pod": release.pods["predictor"].name,
+        "readyAfterSeconds": ready_after,
+        "images": [i.reference for i in built.images],
+        "seconds": round(time.monotonic() - started, 1),
+    }
 
 
 def plan(spec: Spec, report: Report) -> None:
@@ -169,8 +189,11 @@ def plan(spec: Spec, report: Report) -> None:
         predictor = release.pods["predictor"]
         report("train", "up to date", f"Job {job} completed: test accuracy {metadata['test_accuracy']:.2%}")
         port = _ready_predictor(release, predictor)
-        report("serve", "up to date" if port else "planned",
-               f"pod {predictor.name} on 127.0.0.1:{port}" if port else f"would run pod {predictor.name}")
+        report(
+            "serve",
+            "up to date" if port else "planned",
+            f"pod {predictor.name} on 127.0.0.1:{port}" if port else f"would run pod {predictor.name}",
+        )
     report("check", "planned", "would post the sample digit and run the helm test pod")
 
 
@@ -185,6 +208,7 @@ def _images(spec: Spec, report: Report, on_log: Callable[[str], None]):
 
 def _train(spec: Spec, secrets, report: Report, on_log: Callable[[str], None]) -> dict:
     """The training Job's pod, unless a Job of its name completed here; the model's metadata."""
+
     def follow(container: str, line: str) -> None:
         if not (container == "train" and line.startswith("{")):  # the metadata line, read below
             on_log(f"{container}: {line}")
@@ -207,8 +231,12 @@ def _train(spec: Spec, secrets, report: Report, on_log: Callable[[str], None]) -
         raise MlctlError(f"Job {name} finished but its train log has no metadata for training hash {digest[:12]}…")
     _record(spec).write_text(json.dumps({"job": name, "metadata": metadata}, indent=2))
     release.runner.remove(run.podman_name)
-    report("train", "changed", f"Job {name} in {time.monotonic() - started:.1f} s: test accuracy "
-                               f"{metadata['test_accuracy']:.2%}, model in {spec.model_store.uri}")
+    report(
+        "train",
+        "changed",
+        f"Job {name} in {time.monotonic() - started:.1f} s: test accuracy "
+        f"{metadata['test_accuracy']:.2%}, model in {spec.model_store.uri}",
+    )
     return metadata
 
 
@@ -223,11 +251,13 @@ def _serve(spec: Spec, release: Release, report: Report) -> tuple[int, float | N
         if pod["labels"].get(f"{podman.LABEL}.role") == "predictor":
             release.runner.remove(pod["name"])
     port = service_port(predictor)
-    run = release.runner.run(predictor, publish=sorted({port, *podman.probe_ports(predictor)}),
-                             timeout_s=spec.kubernetes.timeout_seconds)
+    run = release.runner.run(
+        predictor, publish=sorted({port, *podman.probe_ports(predictor)}), timeout_s=spec.kubernetes.timeout_seconds
+    )
     _record_revision(spec, release)
-    report("serve", "changed", f"pod {predictor.name} ready in {run.ready_after_s:.1f} s on "
-                               f"127.0.0.1:{run.ports[port]}")
+    report(
+        "serve", "changed", f"pod {predictor.name} ready in {run.ready_after_s:.1f} s on 127.0.0.1:{run.ports[port]}"
+    )
     return run.ports[port], run.ready_after_s
 
 
@@ -251,11 +281,16 @@ def _record_revision(spec: Spec, release: Release) -> None:
     from mlctl import deploy
 
     history = revisions(spec)
-    history.append({"revision": (history[-1]["revision"] + 1) if history else 1,
-                    "modelUri": release.values["model"]["uri"], "modelSha256": release.model_sha256,
-                    "pod": release.pods["predictor"].name,
-                    "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "values": deploy.redact(release.values)})
+    history.append(
+        {
+            "revision": (history[-1]["revision"] + 1) if history else 1,
+            "modelUri": release.values["model"]["uri"],
+            "modelSha256": release.model_sha256,
+            "pod": release.pods["predictor"].name,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "values": deploy.redact(release.values),
+        }
+    )
     _revisions_file(spec).write_text(json.dumps(history, indent=2))
 
 
@@ -269,14 +304,21 @@ def rollback(spec: Spec, report: Report, revision: int | None = None) -> dict[st
     wanted = revision if revision is not None else history[-2]["revision"]
     old = next((r for r in history if r["revision"] == wanted), None)
     if old is None:
-        raise UsageError(f"no revision {wanted} of {spec.kubernetes.release} under podman",
-                         hint=f"revisions: {', '.join(str(r['revision']) for r in history) or 'none'}")
+        raise UsageError(
+            f"no revision {wanted} of {spec.kubernetes.release} under podman",
+            hint=f"revisions: {', '.join(str(r['revision']) for r in history) or 'none'}",
+        )
     secrets = resolve_secrets(spec)
     release = _release(spec, secrets, values=render.with_credentials(old["values"], secrets))
     port, _ = _step("serve", lambda: _serve(spec, release, report))
     url = _step("check", lambda: _check(release, port, report))
-    return {"to": wanted, "revision": revisions(spec)[-1]["revision"], "modelUri": old["modelUri"],
-            "modelSha256": old["modelSha256"], "url": url}
+    return {
+        "to": wanted,
+        "revision": revisions(spec)[-1]["revision"],
+        "modelUri": old["modelUri"],
+        "modelSha256": old["modelSha256"],
+        "url": url,
+    }
 
 
 def _check(release: Release, port: int, report: Report) -> str:
@@ -321,8 +363,9 @@ def _ready_predictor(release: Release, predictor: ClusterPod) -> int | None:
     port = podman.published_port(name, service_port(predictor))
     if port is None:
         return None
-    probe = next((c.get("readinessProbe") for c in predictor.manifest["spec"]["containers"] if c.get("readinessProbe")),
-                 None)
+    probe = next(
+        (c.get("readinessProbe") for c in predictor.manifest["spec"]["containers"] if c.get("readinessProbe")), None
+    )
     ok = podman.probe_ok(probe, {service_port(predictor): port}) if probe else True
     return port if ok else None
 
@@ -331,9 +374,14 @@ def status(spec: Spec) -> dict[str, Any]:
     """The release's pods under podman, and what the predictor serves."""
     runner = podman.PodRunner(podman.Cluster([], spec.kubernetes.namespace, state_dir(spec)), _labels(spec))
     pods = runner.pods() if podman.available() is None else []
-    out: dict[str, Any] = {"release": spec.kubernetes.release, "namespace": spec.kubernetes.namespace,
-                           "pods": [{"name": p["name"], "role": p["labels"].get(f"{podman.LABEL}.role"),
-                                     "containers": p["containers"]} for p in pods]}
+    out: dict[str, Any] = {
+        "release": spec.kubernetes.release,
+        "namespace": spec.kubernetes.namespace,
+        "pods": [
+            {"name": p["name"], "role": p["labels"].get(f"{podman.LABEL}.role"), "containers": p["containers"]}
+            for p in pods
+        ],
+    }
     try:
         record = json.loads(_record(spec).read_text())
         out["trainedBy"], out["trainedSha256"] = record["job"], record["metadata"]["sha256"]
@@ -342,7 +390,6 @@ def status(spec: Spec) -> dict[str, Any]:
     predictor = next((p for p in pods if p["labels"].get(f"{podman.LABEL}.role") == "predictor"), None)
     if predictor:
         from mlctl import predict
-
         from mlctl.deploy import service_port as release_port
 
         port = podman.published_port(predictor["name"], release_port(spec))

@@ -44,11 +44,19 @@ class OperatorConfig:
     executor_user: int = 8888
     executor_http_port: int = 8000
     executor_grpc_port: int = 5001
-    executor_resources: dict = field(default_factory=lambda: {
-        "requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}})
+    executor_resources: dict = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "500m", "memory": "512Mi"},
+            "limits": {"cpu": "500m", "memory": "512Mi"},
+        }
+    )
     initializer_image: str = "seldonio/rclone-storage-initializer:1.17.1"
-    initializer_resources: dict = field(default_factory=lambda: {
-        "requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+    initializer_resources: dict = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "100m", "memory": "100Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        }
+    )
 
 
 OPERATOR = OperatorConfig()
@@ -115,9 +123,12 @@ def _job_pod(job: dict, namespace: str) -> ClusterPod:
     template = copy.deepcopy(job["spec"]["template"])
     meta = template.setdefault("metadata", {})
     meta["labels"] = {**meta.get("labels", {}), "job-name": name, "batch.kubernetes.io/job-name": name}
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": f"{name}-{_template_hash(template)[:5]}", "namespace": namespace, **meta},
-           "spec": template["spec"]}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{name}-{_template_hash(template)[:5]}", "namespace": namespace, **meta},
+        "spec": template["spec"],
+    }
     return ClusterPod("training", f"Job/{name}", pod)
 
 
@@ -166,8 +177,11 @@ def predictor_pods(sdep: dict, namespace: str, operator: OperatorConfig = OPERAT
         for index, component in enumerate(predictor.get("componentSpecs") or []):
             if not component["spec"].get("containers"):
                 continue
-            pods.append(_predictor_pod(sdep, predictor, index, component, namespace, seldon_id, no_engine,
-                                       predictor_service, operator))
+            pods.append(
+                _predictor_pod(
+                    sdep, predictor, index, component, namespace, seldon_id, no_engine, predictor_service, operator
+                )
+            )
     return pods
 
 
@@ -199,15 +213,30 @@ def _default(sdep: dict, predictor: dict, namespace: str) -> None:
                 con.setdefault("volumeMounts", []).append({"name": PODINFO_VOLUME, "mountPath": PODINFO_PATH})
             if _port(con, "metrics") is None:  # addMetricsPortAndIncrement
                 con.setdefault("ports", []).append(
-                    {"name": "metrics", "containerPort": next_metrics, "protocol": "TCP"})
+                    {"name": "metrics", "containerPort": next_metrics, "protocol": "TCP"}
+                )
                 next_metrics += 1
-            unit["endpoint"] = {**(unit.get("endpoint") or {}), "httpPort": http, "grpcPort": grpc,
-                                "service_host": "localhost", "service_port": http,
-                                "type": (unit.get("endpoint") or {}).get("type", "REST")}
+            unit["endpoint"] = {
+                **(unit.get("endpoint") or {}),
+                "httpPort": http,
+                "grpcPort": grpc,
+                "service_host": "localhost",
+                "service_port": http,
+                "type": (unit.get("endpoint") or {}).get("type", "REST"),
+            }
 
 
-def _predictor_pod(sdep: dict, predictor: dict, index: int, component: dict, namespace: str, seldon_id: str,
-                   no_engine: bool, predictor_service: str, operator: OperatorConfig) -> ClusterPod:
+def _predictor_pod(
+    sdep: dict,
+    predictor: dict,
+    index: int,
+    component: dict,
+    namespace: str,
+    seldon_id: str,
+    no_engine: bool,
+    predictor_service: str,
+    operator: OperatorConfig,
+) -> ClusterPod:
     mldep = sdep["metadata"]["name"]
     dep_name = _names(mldep, predictor["name"], index, component)
     units = {u["name"]: u for u in _graph_units(predictor["graph"])}
@@ -215,8 +244,11 @@ def _predictor_pod(sdep: dict, predictor: dict, index: int, component: dict, nam
     # the SeldonDeployment, the predictor and the componentSpec; the PodSpec copied as is.
     labels = {"seldon-deployment-id": seldon_id, "app": dep_name, "fluentd": "true"}
     annotations = {"prometheus.io/path": PROMETHEUS_PATH, "prometheus.io/scrape": "true"}
-    for source in (sdep["spec"].get("annotations"), predictor.get("annotations"),
-                   (component.get("metadata") or {}).get("annotations")):
+    for source in (
+        sdep["spec"].get("annotations"),
+        predictor.get("annotations"),
+        (component.get("metadata") or {}).get("annotations"),
+    ):
         annotations.update(source or {})
     spec = copy.deepcopy(component["spec"])
     # A pod securityContext only when none is given (DEFAULT_USER_ID, security.go).
@@ -229,8 +261,17 @@ def _predictor_pod(sdep: dict, predictor: dict, index: int, component: dict, nam
     spec.setdefault("terminationGracePeriodSeconds", 20)
     volumes = spec.setdefault("volumes", [])
     if not any(v["name"] == PODINFO_VOLUME for v in volumes):
-        volumes.append({"name": PODINFO_VOLUME, "downwardAPI": {"defaultMode": 0o644, "items": [
-            {"path": "annotations", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.annotations"}}]}})
+        volumes.append(
+            {
+                "name": PODINFO_VOLUME,
+                "downwardAPI": {
+                    "defaultMode": 0o644,
+                    "items": [
+                        {"path": "annotations", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.annotations"}}
+                    ],
+                },
+            }
+        )
 
     services: list[Service] = []
     for con in spec["containers"]:
@@ -255,16 +296,29 @@ def _predictor_pod(sdep: dict, predictor: dict, index: int, component: dict, nam
         spec["containers"].append(_executor(sdep, predictor, operator))
         labels["seldon-app"] = predictor_service
         labels["seldon-deployment-contains-svcorch"] = "true"
-        services.append(Service(predictor_service, namespace, {
-            "http": (operator.executor_http_port, operator.executor_http_port),
-            "grpc": (operator.executor_grpc_port, operator.executor_grpc_port)}))
+        services.append(
+            Service(
+                predictor_service,
+                namespace,
+                {
+                    "http": (operator.executor_http_port, operator.executor_http_port),
+                    "grpc": (operator.executor_grpc_port, operator.executor_grpc_port),
+                },
+            )
+        )
 
     template = {"metadata": {"labels": labels, "annotations": annotations}, "spec": spec}
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": f"{dep_name}-{_template_hash(template)}", "namespace": namespace,
-                        "labels": {**labels, "pod-template-hash": _template_hash(template)},
-                        "annotations": annotations},
-           "spec": spec}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{dep_name}-{_template_hash(template)}",
+            "namespace": namespace,
+            "labels": {**labels, "pod-template-hash": _template_hash(template)},
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
     return ClusterPod("predictor", f"Deployment/{dep_name} (SeldonDeployment/{mldep})", pod, tuple(services))
 
 
@@ -278,8 +332,7 @@ def _check_env(con: dict, names: tuple[str, ...]) -> None:
         )
 
 
-def _container_service(sdep: dict, predictor: dict, con: dict, unit: dict, labels: dict,
-                       namespace: str) -> Service:
+def _container_service(sdep: dict, predictor: dict, con: dict, unit: dict, labels: dict, namespace: str) -> Service:
     """createContainerService (seldondeployment_controller.go): the container's Service, ports,
     default probes, preStop and the PREDICTIVE_UNIT_* / MLSERVER_* environment."""
     mldep = sdep["metadata"]["name"]
@@ -293,19 +346,47 @@ def _container_service(sdep: dict, predictor: dict, con: dict, unit: dict, label
         ports.append({"name": "grpc", "containerPort": grpc, "protocol": "TCP"})
     grpc_transport = unit["endpoint"].get("type") == "GRPC" or sdep["spec"].get("transport") == "grpc"
     probe_port = grpc if grpc_transport else http
-    con.setdefault("livenessProbe", {"tcpSocket": {"port": probe_port}, "initialDelaySeconds": 60, "periodSeconds": 5,
-                                     "successThreshold": 1, "failureThreshold": 3, "timeoutSeconds": 1})
-    con.setdefault("readinessProbe", {"tcpSocket": {"port": probe_port}, "initialDelaySeconds": 20, "periodSeconds": 5,
-                                      "successThreshold": 1, "failureThreshold": 3, "timeoutSeconds": 1})
+    con.setdefault(
+        "livenessProbe",
+        {
+            "tcpSocket": {"port": probe_port},
+            "initialDelaySeconds": 60,
+            "periodSeconds": 5,
+            "successThreshold": 1,
+            "failureThreshold": 3,
+            "timeoutSeconds": 1,
+        },
+    )
+    con.setdefault(
+        "readinessProbe",
+        {
+            "tcpSocket": {"port": probe_port},
+            "initialDelaySeconds": 20,
+            "periodSeconds": 5,
+            "successThreshold": 1,
+            "failureThreshold": 3,
+            "timeoutSeconds": 1,
+        },
+    )
     con.setdefault("lifecycle", {"preStop": {"exec": {"command": ["/bin/sh", "-c", "/bin/sleep 10"]}}})
-    injected = ("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", "MLSERVER_HTTP_PORT", "PREDICTIVE_UNIT_GRPC_SERVICE_PORT",
-                "MLSERVER_GRPC_PORT", "MLSERVER_MODEL_URI", "PREDICTIVE_UNIT_PARAMETERS")
+    injected = (
+        "PREDICTIVE_UNIT_HTTP_SERVICE_PORT",
+        "MLSERVER_HTTP_PORT",
+        "PREDICTIVE_UNIT_GRPC_SERVICE_PORT",
+        "MLSERVER_GRPC_PORT",
+        "MLSERVER_MODEL_URI",
+        "PREDICTIVE_UNIT_PARAMETERS",
+    )
     _check_env(con, injected)
     env = list(con.get("env") or [])
     if not any(e["name"] == "PREDICTIVE_UNIT_SERVICE_PORT" for e in env):
         env.append({"name": "PREDICTIVE_UNIT_SERVICE_PORT", "value": str(probe_port)})
-    for name, value in (("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", http), ("MLSERVER_HTTP_PORT", http),
-                        ("PREDICTIVE_UNIT_GRPC_SERVICE_PORT", grpc), ("MLSERVER_GRPC_PORT", grpc)):
+    for name, value in (
+        ("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", http),
+        ("MLSERVER_HTTP_PORT", http),
+        ("PREDICTIVE_UNIT_GRPC_SERVICE_PORT", grpc),
+        ("MLSERVER_GRPC_PORT", grpc),
+    ):
         env = _set_env(env, name, str(value))  # addPortEnvs
     if unit.get("parameters"):  # addModelEnvs
         env = _set_env(env, "PREDICTIVE_UNIT_PARAMETERS", json.dumps(unit["parameters"], separators=(",", ":")))
@@ -316,18 +397,22 @@ def _container_service(sdep: dict, predictor: dict, con: dict, unit: dict, label
         {"name": "MLSERVER_MODEL_NAME", "value": con["name"]},
         {"name": "PREDICTIVE_UNIT_IMAGE", "value": con["image"]},
         {"name": "PREDICTOR_ID", "value": predictor["name"]},
-        {"name": "PREDICTOR_LABELS", "value": json.dumps(predictor.get("labels") or {}, separators=(",", ":"),
-                                                         sort_keys=True)},
+        {
+            "name": "PREDICTOR_LABELS",
+            "value": json.dumps(predictor.get("labels") or {}, separators=(",", ":"), sort_keys=True),
+        },
         {"name": "SELDON_DEPLOYMENT_ID", "value": mldep},
         {"name": "SELDON_EXECUTOR_ENABLED", "value": "true"},
     ]
     metrics = _port(con, "metrics")
     if metrics is not None:
         port = str(metrics["containerPort"])
-        env += [{"name": "PREDICTIVE_UNIT_METRICS_SERVICE_PORT", "value": port},
-                {"name": "PREDICTIVE_UNIT_METRICS_ENDPOINT", "value": PROMETHEUS_PATH},
-                {"name": "MLSERVER_METRICS_PORT", "value": port},
-                {"name": "MLSERVER_METRICS_ENDPOINT", "value": PROMETHEUS_PATH}]
+        env += [
+            {"name": "PREDICTIVE_UNIT_METRICS_SERVICE_PORT", "value": port},
+            {"name": "PREDICTIVE_UNIT_METRICS_ENDPOINT", "value": PROMETHEUS_PATH},
+            {"name": "MLSERVER_METRICS_PORT", "value": port},
+            {"name": "MLSERVER_METRICS_ENDPOINT", "value": PROMETHEUS_PATH},
+        ]
     con["env"] = env
     return Service(svc_name, namespace, {"http": (http, http), "grpc": (grpc, grpc)})
 
@@ -357,10 +442,16 @@ def _inject_model_initializer(spec: dict, con: dict, unit: dict, operator: Opera
         uri = f"{PVC_SOURCE_PATH}/{path}"
     spec["volumes"].append({"name": volume, "emptyDir": {}})
     init_mounts.append({"name": volume, "mountPath": MODELS_PATH, "readOnly": False})
-    init = {"name": init_name, "image": operator.initializer_image, "imagePullPolicy": "IfNotPresent",
-            "args": [uri, MODELS_PATH], "volumeMounts": init_mounts,
-            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
-            "resources": copy.deepcopy(operator.initializer_resources)}
+    init = {
+        "name": init_name,
+        "image": operator.initializer_image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": [uri, MODELS_PATH],
+        "volumeMounts": init_mounts,
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
+        "resources": copy.deepcopy(operator.initializer_resources),
+    }
     mount(con, volume, MODELS_PATH)
     if unit.get("envSecretRefName"):  # addEnvFromSecret; the init container gets no securityContext
         init["envFrom"] = [{"secretRef": {"name": unit["envSecretRefName"]}}]
@@ -372,27 +463,57 @@ def _executor(sdep: dict, predictor: dict, operator: OperatorConfig) -> dict:
     operator chart's executor settings."""
     http, grpc = operator.executor_http_port, operator.executor_grpc_port
     engine_predictor = {**copy.deepcopy(predictor), "traffic": 0, "replicas": 0}
-    probe = {"initialDelaySeconds": 20, "periodSeconds": 5, "failureThreshold": 3, "successThreshold": 1,
-             "timeoutSeconds": 60}
+    probe = {
+        "initialDelaySeconds": 20,
+        "periodSeconds": 5,
+        "failureThreshold": 3,
+        "successThreshold": 1,
+        "timeoutSeconds": 60,
+    }
     return {
         "name": ENGINE_CONTAINER,
         "image": operator.executor_image,
-        "args": ["--sdep", sdep["metadata"]["name"], "--namespace", sdep["metadata"].get("namespace", ""),
-                 "--predictor", predictor["name"], "--http_port", str(http), "--grpc_port", str(grpc),
-                 "--protocol", sdep["spec"].get("protocol", "seldon"),
-                 "--transport", sdep["spec"].get("transport", "rest"),
-                 "--prometheus_path", PROMETHEUS_PATH, "--server_type", sdep["spec"].get("serverType", "rpc"),
-                 "--log_work_buffer_size", "10000", "--log_write_timeout_ms", "2000", "--full_health_checks=false"],
+        "args": [
+            "--sdep",
+            sdep["metadata"]["name"],
+            "--namespace",
+            sdep["metadata"].get("namespace", ""),
+            "--predictor",
+            predictor["name"],
+            "--http_port",
+            str(http),
+            "--grpc_port",
+            str(grpc),
+            "--protocol",
+            sdep["spec"].get("protocol", "seldon"),
+            "--transport",
+            sdep["spec"].get("transport", "rest"),
+            "--prometheus_path",
+            PROMETHEUS_PATH,
+            "--server_type",
+            sdep["spec"].get("serverType", "rpc"),
+            "--log_work_buffer_size",
+            "10000",
+            "--log_write_timeout_ms",
+            "2000",
+            "--full_health_checks=false",
+        ],
         "imagePullPolicy": "IfNotPresent",
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
         "volumeMounts": [{"name": PODINFO_VOLUME, "mountPath": PODINFO_PATH}],
-        "env": [{"name": "ENGINE_PREDICTOR",
-                 "value": base64.b64encode(json.dumps(engine_predictor, sort_keys=True).encode()).decode()},
-                {"name": "REQUEST_LOGGER_DEFAULT_ENDPOINT", "value": "http://default-broker"}],
-        "ports": [{"containerPort": http, "protocol": "TCP", "name": "http"},
-                  {"containerPort": http, "protocol": "TCP", "name": "metrics"},
-                  {"containerPort": grpc, "protocol": "TCP", "name": "grpc"}],
+        "env": [
+            {
+                "name": "ENGINE_PREDICTOR",
+                "value": base64.b64encode(json.dumps(engine_predictor, sort_keys=True).encode()).decode(),
+            },
+            {"name": "REQUEST_LOGGER_DEFAULT_ENDPOINT", "value": "http://default-broker"},
+        ],
+        "ports": [
+            {"containerPort": http, "protocol": "TCP", "name": "http"},
+            {"containerPort": http, "protocol": "TCP", "name": "metrics"},
+            {"containerPort": grpc, "protocol": "TCP", "name": "grpc"},
+        ],
         "readinessProbe": {"httpGet": {"port": http, "path": "/ready", "scheme": "HTTP"}, **probe},
         "livenessProbe": {"httpGet": {"port": http, "path": "/live", "scheme": "HTTP"}, **probe},
         "resources": copy.deepcopy(operator.executor_resources),

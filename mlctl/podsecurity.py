@@ -18,14 +18,43 @@ from typing import Any
 BASELINE, RESTRICTED = "baseline", "restricted"
 
 # Capabilities baseline allows in `add` (the documented list).
-BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-                         "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
-SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-                "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-                "net.ipv4.tcp_keepalive_probes"}
-RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                      "projected", "secret"}
+BASELINE_CAPABILITIES = {
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+}
+SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
 
 
@@ -99,7 +128,8 @@ def _host_ports(pod: dict):
 def _apparmor(pod: dict):
     for key, value in ((pod.get("metadata") or {}).get("annotations") or {}).items():
         if key.startswith("container.apparmor.security.beta.kubernetes.io/") and not (
-                value == "runtime/default" or value.startswith("localhost/")):
+            value == "runtime/default" or value.startswith("localhost/")
+        ):
             yield "pod", f"metadata.annotations[{key}]", f"is {value!r}"
     for where, sc, field in _contexts(pod, "appArmorProfile"):
         if (sc.get("appArmorProfile") or {}).get("type") not in (None, "RuntimeDefault", "Localhost"):
@@ -150,8 +180,11 @@ def _volume_types(pod: dict):
 def _privilege_escalation(pod: dict):
     for group, c in containers(pod):
         if _sc(c).get("allowPrivilegeEscalation") is not False:
-            yield (f"container {c['name']}", f"spec.{group}[*].securityContext.allowPrivilegeEscalation",
-                   "is not false")
+            yield (
+                f"container {c['name']}",
+                f"spec.{group}[*].securityContext.allowPrivilegeEscalation",
+                "is not false",
+            )
 
 
 def _non_root(pod: dict):
@@ -159,8 +192,11 @@ def _non_root(pod: dict):
     for group, c in containers(pod):
         value = _sc(c).get("runAsNonRoot", pod_value)
         if value is not True:
-            yield (f"container {c['name']}", f"spec.{group}[*].securityContext.runAsNonRoot",
-                   "is not true (nor spec.securityContext.runAsNonRoot)")
+            yield (
+                f"container {c['name']}",
+                f"spec.{group}[*].securityContext.runAsNonRoot",
+                "is not true (nor spec.securityContext.runAsNonRoot)",
+            )
 
 
 def _non_root_user(pod: dict):
@@ -174,8 +210,11 @@ def _seccomp_restricted(pod: dict):
     for group, c in containers(pod):
         value = (_sc(c).get("seccompProfile") or {}).get("type", pod_type)
         if value not in ("RuntimeDefault", "Localhost"):
-            yield (f"container {c['name']}", f"spec.{group}[*].securityContext.seccompProfile.type",
-                   f"is {value!r} (nor spec.securityContext.seccompProfile.type RuntimeDefault/Localhost)")
+            yield (
+                f"container {c['name']}",
+                f"spec.{group}[*].securityContext.seccompProfile.type",
+                f"is {value!r} (nor spec.securityContext.seccompProfile.type RuntimeDefault/Localhost)",
+            )
 
 
 def _restricted_capabilities(pod: dict):
@@ -211,8 +250,11 @@ RULES: tuple[tuple[str, str, Check], ...] = (
 
 
 def check(pod: dict[str, Any]) -> list[Violation]:
-    return [Violation(profile, control, where, field, detail)
-            for profile, control, rule in RULES for where, field, detail in rule(pod)]
+    return [
+        Violation(profile, control, where, field, detail)
+        for profile, control, rule in RULES
+        for where, field, detail in rule(pod)
+    ]
 
 
 def level(pod: dict[str, Any]) -> str:

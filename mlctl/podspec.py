@@ -33,15 +33,46 @@ IGNORED = {
     "ports": "documentation; Services and published ports come from the caller",
     "imagePullSecrets": "used for pulls",
 }
-POD_FIELDS = {"containers", "initContainers", "volumes", "securityContext", "restartPolicy",
-              "terminationGracePeriodSeconds", "activeDeadlineSeconds", *IGNORED}
-CONTAINER_FIELDS = {"name", "image", "imagePullPolicy", "command", "args", "env", "envFrom", "resources",
-                    "volumeMounts", "securityContext", "readinessProbe", "livenessProbe", "startupProbe",
-                    "workingDir", *IGNORED}
+POD_FIELDS = {
+    "containers",
+    "initContainers",
+    "volumes",
+    "securityContext",
+    "restartPolicy",
+    "terminationGracePeriodSeconds",
+    "activeDeadlineSeconds",
+    *IGNORED,
+}
+CONTAINER_FIELDS = {
+    "name",
+    "image",
+    "imagePullPolicy",
+    "command",
+    "args",
+    "env",
+    "envFrom",
+    "resources",
+    "volumeMounts",
+    "securityContext",
+    "readinessProbe",
+    "livenessProbe",
+    "startupProbe",
+    "workingDir",
+    *IGNORED,
+}
 # securityContext fields: pod level, container level. Anything else is refused.
 POD_SECURITY = {"runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "supplementalGroups", "seccompProfile"}
-CONTAINER_SECURITY = {"runAsUser", "runAsGroup", "runAsNonRoot", "allowPrivilegeEscalation",
-                      "readOnlyRootFilesystem", "capabilities", "privileged", "seccompProfile", "procMount"}
+CONTAINER_SECURITY = {
+    "runAsUser",
+    "runAsGroup",
+    "runAsNonRoot",
+    "allowPrivilegeEscalation",
+    "readOnlyRootFilesystem",
+    "capabilities",
+    "privileged",
+    "seccompProfile",
+    "procMount",
+}
 RESTART = {"Always": "always", "OnFailure": "on-failure", "Never": "no"}
 
 
@@ -59,8 +90,10 @@ class Unsupported(PodmanError):
 def _refuse_unknown(where: str, given: dict, known: set[str]) -> None:
     extra = sorted(set(given) - known)
     if extra:
-        raise Unsupported(f"{where}: {', '.join(extra)} cannot be run under podman by mlctl",
-                          hint="remove the field, or run the release on a cluster")
+        raise Unsupported(
+            f"{where}: {', '.join(extra)} cannot be run under podman by mlctl",
+            hint="remove the field, or run the release on a cluster",
+        )
 
 
 def security_flags(pod_sc: dict, container_sc: dict, image_user: str, where: str) -> list[str]:
@@ -101,8 +134,9 @@ def security_flags(pod_sc: dict, container_sc: dict, image_user: str, where: str
     if seccomp == "Unconfined":
         flags += ["--security-opt", "seccomp=unconfined"]
     elif seccomp not in (None, "RuntimeDefault"):
-        raise Unsupported(f"{where}: seccompProfile {seccomp} (only RuntimeDefault, podman's default profile, "
-                          "and Unconfined map)")
+        raise Unsupported(
+            f"{where}: seccompProfile {seccomp} (only RuntimeDefault, podman's default profile, and Unconfined map)"
+        )
     if merged.get("procMount") not in (None, "Default"):
         raise Unsupported(f"{where}: procMount {merged['procMount']}")
     return flags
@@ -137,8 +171,10 @@ def resource_flags(resources: dict, where: str) -> list[str]:
         elif name == "memory":
             flags += ["--memory", _memory(value)]
         elif name == "nvidia.com/gpu":
-            raise Unsupported(f"{where}: resources.limits.nvidia.com/gpu: this machine has no GPU for podman",
-                              hint="set the GPU count to 0 for a run here")
+            raise Unsupported(
+                f"{where}: resources.limits.nvidia.com/gpu: this machine has no GPU for podman",
+                hint="set the GPU count to 0 for a run here",
+            )
         elif name != "ephemeral-storage":
             raise Unsupported(f"{where}: resources.limits.{name}")
     return flags
@@ -168,9 +204,10 @@ class Cluster:
         for obj in self.objects:
             if obj.get("kind") == kind and obj["metadata"]["name"] == name:
                 return obj
-        raise PodmanError(f"{kind} {name} is not in the rendered release, and mlctl cannot read the cluster's",
-                          hint=f"the podman target runs only what the chart creates; an existing {kind} is "
-                               "a cluster object")
+        raise PodmanError(
+            f"{kind} {name} is not in the rendered release, and mlctl cannot read the cluster's",
+            hint=f"the podman target runs only what the chart creates; an existing {kind} is a cluster object",
+        )
 
     def secret_data(self, name: str) -> dict[str, str]:
         secret = self.find("Secret", name)
@@ -234,15 +271,18 @@ def prepare_volumes(pod: dict, cluster: Cluster, pod_dir: Path) -> dict[str, Pat
                 (host / item["path"]).write_text(_downward(pod, item["fieldRef"]["fieldPath"]))
                 os.chmod(host / item["path"], volume["downwardAPI"].get("defaultMode", 0o644))
         else:
-            raise Unsupported(f"volume {name}: {', '.join(sorted(kinds))} volumes are not handled",
-                              hint="emptyDir, persistentVolumeClaim, configMap and downwardAPI are")
+            raise Unsupported(
+                f"volume {name}: {', '.join(sorted(kinds))} volumes are not handled",
+                hint="emptyDir, persistentVolumeClaim, configMap and downwardAPI are",
+            )
         out[name] = host
     return out
 
 
 def mount_flags(container: dict, volumes: dict[str, Path], pod: dict, where: str) -> list[str]:
-    claims = {v["name"]: v["persistentVolumeClaim"] for v in pod["spec"].get("volumes") or []
-              if "persistentVolumeClaim" in v}
+    claims = {
+        v["name"]: v["persistentVolumeClaim"] for v in pod["spec"].get("volumes") or [] if "persistentVolumeClaim" in v
+    }
     flags = []
     for m in container.get("volumeMounts") or []:
         _refuse_unknown(f"{where}: volumeMount {m.get('name')}", m, {"name", "mountPath", "readOnly", "subPath"})
@@ -294,8 +334,11 @@ def container_env(container: dict, pod: dict, cluster: Cluster, where: str) -> E
         if "secretKeyRef" in ref:
             put(e["name"], cluster.secret_data(ref["secretKeyRef"]["name"])[ref["secretKeyRef"]["key"]], True)
         elif "configMapKeyRef" in ref:
-            put(e["name"], cluster.config_map(ref["configMapKeyRef"]["name"])[ref["configMapKeyRef"]["key"]].decode(),
-                False)
+            put(
+                e["name"],
+                cluster.config_map(ref["configMapKeyRef"]["name"])[ref["configMapKeyRef"]["key"]].decode(),
+                False,
+            )
         elif "fieldRef" in ref:
             put(e["name"], _downward(pod, ref["fieldRef"]["fieldPath"]), False)
         else:

@@ -84,12 +84,10 @@ def post(url: str, body: bytes, content_type: str, timeout: float) -> dict[str, 
             payload = r.read()
     except urllib.error.HTTPError as e:
         detail = _server_message(e.read())
-        raise PredictError(
-            f"{url} answered HTTP {e.code}: {detail}", status=e.code
-        ) from None
+        raise PredictError(f"{url} answered HTTP {e.code}: {detail}", status=e.code) from None
     except urllib.error.URLError as e:
         raise _unreachable(url, e.reason, timeout) from None
-    except (TimeoutError, socket.timeout) as e:
+    except TimeoutError as e:
         raise _unreachable(url, e, timeout) from None
     except (ConnectionError, OSError) as e:
         raise _unreachable(url, e, timeout) from None

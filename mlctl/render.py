@@ -10,15 +10,19 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
-from mlctl.artifacts import store_uri, training_hash as spec_training_hash
+from mlctl.artifacts import store_uri
+from mlctl.artifacts import training_hash as spec_training_hash
 from mlctl.errors import MlctlError
-from mlctl.images import ImageRef, parse as parse_image, resolve as resolve_images
+from mlctl.images import ImageRef
+from mlctl.images import parse as parse_image
+from mlctl.images import resolve as resolve_images
 from mlctl.secrets import Secrets
 from mlctl.spec import KubernetesRunner, Resources, Spec, TrainingSpec
 
@@ -81,65 +85,67 @@ def build_values(
         *hyperparameter_args(training), "--no-progress",
         "--training-hash", digest,
     ]  # fmt: skip
-    return chart_values({
-        # Objects are named after the release (`mnist`), not `<release>-mnist-seldon`.
-        "fullnameOverride": k.release,
-        "model": {"name": spec.name, "uri": store_uri(spec, digest), "sha256": model_sha256},
-        "serviceAccount": {
-            "create": k.service_account.create,
-            "name": k.service_account.name or "",
-            "annotations": dict(k.service_account.annotations),
-        },
-        "serving": {
-            "image": _image(images["serving"], serving.image_pull_policy),
-            "replicas": serving.replicas,
-            "workers": serving.workers,
-            "threads": serving.threads,
-            "torchThreads": serving.torch_threads,
-            "precision": serving.precision,
-            "restTimeoutMs": serving.rest_timeout_ms,
-            "grpc": serving.grpc,
-            "executor": {"enabled": serving.executor},
-            "resources": _resources(serving.resources),
-            "autoscaling": {
-                "enabled": serving.autoscaling.enabled,
-                "minReplicas": serving.autoscaling.min_replicas,
-                "maxReplicas": serving.autoscaling.max_replicas,
-                "targetCPUUtilizationPercentage": serving.autoscaling.target_cpu_utilization,
+    return chart_values(
+        {
+            # Objects are named after the release (`mnist`), not `<release>-mnist-seldon`.
+            "fullnameOverride": k.release,
+            "model": {"name": spec.name, "uri": store_uri(spec, digest), "sha256": model_sha256},
+            "serviceAccount": {
+                "create": k.service_account.create,
+                "name": k.service_account.name or "",
+                "annotations": dict(k.service_account.annotations),
             },
-            "probes": {
-                name: probe.model_dump(by_alias=True)
-                for name, probe in (("readiness", serving.probes.readiness), ("liveness", serving.probes.liveness))
+            "serving": {
+                "image": _image(images["serving"], serving.image_pull_policy),
+                "replicas": serving.replicas,
+                "workers": serving.workers,
+                "threads": serving.threads,
+                "torchThreads": serving.torch_threads,
+                "precision": serving.precision,
+                "restTimeoutMs": serving.rest_timeout_ms,
+                "grpc": serving.grpc,
+                "executor": {"enabled": serving.executor},
+                "resources": _resources(serving.resources),
+                "autoscaling": {
+                    "enabled": serving.autoscaling.enabled,
+                    "minReplicas": serving.autoscaling.min_replicas,
+                    "maxReplicas": serving.autoscaling.max_replicas,
+                    "targetCPUUtilizationPercentage": serving.autoscaling.target_cpu_utilization,
+                },
+                "probes": {
+                    name: probe.model_dump(by_alias=True)
+                    for name, probe in (("readiness", serving.probes.readiness), ("liveness", serving.probes.liveness))
+                },
             },
-        },
-        "networkPolicy": {"enabled": k.network_policy},
-        "registry": {
-            "existingSecret": spec.registry.existing_secret or "",
-            "server": spec.registry.server or "",
-            "username": spec.registry.username or "",
-            "password": secrets.registry_password or "",
-        },
-        "storage": {
-            "existingSecret": spec.storage.existing_secret or "",
-            "remote": store.scheme,
-            "config": dict(spec.storage.rclone),
-            "credentials": {
-                "access_key_id": secrets.storage_access_key_id or "",
-                "secret_access_key": secrets.storage_secret_access_key or "",
+            "networkPolicy": {"enabled": k.network_policy},
+            "registry": {
+                "existingSecret": spec.registry.existing_secret or "",
+                "server": spec.registry.server or "",
+                "username": spec.registry.username or "",
+                "password": secrets.registry_password or "",
             },
-            "initializer": {"image": _third_party(spec.storage.initializer_image)},
-        },
-        "training": {
-            "enabled": train_job,
-            "image": _image(images["training"], serving.image_pull_policy),
-            "args": job_args,
-            "data": {"claimName": data_claim, "subPath": data_path, "mirrors": list(spec.data.mirrors)},
-            "resources": _resources(runner.resources),
-            "gpus": runner.gpus,
-            "activeDeadlineSeconds": runner.timeout_seconds,
-        },
-        "tests": {"enabled": True, "image": _third_party(k.test_image)},
-    })
+            "storage": {
+                "existingSecret": spec.storage.existing_secret or "",
+                "remote": store.scheme,
+                "config": dict(spec.storage.rclone),
+                "credentials": {
+                    "access_key_id": secrets.storage_access_key_id or "",
+                    "secret_access_key": secrets.storage_secret_access_key or "",
+                },
+                "initializer": {"image": _third_party(spec.storage.initializer_image)},
+            },
+            "training": {
+                "enabled": train_job,
+                "image": _image(images["training"], serving.image_pull_policy),
+                "args": job_args,
+                "data": {"claimName": data_claim, "subPath": data_path, "mirrors": list(spec.data.mirrors)},
+                "resources": _resources(runner.resources),
+                "gpus": runner.gpus,
+                "activeDeadlineSeconds": runner.timeout_seconds,
+            },
+            "tests": {"enabled": True, "image": _third_party(k.test_image)},
+        }
+    )
 
 
 def chart_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -156,8 +162,10 @@ def chart_values(values: dict[str, Any]) -> dict[str, Any]:
         return checked(values)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise MlctlError(f"the chart values mlctl built do not fit the chart's contract: {problems}",
-                         hint="this is a bug in mlctl: please report it with the spec") from exc
+        raise MlctlError(
+            f"the chart values mlctl built do not fit the chart's contract: {problems}",
+            hint="this is a bug in mlctl: please report it with the spec",
+        ) from exc
 
 
 def with_credentials(values: dict[str, Any], secrets: Secrets) -> dict[str, Any]:
@@ -167,8 +175,10 @@ def with_credentials(values: dict[str, Any], secrets: Secrets) -> dict[str, Any]
 
     out = copy.deepcopy(values)
     out["registry"]["password"] = secrets.registry_password or ""
-    out["storage"]["credentials"] = {"access_key_id": secrets.storage_access_key_id or "",
-                                     "secret_access_key": secrets.storage_secret_access_key or ""}
+    out["storage"]["credentials"] = {
+        "access_key_id": secrets.storage_access_key_id or "",
+        "secret_access_key": secrets.storage_secret_access_key or "",
+    }
     return out
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from mlctl import artifacts, server
 from mlctl.errors import MlctlError, UsageError
@@ -26,8 +26,10 @@ def serve(path: Path, port: int | None = None) -> Iterator[server.LocalServer]:
     port = port or spec.serving.local.port
     cfg = server.ServerConfig.for_spec(spec.serving, artifact.path, port)
     if not server.port_is_free(port):
-        raise MlctlError(f"port {port} is already in use",
-                         hint="`mlctl delete SPEC` stops the server `mlctl apply` started, or pass --port")  # fmt: skip
+        raise MlctlError(
+            f"port {port} is already in use",
+            hint="`mlctl delete SPEC` stops the server `mlctl apply` started, or pass --port",
+        )
     srv = server.LocalServer(cfg).start()
     try:
         yield srv

@@ -61,10 +61,14 @@ class ServerConfig:
     def for_spec(cls, serving: ServingSpec, model_dir: Path, port: int) -> ServerConfig:
         """The spec's serving settings (workers, threads, precision, host) on `port`."""
         return cls(
-            model_dir=model_dir, http_port=port, workers=serving.workers,
-            threads=serving.threads, torch_threads=serving.torch_threads,
-            precision=serving.precision, host=serving.local.host,
-        )  # fmt: skip
+            model_dir=model_dir,
+            http_port=port,
+            workers=serving.workers,
+            threads=serving.threads,
+            torch_threads=serving.torch_threads,
+            precision=serving.precision,
+            host=serving.local.host,
+        )
 
 
 def free_port() -> int:
@@ -143,11 +147,14 @@ def server_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[st
     parent = str(model_package_parent())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH", "")) if p)
     settings = ServingSettings(
-        model_uri=str(Path(cfg.model_dir).resolve()), precision=cfg.precision,
-        torch_threads=cfg.torch_threads, workers=cfg.workers, threads=cfg.threads,
+        model_uri=str(Path(cfg.model_dir).resolve()),
+        precision=cfg.precision,
+        torch_threads=cfg.torch_threads,
+        workers=cfg.workers,
+        threads=cfg.threads,
         # 0 keeps the wrapper from forking a gRPC process that loads the model a second time.
         grpc_workers=0,
-    )  # fmt: skip
+    )
     env.update(settings.to_env())
     env.update(
         # Responses carry data and tags; custom metrics go to the /metrics port only.
@@ -239,8 +246,7 @@ class LocalServer:
                     break
                 if time.monotonic() > deadline:
                     raise ServerError(
-                        f"the model server did not answer {path} within {self.start_timeout:.0f} s\n"
-                        + self.log_tail()
+                        f"the model server did not answer {path} within {self.start_timeout:.0f} s\n" + self.log_tail()
                     )
                 time.sleep(0.1)
 

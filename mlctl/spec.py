@@ -32,7 +32,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from mlctl.errors import SpecError, UsageError
-from model.settings import DEFAULTS as SERVING_DEFAULTS, PRECISIONS
+from model.settings import DEFAULTS as SERVING_DEFAULTS
+from model.settings import PRECISIONS
 
 SPEC_VERSION = "mlctl/v1"
 # The seldon.io/rest-timeout floor: the wrapper's whole-second gunicorn timeout covers worker start.
@@ -80,6 +81,8 @@ def _image(value: str) -> str:
 
 Quantity = Annotated[str, BeforeValidator(_quantity)]
 Image = Annotated[str, AfterValidator(_image)]
+
+
 def _dns_label(value: str) -> str:
     if not re.match(DNS_LABEL_PATTERN, value):
         raise ValueError(
@@ -184,9 +187,7 @@ class Resources(Strict):
     def _requests_within_limits(self) -> Resources:
         for name in self.requests.keys() & self.limits.keys():
             if _quantity_value(self.requests[name]) > _quantity_value(self.limits[name]):
-                raise Problem(
-                    f"{self.requests[name]} exceeds limits.{name} ({self.limits[name]})", "requests", name
-                )
+                raise Problem(f"{self.requests[name]} exceeds limits.{name} ({self.limits[name]})", "requests", name)
         return self
 
 
@@ -219,9 +220,7 @@ class KubernetesRunner(Strict):
     use it whatever the runner)."""
     gpus: int = Field(0, ge=0, le=16)
     """nvidia.com/gpu devices requested by the Job; with 0 it trains on the CPU."""
-    resources: Resources = Resources(
-        requests={"cpu": "2", "memory": "2Gi"}, limits={"cpu": "4", "memory": "4Gi"}
-    )
+    resources: Resources = Resources(requests={"cpu": "2", "memory": "2Gi"}, limits={"cpu": "4", "memory": "4Gi"})
     """Resources of the training container."""
     timeout_seconds: int = Field(3600, ge=60)
     """The Job's activeDeadlineSeconds; mlctl waits this long for it. The Job writes the
@@ -293,9 +292,7 @@ class Autoscaling(Strict):
     @model_validator(mode="after")
     def _min_le_max(self) -> Autoscaling:
         if self.min_replicas > self.max_replicas:
-            raise Problem(
-                f"{self.min_replicas} is greater than maxReplicas ({self.max_replicas})", "minReplicas"
-            )
+            raise Problem(f"{self.min_replicas} is greater than maxReplicas ({self.max_replicas})", "minReplicas")
         return self
 
 
@@ -362,9 +359,7 @@ class ServingSpec(Strict):
     """Keep Seldon's executor (seldon-container-engine) in the model pods. The 1.17.1 operator
     gives it no capability drop and no field to add one, so such pods meet Pod Security
     `baseline`, not `restricted`; without it the predictor Service reaches the model's port 9000."""
-    resources: Resources = Resources(
-        requests={"cpu": "1", "memory": "512Mi"}, limits={"cpu": "2", "memory": "1Gi"}
-    )
+    resources: Resources = Resources(requests={"cpu": "1", "memory": "512Mi"}, limits={"cpu": "2", "memory": "1Gi"})
     """Resources of the model container."""
     autoscaling: Autoscaling = Field(default_factory=dict)
     """Horizontal autoscaling."""
@@ -636,8 +631,13 @@ def load_spec(path: str | Path) -> Spec:
     if doc.data is None:
         raise SpecError(shown, [f"{shown}:1:1 the file is empty; a spec needs at least `apiVersion: {SPEC_VERSION}`"])
     if not isinstance(doc.data, dict):
-        raise SpecError(shown, [f"{shown}:1:1 a spec is a mapping of keys (apiVersion, name, training, …), "
-                                f"not a {type(doc.data).__name__}"])  # fmt: skip
+        raise SpecError(
+            shown,
+            [
+                f"{shown}:1:1 a spec is a mapping of keys (apiVersion, name, training, …), "
+                f"not a {type(doc.data).__name__}"
+            ],
+        )
 
     problems = [
         f"{shown}:{m.line}:{m.column} {_dotted(p)}: duplicate key (an earlier one would be ignored)"

@@ -112,9 +112,11 @@ class StoreError(MlctlError):
     def __init__(self, exc: tools.ToolError) -> None:
         self.returncode = exc.returncode
         lines = [line for line in exc.stderr.strip().splitlines() if "Config file" not in line]
-        super().__init__(f"rclone failed (exit {exc.returncode}): " + ("\n".join(lines[-4:]) or "no output"),
-                         hint="check storage.rclone, the credentials the spec names, and the endpoint this "
-                              f"machine reaches the store at (storage.uploadEndpoint or ${ENDPOINT_ENV})")
+        super().__init__(
+            f"rclone failed (exit {exc.returncode}): " + ("\n".join(lines[-4:]) or "no output"),
+            hint="check storage.rclone, the credentials the spec names, and the endpoint this "
+            f"machine reaches the store at (storage.uploadEndpoint or ${ENDPOINT_ENV})",
+        )
 
 
 def ensure_uploaded(spec: Spec, artifact: artifacts.Artifact, secrets: Secrets) -> UploadResult:
@@ -130,21 +132,31 @@ def ensure_uploaded(spec: Spec, artifact: artifacts.Artifact, secrets: Secrets) 
             "upload: storage.existingSecret lives in the cluster, out of mlctl's reach, and this machine has no "
             "credentials in its environment",
             hint="export the store's credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, …) for the upload, or "
-                 "set storage.accessKeyId/secretAccessKey",
+            "set storage.accessKeyId/secretAccessKey",
         )
     stored = rclone.metadata(artifact.name)
     if stored is not None:
         if stored.get("sha256") == artifact.sha256:
             return UploadResult(uri, unchanged=[p.name for p in artifact.files])
-        raise MlctlError(f"{uri} holds other weights ({str(stored.get('sha256'))[:12]}…, this model is "
-                         f"{artifact.sha256[:12]}…): a model's folder is named after its training hash and never "
-                         "changes", hint="remove that folder from the store, or retrain")
+        raise MlctlError(
+            f"{uri} holds other weights ({str(stored.get('sha256'))[:12]}…, this model is "
+            f"{artifact.sha256[:12]}…): a model's folder is named after its training hash and never "
+            "changes",
+            hint="remove that folder from the store, or retrain",
+        )
     weights, metadata = artifact.files
     for path in (weights, metadata):
         rclone("copyto", str(path), spec.model_store.rclone_path(f"{artifact.name}/{path.name}"), timeout=3600)
         if path == weights:  # verified before the metadata that vouches for it goes up
-            rclone("check", "--one-way", str(artifact.path), spec.model_store.rclone_path(artifact.name),
-                   "--include", path.name, timeout=3600)
+            rclone(
+                "check",
+                "--one-way",
+                str(artifact.path),
+                spec.model_store.rclone_path(artifact.name),
+                "--include",
+                path.name,
+                timeout=3600,
+            )
     return UploadResult(uri, uploaded=[weights.name, metadata.name])
 
 
@@ -176,28 +188,49 @@ def list_stored(spec: Spec, secrets: Secrets) -> list[StoredArtifact]:
 
 
 def _helper_pod(name: str, claim: str, release: str, image: str) -> dict[str, Any]:
-    security = {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                "capabilities": {"drop": ["ALL"]}}
+    security = {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/instance": release,
-                                              "app.kubernetes.io/component": "mlctl-upload"}},
+        "metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/instance": release, "app.kubernetes.io/component": "mlctl-upload"},
+        },
         "spec": {
             "restartPolicy": "Never",
             "activeDeadlineSeconds": 1800,
             "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                # The storage initializer's image: it has rclone (its entrypoint) and sleep.
-                "name": "store", "image": image, "command": ["sleep", "1800"], "securityContext": security,
-                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
-                "volumeMounts": [{"name": "store", "mountPath": PVC_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
-                "env": [{"name": "HOME", "value": "/tmp"}],
-            }],
-            "volumes": [{"name": "store", "persistentVolumeClaim": {"claimName": claim}},
-                        {"name": "tmp", "emptyDir": {}}],
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "runAsGroup": 10001,
+                "fsGroup": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    # The storage initializer's image: it has rclone (its entrypoint) and sleep.
+                    "name": "store",
+                    "image": image,
+                    "command": ["sleep", "1800"],
+                    "securityContext": security,
+                    "resources": {
+                        "requests": {"cpu": "10m", "memory": "32Mi"},
+                        "limits": {"cpu": "1", "memory": "256Mi"},
+                    },
+                    "volumeMounts": [{"name": "store", "mountPath": PVC_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
+                    "env": [{"name": "HOME", "value": "/tmp"}],
+                }
+            ],
+            "volumes": [
+                {"name": "store", "persistentVolumeClaim": {"claimName": claim}},
+                {"name": "tmp", "emptyDir": {}},
+            ],
         },
     }
 

@@ -88,9 +88,14 @@ def run(
     try:
         with open(stdin, "rb") if stdin else _no_file() as source:
             p = subprocess.run(
-                list(argv), capture_output=True, text=True, timeout=timeout, input=input,
-                env={**os.environ, **(env or {})}, **({"stdin": source} if source else {}),
-            )  # fmt: skip
+                list(argv),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input=input,
+                env={**os.environ, **(env or {})},
+                **({"stdin": source} if source else {}),
+            )
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         raise ToolError(shown, None, masked([err], secrets)[0]) from None

@@ -60,8 +60,9 @@ def local_argv(spec: Spec, out: Path, digest: str, progress: bool = True) -> lis
     ]  # fmt: skip
 
 
-def train(spec: Spec, force: bool = False, progress: bool = True,
-          on_line: Callable[[str], None] | None = None) -> TrainResult:  # fmt: skip
+def train(
+    spec: Spec, force: bool = False, progress: bool = True, on_line: Callable[[str], None] | None = None
+) -> TrainResult:
     """Train if needed (or when forced) and return the artifact for the spec's training hash.
     The local runner's progress goes straight to the terminal; the Kubernetes runner passes the
     Job's log lines to `on_line`."""

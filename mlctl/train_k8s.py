@@ -7,8 +7,8 @@ already trained this exact model: it is reused unless `force`. The Job's `train`
 the artifact's metadata as its last JSON line on stdout; mlctl reads it back with `kubectl logs`.
 
 The Secrets the Job needs (the storage Secret its rclone upload reads, the image pull Secret) and
-its ServiceAccount (when the chart creates one) are applied beside it, annotated with the release's name and namespace so a later
-`helm upgrade --install` adopts them instead of refusing to overwrite them.
+its ServiceAccount (when the chart creates one) are applied beside it, annotated with the
+release's name and namespace so a later `helm upgrade --install` adopts them instead of refusing to overwrite them.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import yaml
 
 from mlctl import helm, kubectl, render, tools
 from mlctl.artifacts import StoredArtifact, metadata_from_log, store_uri, training_hash
+from mlctl.deploy import target
 from mlctl.errors import MlctlError
 from mlctl.secrets import Secrets, resolve_secrets
 from mlctl.spec import KubernetesRunner, Spec
-from mlctl.deploy import target
 from mlctl.train import TrainResult
 
 JOB_TEMPLATE = "templates/job-train.yaml"
@@ -119,8 +119,9 @@ def _follow(t: helm.Target, job: str, seen: list[str], on_line: Callable[[str], 
     seen[:] = lines
 
 
-def wait_for_job(t: helm.Target, job: str, timeout_s: float, secrets: Secrets,
-                 on_line: Callable[[str], None] | None = None) -> None:  # fmt: skip
+def wait_for_job(
+    t: helm.Target, job: str, timeout_s: float, secrets: Secrets, on_line: Callable[[str], None] | None = None
+) -> None:
     """Poll until the Job completes, passing its new log lines to `on_line` when given;
     MlctlError naming the Job, its reason and its last log lines when it fails or outlives
     `timeout_s`."""

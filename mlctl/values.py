@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from mlctl.spec import DNS_LABEL_MAX, DNS_LABEL_PATTERN, MIN_REST_TIMEOUT_MS, QUANTITY_PATTERN
-from model.settings import DEFAULTS as SERVING_DEFAULTS, PRECISIONS
+from model.settings import DEFAULTS as SERVING_DEFAULTS
+from model.settings import PRECISIONS
 
 OPTIONAL = {"x-optional": True}
 """json_schema_extra of a key the schema does not require (the generator removes the marker)."""
@@ -34,8 +35,9 @@ _RESOURCE_NAME = r"^([a-z0-9.-]+/)?[a-z0-9-]+$"
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 Digest = Annotated[str, Field(pattern=r"^(sha256:[0-9a-f]{64})?$")]
 StringMap = dict[str, str]
-Quantities = dict[Annotated[str, Field(pattern=_RESOURCE_NAME)],
-                  Annotated[str, Field(pattern=QUANTITY_PATTERN)] | int | float]
+Quantities = dict[
+    Annotated[str, Field(pattern=_RESOURCE_NAME)], Annotated[str, Field(pattern=QUANTITY_PATTERN)] | int | float
+]
 
 
 class Values(BaseModel):
@@ -53,8 +55,12 @@ class Values(BaseModel):
 class RcloneOptions(BaseModel):
     """rclone options of a remote, keyed by rclone's own option names."""
 
-    model_config = ConfigDict(extra="allow", strict=True, use_attribute_docstrings=True,
-                              json_schema_extra={"propertyNames": {"pattern": _RCLONE_OPTION}})
+    model_config = ConfigDict(
+        extra="allow",
+        strict=True,
+        use_attribute_docstrings=True,
+        json_schema_extra={"propertyNames": {"pattern": _RCLONE_OPTION}},
+    )
     __pydantic_extra__: dict[str, str]
 
     @model_validator(mode="after")
@@ -191,8 +197,7 @@ class Autoscaling(Values):
     """The HPA's lower bound."""
     max_replicas: Annotated[int, Field(ge=1)] = 4
     """The HPA's upper bound (at least minReplicas, checked at template time)."""
-    target_cpu_utilization_percentage: Annotated[int, Field(ge=1)] = Field(
-        70, alias="targetCPUUtilizationPercentage")
+    target_cpu_utilization_percentage: Annotated[int, Field(ge=1)] = Field(70, alias="targetCPUUtilizationPercentage")
     """Average CPU use, in percent of the request, the HPA aims for."""
 
 
@@ -249,8 +254,11 @@ class Serving(Values):
     either way."""
     executor: Executor = Field(default_factory=Executor)
     """Seldon's executor (seldon-container-engine)."""
-    resources: Resources = Field(default_factory=lambda: Resources(
-        requests={"cpu": "1", "memory": "512Mi"}, limits={"cpu": "2", "memory": "1Gi"}))
+    resources: Resources = Field(
+        default_factory=lambda: Resources(
+            requests={"cpu": "1", "memory": "512Mi"}, limits={"cpu": "2", "memory": "1Gi"}
+        )
+    )
     """The model container's requests and limits."""
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     """Horizontal pod autoscaling of the model pods."""
@@ -318,11 +326,15 @@ class RcloneCredentials(RcloneOptions):
 class Initializer(Values):
     """The rclone image of the storage initializer and the Job's upload."""
 
-    image: TaggedImage = Field(default_factory=lambda: TaggedImage(
-        repository="seldonio/rclone-storage-initializer", tag="1.17.1"))
+    image: TaggedImage = Field(
+        default_factory=lambda: TaggedImage(repository="seldonio/rclone-storage-initializer", tag="1.17.1")
+    )
     """The storage-initializer image (entrypoint `rclone copy`)."""
-    resources: Resources = Field(default_factory=lambda: Resources(
-        requests={"cpu": "100m", "memory": "100Mi"}, limits={"cpu": "1", "memory": "1Gi"}))
+    resources: Resources = Field(
+        default_factory=lambda: Resources(
+            requests={"cpu": "100m", "memory": "100Mi"}, limits={"cpu": "1", "memory": "1Gi"}
+        )
+    )
     """Requests and limits of the rclone containers."""
 
 
@@ -367,8 +379,9 @@ class Training(Values):
     --download/--mirror and --out itself."""
     data: TrainingData = Field(default_factory=TrainingData)
     """Where the Job reads MNIST."""
-    resources: Resources = Field(default_factory=lambda: Resources(
-        requests={"cpu": "1", "memory": "2Gi"}, limits={"cpu": "2", "memory": "4Gi"}))
+    resources: Resources = Field(
+        default_factory=lambda: Resources(requests={"cpu": "1", "memory": "2Gi"}, limits={"cpu": "2", "memory": "4Gi"})
+    )
     """The training container's requests and limits."""
     gpus: Annotated[int, Field(ge=0)] = 0
     """nvidia.com/gpu limit of the training container."""

@@ -88,9 +88,7 @@ def decode_image(
     except Image.DecompressionBombError as e:
         raise _too_many_pixels_error(str(e), max_pixels) from None
     except UnidentifiedImageError:
-        raise InputError(
-            f"not an image: the {len(data)} bytes are not one of {', '.join(ALLOWED_FORMATS)}"
-        ) from None
+        raise InputError(f"not an image: the {len(data)} bytes are not one of {', '.join(ALLOWED_FORMATS)}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"unreadable image header: {e}") from None
     width, height = img.size
@@ -127,8 +125,9 @@ def _decode_jpeg_fast(data: bytes, max_pixels: int) -> np.ndarray | None:
     if colorspace not in FAST_JPEG_COLORSPACES:
         return None
     try:
-        decoded = simplejpeg.decode_jpeg(data, colorspace="GRAY", min_height=min(height, SIDE * 4),
-                                         min_width=min(width, SIDE * 4))
+        decoded = simplejpeg.decode_jpeg(
+            data, colorspace="GRAY", min_height=min(height, SIDE * 4), min_width=min(width, SIDE * 4)
+        )
     except ValueError:  # truncated or corrupt: strict mode refuses what libjpeg only warns about
         return None
     return decoded[..., 0]
@@ -140,9 +139,7 @@ def array_to_pixels(features: object) -> np.ndarray:
         arr = np.asarray(features)
     except (ValueError, TypeError) as e:
         raise InputError(f"data is not a numeric array: {e}") from None
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
         raise InputError(f"data must be numbers, got {arr.dtype} values")
     if arr.shape not in ARRAY_SHAPES:
         accepted = ", ".join(str(s) for s in ARRAY_SHAPES)
@@ -154,9 +151,7 @@ def array_to_pixels(features: object) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
         values = values * 255.0
     elif lo < 0.0 or hi > 255.0:
-        raise InputError(
-            f"pixel values range {lo:g}..{hi:g}; send floats in [0, 1] or numbers in 0..255"
-        )
+        raise InputError(f"pixel values range {lo:g}..{hi:g}; send floats in [0, 1] or numbers in 0..255")
     return np.rint(values).astype(np.uint8)
 
 

@@ -5,8 +5,8 @@ An artifact is a folder holding `model.pt` (a `Net` state_dict) and `metadata.js
 `mlctl.mnist/v1`, carrying the SHA-256 of `model.pt`). `read_artifact` checks both, and the
 digest the caller expects when it names one (the server's MODEL_SHA256).
 
-Writing: the writer builds the complete folder as a hidden sibling The writer builds the complete folder as a hidden sibling
-`.{OUT}.tmp-{pid}-{random}` on the same filesystem, fsyncs both files and the folder, then:
+Writing: the writer builds the complete folder as a hidden sibling `.{OUT}.tmp-{pid}-{random}`
+on the same filesystem, fsyncs both files and the folder, then:
 
 - if OUT does not exist: rename(tmp, OUT), atomic;
 - if OUT exists: renameat2(tmp, OUT, RENAME_EXCHANGE) swaps the two folders in one atomic
@@ -37,8 +37,9 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 METADATA = "metadata.json"
 WEIGHTS = "model.pt"
@@ -95,7 +96,7 @@ def _pid_alive(pid: int) -> bool:
 def _remove_stale_siblings(out: Path) -> None:
     """Delete `.OUT.tmp-PID-…`/`.OUT.old-PID-…` folders left by writers that died."""
     for p in out.parent.glob(f".{out.name}.*-*-*"):
-        kind, _, rest = p.name[len(out.name) + 2:].partition("-")
+        kind, _, rest = p.name[len(out.name) + 2 :].partition("-")
         pid = rest.split("-", 1)[0]
         if kind in ("tmp", "old") and pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
@@ -120,12 +121,15 @@ def check_replaceable(out: str | os.PathLike[str]) -> None:
     except (OSError, ValueError, AttributeError):
         ours = False
     if not ours or not entries <= {METADATA, WEIGHTS}:
-        raise ArtifactError(f"{out}: exists and is not an artifact folder (it would be replaced "
-                            f"as a whole); choose a new or empty folder")
+        raise ArtifactError(
+            f"{out}: exists and is not an artifact folder (it would be replaced "
+            f"as a whole); choose a new or empty folder"
+        )
 
 
-def write_artifact(out: str | os.PathLike[str], save_weights: Callable[[Path], None],
-                   metadata: dict[str, Any]) -> dict[str, Any]:
+def write_artifact(
+    out: str | os.PathLike[str], save_weights: Callable[[Path], None], metadata: dict[str, Any]
+) -> dict[str, Any]:
     """Write `model.pt` (via `save_weights(path)`) and `metadata.json` into OUT atomically.
 
     Fills `metadata["sha256"]` with the SHA-256 of the written model.pt; returns the metadata.
@@ -214,8 +218,9 @@ def read_metadata(out: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
-def read_artifact(out: str | os.PathLike[str], attempts: int = 5,
-                  expected_sha256: str | None = None) -> tuple[bytes, dict[str, Any]]:
+def read_artifact(
+    out: str | os.PathLike[str], attempts: int = 5, expected_sha256: str | None = None
+) -> tuple[bytes, dict[str, Any]]:
     """Return (model.pt bytes, metadata) from one consistent version of OUT.
 
     With `expected_sha256`, a consistent artifact of other weights raises DigestMismatch naming
@@ -246,11 +251,15 @@ def read_artifact(out: str | os.PathLike[str], attempts: int = 5,
             actual = hashlib.sha256(weights).hexdigest()
             if actual == meta.get("sha256"):
                 if expected_sha256 and actual != expected_sha256.lower():
-                    raise DigestMismatch(f"{out}: the weights' sha256 is {actual}, but {expected_sha256} was "
-                                         "expected (MODEL_SHA256): refusing to serve other weights")
+                    raise DigestMismatch(
+                        f"{out}: the weights' sha256 is {actual}, but {expected_sha256} was "
+                        "expected (MODEL_SHA256): refusing to serve other weights"
+                    )
                 return weights, meta
-            last = (f"{out}/{name}: SHA-256 does not match {METADATA} (file {actual[:12]}…, recorded "
-                    f"{str(meta.get('sha256'))[:12]}…): the artifact is corrupt or was replaced")
+            last = (
+                f"{out}/{name}: SHA-256 does not match {METADATA} (file {actual[:12]}…, recorded "
+                f"{str(meta.get('sha256'))[:12]}…): the artifact is corrupt or was replaced"
+            )
         finally:
             os.close(dfd)
         time.sleep(0.05)
@@ -267,4 +276,3 @@ def _read_at(dfd: int, name: object) -> bytes:
         raise
     with os.fdopen(fd, "rb") as f:
         return f.read()
-

@@ -50,18 +50,34 @@ class IdxFile:
 FILES: dict[str, IdxFile] = {
     f.name: f
     for f in (
-        IdxFile("train-images-idx3-ubyte", IMAGES_MAGIC, 60_000,
-                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-                "6bbc9ace898e44ae57da46a324031adb"),
-        IdxFile("train-labels-idx1-ubyte", LABELS_MAGIC, 60_000,
-                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-                "a25bea736e30d166cdddb491f175f624"),
-        IdxFile("t10k-images-idx3-ubyte", IMAGES_MAGIC, 10_000,
-                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-                "2646ac647ad5339dbf082846283269ea"),
-        IdxFile("t10k-labels-idx1-ubyte", LABELS_MAGIC, 10_000,
-                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-                "27ae3e4e09519cfbb04c329615203637"),
+        IdxFile(
+            "train-images-idx3-ubyte",
+            IMAGES_MAGIC,
+            60_000,
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "6bbc9ace898e44ae57da46a324031adb",
+        ),
+        IdxFile(
+            "train-labels-idx1-ubyte",
+            LABELS_MAGIC,
+            60_000,
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "a25bea736e30d166cdddb491f175f624",
+        ),
+        IdxFile(
+            "t10k-images-idx3-ubyte",
+            IMAGES_MAGIC,
+            10_000,
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "2646ac647ad5339dbf082846283269ea",
+        ),
+        IdxFile(
+            "t10k-labels-idx1-ubyte",
+            LABELS_MAGIC,
+            10_000,
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+            "27ae3e4e09519cfbb04c329615203637",
+        ),
     )
 }
 
@@ -105,8 +121,7 @@ def parse_idx(raw: bytes, spec: IdxFile, path: Path | str) -> np.ndarray:
         raise DataError(f"{path}: {len(raw)} bytes uncompressed, expected {expected_len}")
     digest = hashlib.sha256(raw).hexdigest()
     if digest != spec.sha256:
-        raise DataError(f"{path}: SHA-256 of the uncompressed content is {digest}, "
-                        f"expected {spec.sha256}")
+        raise DataError(f"{path}: SHA-256 of the uncompressed content is {digest}, expected {spec.sha256}")
     # A writable copy: torch warns on (and must not alias) read-only buffers.
     data = np.frombuffer(bytearray(raw), np.uint8, offset=header).reshape(shape)
     if spec.magic == LABELS_MAGIC and int(data.max()) > 9:
@@ -144,8 +159,15 @@ def _fetch(url: str, dest_dir: Path, spec: IdxFile, timeout: float) -> Path:
         raise
 
 
-def download_file(spec: IdxFile, data_dir: Path, mirrors: tuple[str, ...] | list[str] = MIRRORS,
-                  *, attempts: int = 3, backoff: float = 1.0, timeout: float = 60.0) -> Path:
+def download_file(
+    spec: IdxFile,
+    data_dir: Path,
+    mirrors: tuple[str, ...] | list[str] = MIRRORS,
+    *,
+    attempts: int = 3,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+) -> Path:
     """Fetch `spec.name + ".gz"` into `data_dir`, trying each mirror per attempt.
 
     A network error or a file failing its checks moves on to the next mirror; after a full
@@ -172,12 +194,17 @@ def download_file(spec: IdxFile, data_dir: Path, mirrors: tuple[str, ...] | list
             os.replace(tmp, target)
             fsync_path(data_dir, directory=True)
             return target
-    raise DataError(f"{target}: download failed after {attempts} attempt(s): " + "; ".join(errors[-len(mirrors):]))
+    raise DataError(f"{target}: download failed after {attempts} attempt(s): " + "; ".join(errors[-len(mirrors) :]))
 
 
-def load_mnist(data_dir: str | os.PathLike[str], *, download: bool = False,
-               mirrors: tuple[str, ...] | list[str] = MIRRORS, attempts: int = 3,
-               backoff: float = 1.0) -> MnistData:
+def load_mnist(
+    data_dir: str | os.PathLike[str],
+    *,
+    download: bool = False,
+    mirrors: tuple[str, ...] | list[str] = MIRRORS,
+    attempts: int = 3,
+    backoff: float = 1.0,
+) -> MnistData:
     """Load (and, with `download`, first fetch the missing) MNIST files from `data_dir`."""
     root = Path(data_dir)
     missing = [s for s in FILES.values() if not (root / f"{s.name}.gz").is_file()]

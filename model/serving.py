@@ -151,7 +151,11 @@ class MnistClassifier:
         self._model = net
         log.info(
             "loaded %s (sha256 %s, %s) in pid %d with %d torch thread(s)",
-            self.model_uri, self.sha256, self.precision, os.getpid(), self.torch_threads,
+            self.model_uri,
+            self.sha256,
+            self.precision,
+            os.getpid(),
+            self.torch_threads,
         )
 
     def _int8_or_float(self, net: torch.nn.Module, metadata: dict[str, Any]) -> tuple[str, torch.nn.Module | None]:
@@ -196,9 +200,7 @@ class MnistClassifier:
         start = time.perf_counter()
         try:
             if isinstance(X, (bytes, bytearray, memoryview)):
-                pixels = decode_image(
-                    bytes(X), max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels
-                )
+                pixels = decode_image(bytes(X), max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
             elif isinstance(X, str):
                 raise InputError(
                     "strData is not accepted: post the image as a multipart file field named "
@@ -237,13 +239,16 @@ class MnistClassifier:
                 status_code=500,
                 reason="MICROSERVICE_INTERNAL_ERROR",
             )
-        return {"status": "ok", "model_sha256": self.sha256, "precision": self.precision,
-                "probe_class": int(row.argmax())}
+        return {
+            "status": "ok",
+            "model_sha256": self.sha256,
+            "precision": self.precision,
+            "probe_class": int(row.argmax()),
+        }
 
     def init_metadata(self) -> dict[str, Any]:
         """What /metadata answers. Runs in the parent before the fork, so no torch work here."""
-        custom = {"torch": torch.__version__, "model_uri": self.model_uri,
-                  "precision": self.requested_precision}
+        custom = {"torch": torch.__version__, "model_uri": self.model_uri, "precision": self.requested_precision}
         versions: list[str] = []
         try:
             metadata = json.loads((Path(self.model_uri) / "metadata.json").read_text())

@@ -27,8 +27,15 @@ class SettingsError(ValueError):
     """An environment variable holds a value the server cannot use."""
 
 
-def _setting(default: Any, env: str, doc: str, *, minimum: float | None = None,
-             choices: tuple[str, ...] | None = None, wrapper: bool = False) -> Any:
+def _setting(
+    default: Any,
+    env: str,
+    doc: str,
+    *,
+    minimum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    wrapper: bool = False,
+) -> Any:
     meta = {"env": env, "doc": doc, "minimum": minimum, "choices": choices, "wrapper": wrapper}
     return field(default=default, metadata=meta)
 
@@ -39,22 +46,25 @@ class ServingSettings:
 
     model_uri: str = _setting("/mnt/models", "MODEL_URI", "folder with metadata.json and the weights")
     model_sha256: str = _setting(
-        "", "MODEL_SHA256", "the only weights to load (64 hex digits); empty: any consistent artifact")
+        "", "MODEL_SHA256", "the only weights to load (64 hex digits); empty: any consistent artifact"
+    )
     precision: str = _setting("int8", "MNIST_PRECISION", "network arithmetic", choices=PRECISIONS)
     torch_threads: int = _setting(1, "TORCH_THREADS", "torch intra-op threads per worker", minimum=1)
     workers: int = _setting(2, "GUNICORN_WORKERS", "gunicorn worker processes", minimum=1, wrapper=True)
     threads: int = _setting(1, "GUNICORN_THREADS", "threads per gunicorn worker", minimum=1, wrapper=True)
-    grpc_workers: int = _setting(
-        1, "GRPC_WORKERS", "gRPC server processes (0: none)", minimum=0, wrapper=True)
+    grpc_workers: int = _setting(1, "GRPC_WORKERS", "gRPC server processes (0: none)", minimum=0, wrapper=True)
     max_image_bytes: int = _setting(
-        DEFAULT_MAX_BYTES, "MNIST_MAX_IMAGE_BYTES", "largest accepted image, in bytes", minimum=1)
+        DEFAULT_MAX_BYTES, "MNIST_MAX_IMAGE_BYTES", "largest accepted image, in bytes", minimum=1
+    )
     max_image_pixels: int = _setting(
-        DEFAULT_MAX_PIXELS, "MNIST_MAX_IMAGE_PIXELS", "largest accepted width × height", minimum=1)
+        DEFAULT_MAX_PIXELS, "MNIST_MAX_IMAGE_PIXELS", "largest accepted width × height", minimum=1
+    )
     metrics_flush_s: float = _setting(
-        0.5, "MNIST_METRICS_FLUSH_S", "seconds custom metrics are summed before they are handed on",
-        minimum=0)
+        0.5, "MNIST_METRICS_FLUSH_S", "seconds custom metrics are summed before they are handed on", minimum=0
+    )
     skip_empty_metric_updates: bool = _setting(
-        True, "MNIST_SKIP_EMPTY_METRIC_UPDATES", "skip the wrapper's metrics round trip when nothing is recorded")
+        True, "MNIST_SKIP_EMPTY_METRIC_UPDATES", "skip the wrapper's metrics round trip when nothing is recorded"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:

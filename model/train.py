@@ -5,7 +5,8 @@ both run exactly this. Output contract:
 
 - `OUT/model.pt`: `Net().state_dict()` (`torch.load(p, weights_only=True)` loads it);
 - `OUT/metadata.json`: format `mlctl.mnist/v1`, the SHA-256 of model.pt, test accuracy and loss,
-  the int8 serving qparams and their test accuracy, hyperparameters, data checksums, torch version, device, timings (see `build_metadata`);
+  the int8 serving qparams and their test accuracy, hyperparameters, data checksums, torch
+  version, device, timings (see `build_metadata`);
 - stdout: exactly one line, the metadata as JSON; stderr: progress (a rich bar on a TTY, else
   one line per epoch) and errors;
 - exit 0 on success, 2 with one line on stderr for what a user can cause (missing or corrupt
@@ -38,9 +39,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 EXIT_USAGE = 2
 
@@ -114,12 +116,19 @@ def _hex(s: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m model.train",
-                description="Train the MNIST CNN and write OUT/model.pt + OUT/metadata.json atomically.")
+    p = _Parser(
+        prog="python -m model.train",
+        description="Train the MNIST CNN and write OUT/model.pt + OUT/metadata.json atomically.",
+    )
     p.add_argument("--data-dir", required=True, help="folder with the four MNIST IDX .gz files")
     p.add_argument("--download", action="store_true", help="download missing files from the mirrors")
-    p.add_argument("--mirror", action="append", default=None, metavar="URL",
-                   help="mirror base URL (repeatable; default: the standard MNIST mirrors)")
+    p.add_argument(
+        "--mirror",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="mirror base URL (repeatable; default: the standard MNIST mirrors)",
+    )
     p.add_argument("--out", required=True, help="artifact folder to write (replaced atomically)")
     p.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS)
     p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
@@ -128,11 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=_fraction, default=DEFAULT_LABEL_SMOOTHING)
     p.add_argument("--weight-decay", type=_non_negative_float, default=DEFAULT_WEIGHT_DECAY)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="training autocast precision (auto: bf16 on CUDA and on CPUs with native "
-                        "bf16, else fp32); evaluation is always fp32")
-    p.add_argument("--threads", type=_positive_int, default=None,
-                   help="CPU threads (default: the CPUs this process may run on)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="training autocast precision (auto: bf16 on CUDA and on CPUs with native "
+        "bf16, else fp32); evaluation is always fp32",
+    )
+    p.add_argument(
+        "--threads", type=_positive_int, default=None, help="CPU threads (default: the CPUs this process may run on)"
+    )
     p.add_argument("--limit-train", type=_positive_int, default=None, help="use the first N training images")
     p.add_argument("--limit-test", type=_positive_int, default=None, help="evaluate on the first N test images")
     p.add_argument("--training-hash", type=_hex, default=None, help="recorded in metadata.json as is")
@@ -143,11 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     a = build_parser().parse_args(argv)
     return TrainConfig(
-        data_dir=a.data_dir, out=a.out, download=a.download, mirrors=tuple(a.mirror or ()),
-        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
-        label_smoothing=a.label_smoothing, weight_decay=a.weight_decay, device=a.device,
-        precision=a.precision, threads=a.threads, limit_train=a.limit_train,
-        limit_test=a.limit_test, training_hash=a.training_hash,
+        data_dir=a.data_dir,
+        out=a.out,
+        download=a.download,
+        mirrors=tuple(a.mirror or ()),
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        seed=a.seed,
+        label_smoothing=a.label_smoothing,
+        weight_decay=a.weight_decay,
+        device=a.device,
+        precision=a.precision,
+        threads=a.threads,
+        limit_train=a.limit_train,
+        limit_test=a.limit_test,
+        training_hash=a.training_hash,
         progress=not a.no_progress and sys.stderr.isatty(),
     )
 
@@ -207,8 +232,14 @@ def _schedule(opt: Any, lr: float, total: int) -> Any:
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=pct_start(total))
 
 
-def fit(cfg: TrainConfig, data: Any, device: str, precision: str,
-        on_step: ProgressFn | None = None, on_epoch: ProgressFn | None = None) -> Any:
+def fit(
+    cfg: TrainConfig,
+    data: Any,
+    device: str,
+    precision: str,
+    on_step: ProgressFn | None = None,
+    on_epoch: ProgressFn | None = None,
+) -> Any:
     """Train a fresh Net on `data` (an MnistData); return the model (on CPU, eval mode)."""
     import torch
     import torch.nn.functional as F
@@ -236,7 +267,7 @@ def fit(cfg: TrainConfig, data: Any, device: str, precision: str,
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             with torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 out = model(x[idx])
             # The Net ends in log_softmax; cross_entropy re-normalises log-probabilities to themselves,
@@ -268,16 +299,17 @@ def evaluate(model: Any, images: Any, labels: Any) -> tuple[float, float]:
     correct, loss = 0, 0.0
     with torch.inference_mode():
         for i in range(0, len(labels), EVAL_BATCH_SIZE):
-            x = normalize(images[i:i + EVAL_BATCH_SIZE]).contiguous(memory_format=torch.channels_last)
-            y = torch.as_tensor(labels[i:i + EVAL_BATCH_SIZE], dtype=torch.long)
+            x = normalize(images[i : i + EVAL_BATCH_SIZE]).contiguous(memory_format=torch.channels_last)
+            y = torch.as_tensor(labels[i : i + EVAL_BATCH_SIZE], dtype=torch.long)
             out = model(x)
             loss += F.nll_loss(out, y, reduction="sum").item()
             correct += int((out.argmax(1) == y).sum())
     return correct / len(labels), loss / len(labels)
 
 
-def quantize_for_serving(model: Any, train_x: Any, test_x: Any, test_y: Any,
-                         log: Callable[[str], None] = lambda _: None) -> dict[str, Any] | None:
+def quantize_for_serving(
+    model: Any, train_x: Any, test_x: Any, test_y: Any, log: Callable[[str], None] = lambda _: None
+) -> dict[str, Any] | None:
     """Calibrate the int8 serving network (model/quantize.py) on the first training images and
     evaluate the network serving will build; None where this torch has no x86 int8 engine."""
     from model import quantize
@@ -286,13 +318,18 @@ def quantize_for_serving(model: Any, train_x: Any, test_x: Any, test_y: Any,
     if not quantize.available():
         log("int8: this torch build has no x86 quantized engine; serving will use float32")
         return None
-    images = normalize(train_x[:quantize.CALIBRATION_IMAGES])
+    images = normalize(train_x[: quantize.CALIBRATION_IMAGES])
     qparams = quantize.calibrate(model, images)
     with quantize.quiet():
         accuracy, loss = evaluate(quantize.build(model, qparams), test_x, test_y)
     log(f"int8 test accuracy {accuracy:.4f}  loss {loss:.4f}")
-    return {"engine": quantize.ENGINE, "calibration_images": int(images.shape[0]),
-            "qparams": qparams, "test_accuracy": accuracy, "test_loss": round(loss, 6)}
+    return {
+        "engine": quantize.ENGINE,
+        "calibration_images": int(images.shape[0]),
+        "qparams": qparams,
+        "test_accuracy": accuracy,
+        "test_loss": round(loss, 6),
+    }
 
 
 def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -327,12 +364,20 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
 
     n_train = len(data.train_y) if cfg.limit_train is None else min(cfg.limit_train, len(data.train_y))
     int8 = quantize_for_serving(model, data.train_x[:n_train], data.test_x[:n_test], data.test_y[:n_test], log)
-    hyper = {k: v for k, v in asdict(cfg).items()
-             if k in ("batch_size", "lr", "label_smoothing", "weight_decay", "limit_train", "limit_test")}
+    hyper = {
+        k: v
+        for k, v in asdict(cfg).items()
+        if k in ("batch_size", "lr", "label_smoothing", "weight_decay", "limit_train", "limit_test")
+    }
     total_steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
-    hyper.update(optimizer="adamw", schedule="onecycle" if total_steps >= 4 else "constant",
-                 pct_start=round(pct_start(total_steps), 4), precision=precision,
-                 threads=threads, channels_last=True)
+    hyper.update(
+        optimizer="adamw",
+        schedule="onecycle" if total_steps >= 4 else "constant",
+        pct_start=round(pct_start(total_steps), 4),
+        precision=precision,
+        threads=threads,
+        channels_last=True,
+    )
     metadata = {
         "format": artifact.FORMAT,
         "test_accuracy": accuracy,
@@ -345,7 +390,7 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
         "device": device,
         "training_hash": cfg.training_hash,
         "train_seconds": round(train_seconds, 3),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "train_examples": n_train,
         "test_examples": n_test,
     }
@@ -363,19 +408,34 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
 def _progress(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[ProgressFn | None, ProgressFn, Callable[[], None]]:
     """(on_step, on_epoch, finish): a rich bar on a TTY, otherwise one plain line per epoch."""
     if not cfg.progress:
+
         def plain(epoch: int, step: int, total: int, loss: float, rate: float) -> None:
             log(f"epoch {epoch}/{cfg.epochs}  step {step}/{total}  loss {loss:.4f}  {rate:,.0f} img/s")
+
         return None, plain, lambda: None
 
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    bar = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(cfg.epochs)), BarColumn(),
-                   MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-                   TextColumn("{task.fields[rate]:,.0f} img/s"), TimeElapsedColumn(),
-                   TextColumn("ETA"), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=False)
+    bar = Progress(
+        TextColumn("epoch {task.fields[epoch]}/" + str(cfg.epochs)),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[rate]:,.0f} img/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
     task = bar.add_task("train", total=None, epoch=1, loss=float("nan"), rate=0.0)
     bar.start()
 

@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The container suite's system packages (as root with apt; MLCTL_NO_SYSTEM_SETUP=1 skips this).
 [ -n "${MLCTL_NO_SYSTEM_SETUP:-}" ] || bash scripts/setup-containers.sh
+# Lint and format first (pyproject's [tool.ruff]): a failure here fails the run in seconds.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"

@@ -16,6 +16,9 @@ def run_mlctl(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, t
     """Run the real CLI in a subprocess, as a user would; returns the CompletedProcess."""
     return subprocess.run(
         [sys.executable, "-m", "mlctl", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
-    )  # fmt: skip
+    )

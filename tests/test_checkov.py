@@ -60,8 +60,10 @@ def _render(tmp: Path, hardened: bool) -> dict[str, str]:
     scan.mkdir()
     (scan / "release.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))
     (scan / "pods.yaml").write_text(yaml.safe_dump_all([p.manifest for p in pods], sort_keys=False))
-    names = {f"{o['kind']}.{o['metadata'].get('namespace', 'default')}.{o['metadata']['name']}":
-             f"{o['kind']}/{o['metadata']['name']}" for o in objects}
+    names = {}
+    for o in objects:
+        kind, meta = o["kind"], o["metadata"]
+        names[f"{kind}.{meta.get('namespace', 'default')}.{meta['name']}"] = f"{kind}/{meta['name']}"
     # Pod and Job names carry hashes of their content; findings are kept by role instead.
     names.update({f"Pod.{p.manifest['metadata']['namespace']}.{p.name}": f"Pod/{p.role} (pods)" for p in pods})
     for o in objects:
@@ -73,15 +75,30 @@ def _render(tmp: Path, hardened: bool) -> dict[str, str]:
 
 
 def _name(names: dict[str, str], resource: str) -> str:
-    return names.get(resource) or next((v for k, v in names.items() if k.endswith(".") and resource.startswith(k)),
-                                       resource)
+    return names.get(resource) or next(
+        (v for k, v in names.items() if k.endswith(".") and resource.startswith(k)), resource
+    )
 
 
 def _findings(tmp: Path, variant: str) -> set[tuple[str, str, str]]:
     names = _render(tmp, variant == "hardened")
-    p = subprocess.run([str(CHECKOV), "--directory", str(tmp / "scan"), "--framework", "kubernetes",
-                        "--output", "json", "--quiet", "--skip-download", "--compact"],
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            str(CHECKOV),
+            "--directory",
+            str(tmp / "scan"),
+            "--framework",
+            "kubernetes",
+            "--output",
+            "json",
+            "--quiet",
+            "--skip-download",
+            "--compact",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode in (0, 1), p.stderr[-2000:]  # 1: findings
     reports = json.loads(p.stdout)
     found = set()

@@ -38,8 +38,13 @@ def test_copy_sources_reads_every_form():
         "    && true\n"
         "ADD \\\n  extra.tar /opt/\n"
     )
-    assert images.copy_sources(text) == ["requirements/a.txt", "requirements/b.txt", "model", "files/x y.txt",
-                                         "extra.tar"]
+    assert images.copy_sources(text) == [
+        "requirements/a.txt",
+        "requirements/b.txt",
+        "model",
+        "files/x y.txt",
+        "extra.tar",
+    ]
 
 
 def test_copy_from_a_url_is_refused():
@@ -87,8 +92,9 @@ def test_stage_holds_exactly_the_context(tmp_path: Path):
 
 def test_resolve_derives_tags_and_pins_pushed_digests(tmp_path: Path):
     spec_file = tmp_path / "s.yaml"
-    spec_file.write_text("apiVersion: mlctl/v1\nserving: {image: reg.example/team/serve:1.0}\n"
-                         "training: {output: out/models}\n")
+    spec_file.write_text(
+        "apiVersion: mlctl/v1\nserving: {image: reg.example/team/serve:1.0}\ntraining: {output: out/models}\n"
+    )
     spec = load_spec(spec_file)
     refs = images.resolve(spec)
     assert refs["serving"].reference == "reg.example/team/serve:1.0" and not refs["serving"].derived

@@ -15,8 +15,11 @@ def _artifact(folder: Path, payload: bytes) -> str:
     folder.mkdir(parents=True)
     (folder / "model.pt").write_bytes(payload)
     sha = hashlib.sha256(payload).hexdigest()
-    (folder / "metadata.json").write_text(json.dumps({"format": "mlctl.mnist/v1", "sha256": sha,
-                                                      "test_accuracy": 0.99, "created": "2026-12-01T00:00:00Z"}))
+    (folder / "metadata.json").write_text(
+        json.dumps(
+            {"format": "mlctl.mnist/v1", "sha256": sha, "test_accuracy": 0.99, "created": "2026-12-01T00:00:00Z"}
+        )
+    )
     return sha
 
 
@@ -31,7 +34,8 @@ def test_models_lists_what_was_trained_here(tmp_path: Path):
     assert p.returncode == 0, p.stderr
     listing = json.loads(p.stdout)
     assert [(m["name"], m["sha256"], m["current"]) for m in listing["local"]] == sorted(
-        [("mnist-0123456789ab", old_sha, False), (current, new_sha, True)])
+        [("mnist-0123456789ab", old_sha, False), (current, new_sha, True)]
+    )
     assert listing["serving"] == []
     text = run_mlctl("models", str(spec_file)).stdout
     assert f" * {current}  sha256 {new_sha[:12]}…" in text and f"(* the spec's model now: {current})" in text

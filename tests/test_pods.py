@@ -15,8 +15,10 @@ from tests.chart.helpers import CHART, NAMESPACE, find_helm, one, template
 
 pytestmark = pytest.mark.skipif(find_helm() is None, reason="no helm binary (run scripts/fetch-tools.sh)")
 
-S3 = {"model": {"uri": "s3://models/mnist/v1"},
-      "storage": {"credentials": {"access_key_id": "AK", "secret_access_key": "SK"}}}
+S3 = {
+    "model": {"uri": "s3://models/mnist/v1"},
+    "storage": {"credentials": {"access_key_id": "AK", "secret_access_key": "SK"}},
+}
 FULLNAME = "t-mnist-seldon"
 
 
@@ -49,18 +51,44 @@ def test_the_model_container_gets_what_the_operator_injects():
     model = by_name(spec["containers"])["classifier"]
     env = env_of(model)
     # The chart's own env comes first and is kept (nothing of ours collides with the injection).
-    assert list(env)[:7] == ["GUNICORN_WORKERS", "GUNICORN_THREADS", "TORCH_THREADS", "MNIST_PRECISION",
-                             "GRPC_WORKERS", "MODEL_SHA256", "MODEL_URI"]
-    assert {k: env[k] for k in ("PREDICTIVE_UNIT_SERVICE_PORT", "PREDICTIVE_UNIT_HTTP_SERVICE_PORT",
-                                "PREDICTIVE_UNIT_GRPC_SERVICE_PORT", "PREDICTIVE_UNIT_METRICS_SERVICE_PORT",
-                                "PREDICTIVE_UNIT_ID", "PREDICTOR_ID", "SELDON_DEPLOYMENT_ID",
-                                "MLSERVER_MODEL_URI", "PREDICTOR_LABELS")} == {
-        "PREDICTIVE_UNIT_SERVICE_PORT": "9000", "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": "9000",
-        "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": "9500", "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": "6000",
-        "PREDICTIVE_UNIT_ID": "classifier", "PREDICTOR_ID": "default", "SELDON_DEPLOYMENT_ID": FULLNAME,
-        "MLSERVER_MODEL_URI": "/mnt/models", "PREDICTOR_LABELS": '{"version":"default"}'}
-    assert [(p["name"], p["containerPort"]) for p in model["ports"]] == [("metrics", 6000), ("http", 9000),
-                                                                        ("grpc", 9500)]
+    assert list(env)[:7] == [
+        "GUNICORN_WORKERS",
+        "GUNICORN_THREADS",
+        "TORCH_THREADS",
+        "MNIST_PRECISION",
+        "GRPC_WORKERS",
+        "MODEL_SHA256",
+        "MODEL_URI",
+    ]
+    assert {
+        k: env[k]
+        for k in (
+            "PREDICTIVE_UNIT_SERVICE_PORT",
+            "PREDICTIVE_UNIT_HTTP_SERVICE_PORT",
+            "PREDICTIVE_UNIT_GRPC_SERVICE_PORT",
+            "PREDICTIVE_UNIT_METRICS_SERVICE_PORT",
+            "PREDICTIVE_UNIT_ID",
+            "PREDICTOR_ID",
+            "SELDON_DEPLOYMENT_ID",
+            "MLSERVER_MODEL_URI",
+            "PREDICTOR_LABELS",
+        )
+    } == {
+        "PREDICTIVE_UNIT_SERVICE_PORT": "9000",
+        "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": "9000",
+        "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": "9500",
+        "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": "6000",
+        "PREDICTIVE_UNIT_ID": "classifier",
+        "PREDICTOR_ID": "default",
+        "SELDON_DEPLOYMENT_ID": FULLNAME,
+        "MLSERVER_MODEL_URI": "/mnt/models",
+        "PREDICTOR_LABELS": '{"version":"default"}',
+    }
+    assert [(p["name"], p["containerPort"]) for p in model["ports"]] == [
+        ("metrics", 6000),
+        ("http", 9000),
+        ("grpc", 9500),
+    ]
     # Our HTTP probes are kept; the operator adds its preStop and the podinfo downward API.
     assert model["readinessProbe"]["httpGet"] == {"path": "/health/status", "port": 9000}
     assert model["lifecycle"] == {"preStop": {"exec": {"command": ["/bin/sh", "-c", "/bin/sleep 10"]}}}
@@ -93,36 +121,46 @@ def test_without_the_declaration_the_operator_injects_its_own_initializer():
         c["volumeMounts"] = [m for m in c["volumeMounts"] if m["mountPath"] != "/mnt/models"]
     (pod,) = predictor_pods(sdep, NAMESPACE)
     (init,) = pod.manifest["spec"]["initContainers"]
-    assert init["name"] == "classifier-model-initializer" and init["image"] == "seldonio/rclone-storage-initializer:1.17.1"
+    assert (
+        init["name"] == "classifier-model-initializer" and init["image"] == "seldonio/rclone-storage-initializer:1.17.1"
+    )
     assert init["args"] == ["s3://models/mnist/v1", "/mnt/models"]
     assert init["envFrom"] == [{"secretRef": {"name": f"{FULLNAME}-storage"}}]
     assert "securityContext" not in init  # why the chart declares it
     model = pod.manifest["spec"]["containers"][0]
-    assert {"name": "classifier-provision-location", "mountPath": "/mnt/models", "readOnly": True} in model["volumeMounts"]
+    assert {"name": "classifier-provision-location", "mountPath": "/mnt/models", "readOnly": True} in model[
+        "volumeMounts"
+    ]
 
 
 def test_an_injected_pvc_initializer_reads_the_claim_at_mnt_pvc():
     sdep = _sdep({"model": {"uri": "pvc://claim/models/m1"}})
     spec = sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]
     spec.pop("initContainers")
-    spec["volumes"] = [v for v in spec["volumes"] if v["name"] not in ("classifier-provision-location",
-                                                                         "kfserving-pvc-source")]
+    spec["volumes"] = [
+        v for v in spec["volumes"] if v["name"] not in ("classifier-provision-location", "kfserving-pvc-source")
+    ]
     (pod,) = predictor_pods(sdep, NAMESPACE)
     (init,) = pod.manifest["spec"]["initContainers"]
     assert init["args"] == ["/mnt/pvc/models/m1", "/mnt/models"]
     assert by_name(pod.manifest["spec"]["volumes"])["kfserving-pvc-source"] == {
-        "name": "kfserving-pvc-source", "persistentVolumeClaim": {"claimName": "claim"}}
+        "name": "kfserving-pvc-source",
+        "persistentVolumeClaim": {"claimName": "claim"},
+    }
 
 
 def test_services_follow_the_executor_switch():
     predictor = pods(S3)["predictor"]
     assert {s.name: s.ports for s in predictor.services} == {
         f"{FULLNAME}-default-classifier": {"http": (9000, 9000), "grpc": (9500, 9500)},
-        f"{FULLNAME}-default": {"http": (9000, 9000), "grpc": (9500, 9500)}}
+        f"{FULLNAME}-default": {"http": (9000, 9000), "grpc": (9500, 9500)},
+    }
     assert predictor.services[1].dns_names()[2] == f"{FULLNAME}-default.{NAMESPACE}.svc"
     with_engine = pods({**S3, "serving": {"executor": {"enabled": True}}})["predictor"]
     assert {s.name: s.ports for s in with_engine.services}[f"{FULLNAME}-default"] == {
-        "http": (8000, 8000), "grpc": (5001, 5001)}
+        "http": (8000, 8000),
+        "grpc": (5001, 5001),
+    }
     engine = by_name(with_engine.manifest["spec"]["containers"])[ENGINE_CONTAINER]
     assert engine["image"] == "docker.io/seldonio/seldon-core-executor:1.17.1"
     assert engine["securityContext"] == {"runAsUser": 8888, "allowPrivilegeEscalation": False}

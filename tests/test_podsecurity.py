@@ -13,14 +13,20 @@ from tests.chart.helpers import CI_VALUES, NAMESPACE, find_helm, template
 
 pytestmark = pytest.mark.skipif(find_helm() is None, reason="no helm binary (run scripts/fetch-tools.sh)")
 
-S3 = {"model": {"uri": "s3://models/mnist/v1"},
-      "storage": {"credentials": {"access_key_id": "AK", "secret_access_key": "SK"}}}
+S3 = {
+    "model": {"uri": "s3://models/mnist/v1"},
+    "storage": {"credentials": {"access_key_id": "AK", "secret_access_key": "SK"}},
+}
 
 
 def release_pods(values=None, files=()):
-    return cluster_pods(template(values={**(values or {}), "training": {**(values or {}).get("training", {}),
-                                                                        "enabled": True}}, values_files=files),
-                        NAMESPACE)
+    return cluster_pods(
+        template(
+            values={**(values or {}), "training": {**(values or {}).get("training", {}), "enabled": True}},
+            values_files=files,
+        ),
+        NAMESPACE,
+    )
 
 
 VARIANTS = {"defaults": (S3, ()), **{p.stem: (None, (p,)) for p in CI_VALUES}}
@@ -40,9 +46,13 @@ def test_with_the_executor_the_pod_meets_baseline_because_of_the_executor_alone(
     assert podsecurity.level(predictor) == "baseline"
     violations = podsecurity.check(predictor)
     assert [(v.profile, v.control, v.where) for v in violations] == [
-        ("restricted", "Capabilities", f"container {ENGINE_CONTAINER}")]
+        ("restricted", "Capabilities", f"container {ENGINE_CONTAINER}")
+    ]
     assert podsecurity.container_levels(predictor) == {
-        "classifier-model-initializer": "restricted", "classifier": "restricted", ENGINE_CONTAINER: "baseline"}
+        "classifier-model-initializer": "restricted",
+        "classifier": "restricted",
+        ENGINE_CONTAINER: "baseline",
+    }
     assert podsecurity.level(pods["training"].manifest) == "restricted"
 
 
@@ -52,22 +62,36 @@ def test_the_initializer_the_operator_would_inject_fails_restricted():
     spec = sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]
     spec.pop("initContainers")
     spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "classifier-provision-location"]
-    spec["containers"][0]["volumeMounts"] = [m for m in spec["containers"][0]["volumeMounts"]
-                                             if m["mountPath"] != "/mnt/models"]
+    spec["containers"][0]["volumeMounts"] = [
+        m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] != "/mnt/models"
+    ]
     (pod,) = [p for p in cluster_pods(objects, NAMESPACE) if p.role == "predictor"]
-    controls = {v.control for v in podsecurity.check(pod.manifest)
-                if v.where == "container classifier-model-initializer"}
+    controls = {
+        v.control for v in podsecurity.check(pod.manifest) if v.where == "container classifier-model-initializer"
+    }
     assert controls == {"Privilege Escalation", "Capabilities"}
 
 
 # --- each row of the table catches what it names ------------------------------------------------
 
+
 def _clean() -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "annotations": {}}, "spec": {
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{"name": "c", "image": "i", "securityContext": {
-            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
-        "volumes": [{"name": "v", "emptyDir": {}}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "annotations": {}},
+        "spec": {
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "i",
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+            "volumes": [{"name": "v", "emptyDir": {}}],
+        },
+    }
 
 
 def _c(pod):
@@ -80,14 +104,21 @@ BREAKS = {
     ("baseline", "Privileged Containers"): lambda p: _c(p).update(privileged=True),
     ("baseline", "Capabilities"): lambda p: _c(p)["capabilities"].update(add=["SYS_ADMIN"]),
     ("baseline", "HostPath Volumes"): lambda p: p["spec"]["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
-    ("baseline", "Host Ports"): lambda p: p["spec"]["containers"][0].update(ports=[{"containerPort": 80, "hostPort": 80}]),
+    ("baseline", "Host Ports"): lambda p: p["spec"]["containers"][0].update(
+        ports=[{"containerPort": 80, "hostPort": 80}]
+    ),
     ("baseline", "AppArmor"): lambda p: p["metadata"]["annotations"].update(
-        {"container.apparmor.security.beta.kubernetes.io/c": "unconfined"}),
+        {"container.apparmor.security.beta.kubernetes.io/c": "unconfined"}
+    ),
     ("baseline", "SELinux"): lambda p: _c(p).update(seLinuxOptions={"type": "spc_t"}),
     ("baseline", "/proc Mount Type"): lambda p: _c(p).update(procMount="Unmasked"),
     ("baseline", "Seccomp"): lambda p: _c(p).update(seccompProfile={"type": "Unconfined"}),
-    ("baseline", "Sysctls"): lambda p: p["spec"]["securityContext"].update(sysctls=[{"name": "kernel.msgmax", "value": "1"}]),
-    ("restricted", "Volume Types"): lambda p: p["spec"]["volumes"].append({"name": "n", "nfs": {"server": "s", "path": "/"}}),
+    ("baseline", "Sysctls"): lambda p: p["spec"]["securityContext"].update(
+        sysctls=[{"name": "kernel.msgmax", "value": "1"}]
+    ),
+    ("restricted", "Volume Types"): lambda p: p["spec"]["volumes"].append(
+        {"name": "n", "nfs": {"server": "s", "path": "/"}}
+    ),
     ("restricted", "Privilege Escalation"): lambda p: _c(p).pop("allowPrivilegeEscalation"),
     ("restricted", "Running as Non-root"): lambda p: _c(p).update(runAsNonRoot=False),
     ("restricted", "Running as Non-root user"): lambda p: _c(p).update(runAsUser=0),

@@ -53,10 +53,17 @@ def test_readme_commands_on_a_fresh_clone(tmp_path):
         p = subprocess.run(["bash", "-c", main], cwd=clone, env=env, capture_output=True, text=True, timeout=1500)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
         assert "predicted 7" in p.stderr and "/api/v1.0/predictions" in p.stdout
-        p = subprocess.run(["bash", "-c", f"{tests} tests/test_spec.py -q"], cwd=clone, env=env,
-                           capture_output=True, text=True, timeout=900)  # fmt: skip
+        p = subprocess.run(
+            ["bash", "-c", f"{tests} tests/test_spec.py -q"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
         assert re.search(r"\d+ passed", p.stdout)
     finally:
-        subprocess.run([str(clone / ".venv" / "bin" / "mlctl"), "delete", "spec/mnist.yaml"], cwd=clone,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [str(clone / ".venv" / "bin" / "mlctl"), "delete", "spec/mnist.yaml"], cwd=clone, capture_output=True
+        )

@@ -8,15 +8,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlctl.errors import UsageError
 from mlctl.render import build_values, dump, write_private
 from mlctl.secrets import Secrets, placeholders, resolve_secrets
-from mlctl.errors import UsageError
 from mlctl.spec import load_spec
-
 from tests.helpers import REPO
 
 SPEC = REPO / "spec" / "mnist.yaml"
-CREDS = {"REGISTRY_PASSWORD": "reg-pw-5f1e", "MLCTL_S3_ACCESS_KEY_ID": "AKIA-77x", "MLCTL_S3_SECRET_ACCESS_KEY": "s3cr3t-9q"}
+CREDS = {
+    "REGISTRY_PASSWORD": "reg-pw-5f1e",
+    "MLCTL_S3_ACCESS_KEY_ID": "AKIA-77x",
+    "MLCTL_S3_SECRET_ACCESS_KEY": "s3cr3t-9q",
+}
 
 
 def test_values_carry_no_secret_unless_given(monkeypatch):

@@ -89,8 +89,9 @@ def specs(draw) -> dict:
 @given(raw=specs(), train_job=st.booleans())
 def test_every_valid_spec_renders_valid_objects(raw, train_job, credentials_in_env):
     spec = Spec.model_validate(raw)
-    values = build_values(spec, resolve_secrets(spec), model_sha256="ab" * 32, training_hash="cd" * 32,
-                          train_job=train_job)  # fmt: skip
+    values = build_values(
+        spec, resolve_secrets(spec), model_sha256="ab" * 32, training_hash="cd" * 32, train_job=train_job
+    )
     with private_values_file(values) as file:  # what users get: mlctl's own YAML dump
         objects = template(values_files=[file], release=spec.kubernetes.release)
     validate_all(objects)

@@ -13,23 +13,33 @@ from tests.helpers import REPO
 
 
 def test_the_environment_round_trips():
-    changed = ServingSettings(precision="float32", torch_threads=3, workers=4, grpc_workers=0,
-                              skip_empty_metric_updates=False, model_sha256="ab" * 32)
+    changed = ServingSettings(
+        precision="float32",
+        torch_threads=3,
+        workers=4,
+        grpc_workers=0,
+        skip_empty_metric_updates=False,
+        model_sha256="ab" * 32,
+    )
     for settings in (DEFAULTS, changed):
         assert ServingSettings.from_env(settings.to_env()) == settings
     assert ServingSettings.from_env({}) == DEFAULTS
-    assert ServingSettings.from_env({"MNIST_PRECISION": " Float32 ", "MODEL_SHA256": "AB" * 32}) == \
-        ServingSettings(precision="float32", model_sha256="ab" * 32)
+    assert ServingSettings.from_env({"MNIST_PRECISION": " Float32 ", "MODEL_SHA256": "AB" * 32}) == ServingSettings(
+        precision="float32", model_sha256="ab" * 32
+    )
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"MNIST_PRECISION": "fp16"}, "MNIST_PRECISION='fp16': expected one of int8, float32"),
-    ({"TORCH_THREADS": "0"}, "TORCH_THREADS='0': expected a whole number ≥ 1"),
-    ({"GUNICORN_WORKERS": "two"}, "GUNICORN_WORKERS='two': expected a whole number"),
-    ({"MODEL_SHA256": "abc"}, "MODEL_SHA256='abc': expected 64 hex digits"),
-    ({"MNIST_SKIP_EMPTY_METRIC_UPDATES": "yes"}, "expected 0 or 1"),
-    ({"MNIST_METRICS_FLUSH_S": "-1"}, "MNIST_METRICS_FLUSH_S='-1': expected a number ≥ 0"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"MNIST_PRECISION": "fp16"}, "MNIST_PRECISION='fp16': expected one of int8, float32"),
+        ({"TORCH_THREADS": "0"}, "TORCH_THREADS='0': expected a whole number ≥ 1"),
+        ({"GUNICORN_WORKERS": "two"}, "GUNICORN_WORKERS='two': expected a whole number"),
+        ({"MODEL_SHA256": "abc"}, "MODEL_SHA256='abc': expected 64 hex digits"),
+        ({"MNIST_SKIP_EMPTY_METRIC_UPDATES": "yes"}, "expected 0 or 1"),
+        ({"MNIST_METRICS_FLUSH_S": "-1"}, "MNIST_METRICS_FLUSH_S='-1': expected a number ≥ 0"),
+    ],
+)
 def test_a_bad_value_names_its_variable(env, message):
     with pytest.raises(SettingsError, match=re.escape(message)):
         ServingSettings.from_env(env)
@@ -50,8 +60,9 @@ def test_the_serving_image_sets_the_defaults():
     set_here = {k: v for k, v in env.items() if k in expected}
     assert set_here == {k: expected[k] for k in set_here}
     # The ones a pod's behaviour hangs on are set there explicitly, not left to the wrapper.
-    assert {env_name(s) for s in ("workers", "threads", "torch_threads", "precision", "grpc_workers",
-                                  "model_uri")} <= set(set_here)
+    assert {
+        env_name(s) for s in ("workers", "threads", "torch_threads", "precision", "grpc_workers", "model_uri")
+    } <= set(set_here)
 
 
 @pytest.mark.skipif(find_helm() is None, reason="no helm binary (run scripts/fetch-tools.sh)")

@@ -11,7 +11,6 @@ import yaml
 
 from mlctl.errors import SpecError, UsageError
 from mlctl.spec import Spec, load_spec, spec_json_schema
-
 from tests.helpers import REPO
 
 CASES = sorted((REPO / "tests" / "data" / "specs").glob("*.yaml"))
@@ -117,8 +116,10 @@ def test_training_hash_changes_with_hyperparameters_only(tmp_path: Path):
 
 def test_anchors_and_merge_keys_still_share_settings(tmp_path: Path):
     file = tmp_path / "s.yaml"
-    file.write_text("apiVersion: mlctl/v1\nserving:\n  resources: &res {requests: {cpu: '1', memory: 1Gi}}\n"
-                    "training:\n  <<: {epochs: 2}\n  runner: {kind: kubernetes, resources: *res}\n")
+    file.write_text(
+        "apiVersion: mlctl/v1\nserving:\n  resources: &res {requests: {cpu: '1', memory: 1Gi}}\n"
+        "training:\n  <<: {epochs: 2}\n  runner: {kind: kubernetes, resources: *res}\n"
+    )
     spec = load_spec(file)
     assert spec.training.epochs == 2
     assert spec.training.runner.resources == spec.serving.resources

@@ -1,7 +1,6 @@
 """docs/spec-reference.md is generated from the spec models; it must not drift from them."""
 
 from mlctl.specdoc import generate
-
 from tests.helpers import REPO
 
 

@@ -67,8 +67,13 @@ def _major(binary: str) -> int | None:
 def helm_binaries() -> dict[str, str]:
     """{"helm4": path, "helm3": path} for each real helm found; either may be missing."""
     found: dict[str, str] = {}
-    candidates = [shutil.which("helm"), str(REPO / ".mlctl/bin/helm"), os.environ.get("HELM3"),
-                  str(REPO / ".mlctl/bin/helm3"), shutil.which("helm3")]
+    candidates = [
+        shutil.which("helm"),
+        str(REPO / ".mlctl/bin/helm"),
+        os.environ.get("HELM3"),
+        str(REPO / ".mlctl/bin/helm3"),
+        shutil.which("helm3"),
+    ]
     for path in candidates:
         if not path or not os.access(path, os.X_OK):
             continue
@@ -84,8 +89,13 @@ def find_helm() -> str | None:
     return binaries.get("helm4") or binaries.get("helm3")
 
 
-def run_helm(helm: str, *args: str, values: Mapping[str, Any] | None = None,
-             values_files: Iterable[Path] = (), timeout: float = 120) -> str:
+def run_helm(
+    helm: str,
+    *args: str,
+    values: Mapping[str, Any] | None = None,
+    values_files: Iterable[Path] = (),
+    timeout: float = 120,
+) -> str:
     """Run helm with optional values (a dict, passed as a 0600 file) and return stdout."""
     with tempfile.TemporaryDirectory(prefix="mnist-seldon-test-") as tmp:
         files = [str(f) for f in values_files]
@@ -101,26 +111,49 @@ def run_helm(helm: str, *args: str, values: Mapping[str, Any] | None = None,
     return p.stdout
 
 
-def template_text(values: Mapping[str, Any] | None = None, values_files: Iterable[Path] = (),
-                  helm: str | None = None, release: str = RELEASE, namespace: str = NAMESPACE,
-                  extra_args: Sequence[str] = ()) -> str:
+def template_text(
+    values: Mapping[str, Any] | None = None,
+    values_files: Iterable[Path] = (),
+    helm: str | None = None,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    extra_args: Sequence[str] = (),
+) -> str:
     helm = helm or find_helm()
     if helm is None:
         raise RuntimeError("no helm binary found (PATH, .mlctl/bin/helm, .mlctl/bin/helm3)")
-    return run_helm(helm, "template", release, str(CHART), "--namespace", namespace, *extra_args,
-                    values=values, values_files=values_files)
+    return run_helm(
+        helm,
+        "template",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        *extra_args,
+        values=values,
+        values_files=values_files,
+    )
 
 
-def template(values: Mapping[str, Any] | None = None, values_files: Iterable[Path] = (),
-             helm: str | None = None, release: str = RELEASE, namespace: str = NAMESPACE,
-             extra_args: Sequence[str] = ()) -> list[dict]:
+def template(
+    values: Mapping[str, Any] | None = None,
+    values_files: Iterable[Path] = (),
+    helm: str | None = None,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    extra_args: Sequence[str] = (),
+) -> list[dict]:
     """Render the chart and return its objects (test hooks included), in helm's order."""
     text = template_text(values, values_files, helm, release, namespace, extra_args)
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def template_error(values: Mapping[str, Any] | None = None, values_files: Iterable[Path] = (),
-                   helm: str | None = None, release: str = RELEASE) -> str:
+def template_error(
+    values: Mapping[str, Any] | None = None,
+    values_files: Iterable[Path] = (),
+    helm: str | None = None,
+    release: str = RELEASE,
+) -> str:
     """The stderr of a `helm template` that must fail; AssertionError when it renders."""
     try:
         template_text(values, values_files, helm, release)
@@ -129,8 +162,7 @@ def template_error(values: Mapping[str, Any] | None = None, values_files: Iterab
     raise AssertionError(f"helm template rendered although it should have failed: values={values}")
 
 
-def lint(values: Mapping[str, Any] | None = None, values_files: Iterable[Path] = (),
-         helm: str | None = None) -> str:
+def lint(values: Mapping[str, Any] | None = None, values_files: Iterable[Path] = (), helm: str | None = None) -> str:
     helm = helm or find_helm()
     assert helm, "no helm binary"
     return run_helm(helm, "lint", "--strict", str(CHART), values=values, values_files=values_files)
@@ -163,13 +195,17 @@ def load_yaml(path: Path) -> Any:
 
 # --- validation -------------------------------------------------------------------------------
 
+
 def _strict(schema: Any) -> Any:
     """Forbid unknown fields wherever an object schema lists its properties and does not opt out,
     as the API server's strict field validation does (plain CRD schemas only prune them)."""
     if isinstance(schema, dict):
         out = {k: _strict(v) for k, v in schema.items()}
-        if ("properties" in out and "additionalProperties" not in out
-                and not out.get("x-kubernetes-preserve-unknown-fields")):
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
             out["additionalProperties"] = False
         return out
     if isinstance(schema, list):
@@ -193,7 +229,8 @@ def validate_object(obj: dict, k8s_version: str = K8S_VERSION) -> None:
         errors = sorted(seldon_validator().iter_errors(obj), key=lambda e: list(e.absolute_path))
         if errors:
             raise jsonschema.ValidationError(
-                "; ".join(f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors))
+                "; ".join(f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+            )
         return
     kubernetes_validate.validate(obj, k8s_version, strict=True)
 
@@ -208,8 +245,10 @@ def validate_all(objects: Iterable[dict], k8s_version: str = K8S_VERSION) -> Non
 
 # --- values and schema ------------------------------------------------------------------------
 
-def values_schema_paths(values: Mapping[str, Any], schema: Mapping[str, Any],
-                        prefix: str = "") -> tuple[set[str], list[str]]:
+
+def values_schema_paths(
+    values: Mapping[str, Any], schema: Mapping[str, Any], prefix: str = ""
+) -> tuple[set[str], list[str]]:
     """Walk values.yaml and the schema together. Returns the documented leaves (where the schema
     stops declaring properties: a scalar, a list or a free-form map) and the mismatches: keys in
     the values the schema does not declare, and declared keys a non-empty values map lacks."""

@@ -9,8 +9,18 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from tests.chart.helpers import (CI_VALUES, HelmFailed, find, helm_binaries, lint, one, template, template_text,
-                                 validate_all, validate_object)
+from tests.chart.helpers import (
+    CI_VALUES,
+    HelmFailed,
+    find,
+    helm_binaries,
+    lint,
+    one,
+    template,
+    template_text,
+    validate_all,
+    validate_object,
+)
 
 # The defaults need exactly one value; a pvc:// uri needs no credentials.
 DEFAULTS = {"model": {"uri": "pvc://mnist-models/mnist/v1"}}
@@ -18,13 +28,18 @@ VARIANTS = [pytest.param(None, id="defaults")] + [pytest.param(p, id=p.stem) for
 
 
 def _args(variant):
-    return ({"values": DEFAULTS} if variant is None else {"values_files": [variant]})
+    return {"values": DEFAULTS} if variant is None else {"values_files": [variant]}
 
 
 def test_ci_variants_exist():
     names = {p.stem for p in CI_VALUES}
-    assert {"existing-secrets-values", "pvc-values", "autoscaling-values", "train-gpu-values",
-            "train-pvc-values"} <= names
+    assert {
+        "existing-secrets-values",
+        "pvc-values",
+        "autoscaling-values",
+        "train-gpu-values",
+        "train-pvc-values",
+    } <= names
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -45,8 +60,9 @@ def test_helm3_and_helm4_render_the_same(helm, variant):
     binaries = helm_binaries()
     if len(binaries) < 2:
         pytest.skip("needs both Helm 3 and Helm 4")
-    assert template_text(helm=binaries["helm3"], **_args(variant)) == \
-        template_text(helm=binaries["helm4"], **_args(variant))
+    assert template_text(helm=binaries["helm3"], **_args(variant)) == template_text(
+        helm=binaries["helm4"], **_args(variant)
+    )
 
 
 def test_strict_validation_rejects_unknown_fields(helm, seldon_schema):

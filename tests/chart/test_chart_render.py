@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.helpers import (CHART, NAMESPACE, RELEASE, find, helm_binaries, load_yaml, one, run_helm,
-                                 template)
+from tests.chart.helpers import CHART, NAMESPACE, RELEASE, find, helm_binaries, load_yaml, one, run_helm, template
 
 CI = CHART / "ci"
 FULLNAME = f"{RELEASE}-mnist-seldon"
-S3 = {"model": {"uri": "s3://models/mnist/v1"},
-      "storage": {"credentials": {"access_key_id": "AK", "secret_access_key": "SK"}}}
+S3 = {
+    "model": {"uri": "s3://models/mnist/v1"},
+    "storage": {"credentials": {"access_key_id": "AK", "secret_access_key": "SK"}},
+}
 APP_VERSION = load_yaml(CHART / "Chart.yaml")["appVersion"]
 
 
@@ -41,6 +42,7 @@ def secret_data(secret):
 
 # --- the SeldonDeployment ---------------------------------------------------------------------
 
+
 def test_seldondeployment_shape(helm):
     objects = render(helm, ci="default")
     sdep = one(objects, "SeldonDeployment")
@@ -50,24 +52,47 @@ def test_seldondeployment_shape(helm):
     assert sdep["spec"]["annotations"] == {"seldon.io/rest-timeout": "5000"}
     p = predictor(objects)
     assert p["name"] == "default" and p["replicas"] == 1
-    assert p["graph"] == {"name": "classifier", "type": "MODEL", "modelUri": "s3://models/mnist/v1",
-                          "envSecretRefName": f"{FULLNAME}-storage", "children": []}
+    assert p["graph"] == {
+        "name": "classifier",
+        "type": "MODEL",
+        "modelUri": "s3://models/mnist/v1",
+        "envSecretRefName": f"{FULLNAME}-storage",
+        "children": [],
+    }
     c = model_container(objects)
     # The operator finds the container to mount /mnt/models into by the graph node's name.
     assert c["name"] == p["graph"]["name"]
     assert c["image"] == f"ghcr.io/example/mnist-seldon:{APP_VERSION}"
     env = {e["name"]: e["value"] for e in c["env"]}
-    assert env == {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "1", "TORCH_THREADS": "1", "MNIST_PRECISION": "int8",
-                   "GRPC_WORKERS": "1", "MODEL_URI": "/mnt/models",
-                   "MODEL_SHA256": "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"}
+    assert env == {
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": "1",
+        "TORCH_THREADS": "1",
+        "MNIST_PRECISION": "int8",
+        "GRPC_WORKERS": "1",
+        "MODEL_URI": "/mnt/models",
+        "MODEL_SHA256": "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8",
+    }
     assert component(objects)["metadata"]["annotations"]["mlctl.io/model-sha256"] == env["MODEL_SHA256"]
     assert c["resources"] == {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
 
 
 def test_serving_knobs_reach_env_and_annotations(helm):
-    objects = render(helm, {**S3, "serving": {"workers": 4, "threads": 3, "torchThreads": 2, "precision": "float32",
-                                              "restTimeoutMs": 12000,
-                                              "image": {"tag": "sha-abc"}, "podAnnotations": {"a.io/b": "c"}}})
+    objects = render(
+        helm,
+        {
+            **S3,
+            "serving": {
+                "workers": 4,
+                "threads": 3,
+                "torchThreads": 2,
+                "precision": "float32",
+                "restTimeoutMs": 12000,
+                "image": {"tag": "sha-abc"},
+                "podAnnotations": {"a.io/b": "c"},
+            },
+        },
+    )
     env = {e["name"]: e["value"] for e in model_container(objects)["env"]}
     assert (env["GUNICORN_WORKERS"], env["GUNICORN_THREADS"], env["TORCH_THREADS"]) == ("4", "3", "2")
     assert env["MNIST_PRECISION"] == "float32"
@@ -78,8 +103,11 @@ def test_serving_knobs_reach_env_and_annotations(helm):
 
 def test_security_contexts_are_restricted(helm):
     objects = render(helm, ci="train-gpu")
-    pod_specs = [component(objects)["spec"], one(objects, "Job")["spec"]["template"]["spec"],
-                 one(objects, "Pod")["spec"]]
+    pod_specs = [
+        component(objects)["spec"],
+        one(objects, "Job")["spec"]["template"]["spec"],
+        one(objects, "Pod")["spec"],
+    ]
     for spec in pod_specs:
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -107,8 +135,10 @@ def test_replicas_without_autoscaling_and_hpa_spec_with_it(helm):
     objects = render(helm, ci="autoscaling")
     assert "replicas" not in predictor(objects)  # the HPA owns the count
     assert component(objects)["hpaSpec"] == {
-        "minReplicas": 2, "maxReplicas": 8,
-        "metrics": [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 60}}]}
+        "minReplicas": 2,
+        "maxReplicas": 8,
+        "metrics": [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 60}}],
+    }
 
 
 def test_node_selector_and_tolerations(helm):
@@ -119,6 +149,7 @@ def test_node_selector_and_tolerations(helm):
 
 
 # --- Secrets ----------------------------------------------------------------------------------
+
 
 def test_no_pull_secret_by_default(helm):
     objects = render(helm, ci="default")
@@ -134,7 +165,11 @@ def test_registry_secret_is_a_valid_dockerconfigjson(helm):
     config = json.loads(secret_data(secret)[".dockerconfigjson"])
     entry = config["auths"]["ghcr.io"]
     assert base64.b64decode(entry["auth"]).decode() == "mlctl-bot:ghp_notarealtoken"
-    assert (entry["username"], entry["password"], entry["email"]) == ("mlctl-bot", "ghp_notarealtoken", "bot@example.com")
+    assert (entry["username"], entry["password"], entry["email"]) == (
+        "mlctl-bot",
+        "ghp_notarealtoken",
+        "bot@example.com",
+    )
     assert component(objects)["spec"]["imagePullSecrets"] == [{"name": f"{FULLNAME}-registry"}]
 
 
@@ -151,10 +186,14 @@ def test_storage_secret_keys(helm):
     objects = render(helm, ci="default")
     data = secret_data(one(objects, "Secret", "-storage"))
     # Empty options (region) are left out; names are RCLONE_CONFIG_<REMOTE>_<KEY>.
-    assert data == {"RCLONE_CONFIG_S3_TYPE": "s3", "RCLONE_CONFIG_S3_PROVIDER": "Minio",
-                    "RCLONE_CONFIG_S3_ENDPOINT": "http://minio.minio.svc:9000",
-                    "RCLONE_CONFIG_S3_ENV_AUTH": "false",
-                    "RCLONE_CONFIG_S3_ACCESS_KEY_ID": "minio", "RCLONE_CONFIG_S3_SECRET_ACCESS_KEY": "minio123"}
+    assert data == {
+        "RCLONE_CONFIG_S3_TYPE": "s3",
+        "RCLONE_CONFIG_S3_PROVIDER": "Minio",
+        "RCLONE_CONFIG_S3_ENDPOINT": "http://minio.minio.svc:9000",
+        "RCLONE_CONFIG_S3_ENV_AUTH": "false",
+        "RCLONE_CONFIG_S3_ACCESS_KEY_ID": "minio",
+        "RCLONE_CONFIG_S3_SECRET_ACCESS_KEY": "minio123",
+    }
 
 
 def test_storage_secret_follows_the_remote_and_extra_options(helm):
@@ -162,10 +201,21 @@ def test_storage_secret_follows_the_remote_and_extra_options(helm):
     data = secret_data(one(objects, "Secret", "-storage"))
     # Seldon's initializer image presets RCLONE_CONFIG_GS_ANONYMOUS=true: without the override
     # workload identity would download anonymously (and get 401/403).
-    assert data == {"RCLONE_CONFIG_GS_TYPE": "google cloud storage", "RCLONE_CONFIG_GS_ENV_AUTH": "true",
-                    "RCLONE_CONFIG_GS_ANONYMOUS": "false"}
-    public = render(helm, {"model": {"uri": "gs://public/m"}, "storage": {"remote": "gs", "config": {
-        "type": "google cloud storage", "provider": "", "env_auth": "true", "anonymous": "true"}}})
+    assert data == {
+        "RCLONE_CONFIG_GS_TYPE": "google cloud storage",
+        "RCLONE_CONFIG_GS_ENV_AUTH": "true",
+        "RCLONE_CONFIG_GS_ANONYMOUS": "false",
+    }
+    public = render(
+        helm,
+        {
+            "model": {"uri": "gs://public/m"},
+            "storage": {
+                "remote": "gs",
+                "config": {"type": "google cloud storage", "provider": "", "env_auth": "true", "anonymous": "true"},
+            },
+        },
+    )
     assert secret_data(one(public, "Secret", "-storage"))["RCLONE_CONFIG_GS_ANONYMOUS"] == "true"
     objects = render(helm, {**S3, "storage": {**S3["storage"], "config": {"acl": "private"}}})
     assert secret_data(one(objects, "Secret", "-storage"))["RCLONE_CONFIG_S3_ACL"] == "private"
@@ -189,14 +239,16 @@ def test_checksums_follow_secret_data_only(helm):
     assert reg and sto
     new_password = _checksums(render(helm, {**base, "registry": {**base["registry"], "password": "p2"}}))
     assert new_password[0] != reg and new_password[1] == sto
-    new_key = _checksums(render(helm, {**base, "storage": {"credentials": {"access_key_id": "AK",
-                                                                           "secret_access_key": "SK2"}}}))
+    new_key = _checksums(
+        render(helm, {**base, "storage": {"credentials": {"access_key_id": "AK", "secret_access_key": "SK2"}}})
+    )
     assert new_key[0] == reg and new_key[1] != sto
     # Values outside the Secrets leave the checksums (and so the pods) alone.
     assert _checksums(render(helm, {**base, "serving": {"replicas": 3}, "nameOverride": "other"})) == (reg, sto)
 
 
 # --- the training Job -------------------------------------------------------------------------
+
 
 def _job_containers(job):
     spec = job["spec"]["template"]["spec"]
@@ -216,8 +268,19 @@ def test_training_job_on_object_storage_with_gpu(helm):
     assert train["command"] == ["python", "-m", "model.train"]
     # The chart alone gives the trainer its data and its output (it exited 2 on a missing
     # --data-dir before); the output is a folder *inside* the mount, which the writer can replace.
-    assert train["args"] == ["--data-dir", "/data", "--download", "--epochs", "1", "--limit-train", "10000",
-                             "--limit-test", "2000", "--out", "/out/model"]
+    assert train["args"] == [
+        "--data-dir",
+        "/data",
+        "--download",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "10000",
+        "--limit-test",
+        "2000",
+        "--out",
+        "/out/model",
+    ]
     mounts = {m["mountPath"]: m["name"] for m in train["volumeMounts"]}
     assert mounts == {"/tmp": "tmp", "/data": "data", "/out": "out"}
     assert train["resources"]["limits"] == {"cpu": "4", "memory": "8Gi", "nvidia.com/gpu": 1}
@@ -226,22 +289,31 @@ def test_training_job_on_object_storage_with_gpu(helm):
     assert upload["image"] == "seldonio/rclone-storage-initializer:1.17.1"
     # No --verbose: on top of the image's RCLONE_VERBOSE=1 it makes rclone log the secret keys.
     # Weights first, metadata last, one at a time: no half-uploaded folder the server would load.
-    assert upload["args"] == ["--transfers", "1", "--order-by", "name,descending", "/out/model",
-                              "s3:models/mnist/v2"]
+    assert upload["args"] == ["--transfers", "1", "--order-by", "name,descending", "/out/model", "s3:models/mnist/v2"]
     assert upload["envFrom"] == [{"secretRef": {"name": f"{FULLNAME}-storage"}}]
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["out"] == {"name": "out", "emptyDir": {}} and volumes["data"] == {"name": "data", "emptyDir": {}}
     assert spec["restartPolicy"] == "Never"
     assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
-    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"],
-            job["spec"]["ttlSecondsAfterFinished"]) == (0, 3600, 86400)
+    assert (
+        job["spec"]["backoffLimit"],
+        job["spec"]["activeDeadlineSeconds"],
+        job["spec"]["ttlSecondsAfterFinished"],
+    ) == (0, 3600, 86400)
 
 
 def test_training_job_mirrors_reach_the_trainer(helm):
     values = {**S3, "training": {"enabled": True, "data": {"mirrors": ["http://m1/", "https://m2/x/"]}}}
     train = _job_containers(one(render(helm, values), "Job"))[0]["train"]
-    assert train["args"][:7] == ["--data-dir", "/data", "--download", "--mirror", "http://m1/", "--mirror",
-                                 "https://m2/x/"]
+    assert train["args"][:7] == [
+        "--data-dir",
+        "/data",
+        "--download",
+        "--mirror",
+        "http://m1/",
+        "--mirror",
+        "https://m2/x/",
+    ]
 
 
 def test_training_job_into_a_claim(helm):
@@ -285,6 +357,7 @@ def test_training_job_name_changes_only_with_its_spec(helm):
 
 # --- the storage initializer, the executor, the ServiceAccount --------------------------------
 
+
 def _initializer(objects):
     (init,) = component(objects)["spec"]["initContainers"]
     return init
@@ -300,13 +373,22 @@ def test_storage_initializer_is_declared_hardened(helm):
     assert init["image"] == "seldonio/rclone-storage-initializer:1.17.1"
     assert init["args"] == ["s3://models/mnist/v1", "/mnt/models"]
     assert init["envFrom"] == [{"secretRef": {"name": f"{FULLNAME}-storage"}}]
-    assert init["securityContext"] == {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
-                                       "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    assert init["securityContext"] == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert {m["mountPath"]: m["name"] for m in init["volumeMounts"]} == {
-        "/mnt/models": "classifier-provision-location", "/tmp": "tmp"}
+        "/mnt/models": "classifier-provision-location",
+        "/tmp": "tmp",
+    }
     model_mounts = {m["mountPath"]: m for m in model_container(objects)["volumeMounts"]}
-    assert model_mounts["/mnt/models"] == {"name": "classifier-provision-location", "mountPath": "/mnt/models",
-                                           "readOnly": True}
+    assert model_mounts["/mnt/models"] == {
+        "name": "classifier-provision-location",
+        "mountPath": "/mnt/models",
+        "readOnly": True,
+    }
     assert {"name": "classifier-provision-location", "emptyDir": {}} in spec["volumes"]
 
 
@@ -316,8 +398,10 @@ def test_storage_initializer_reads_a_claim_as_the_operator_does(helm):
     assert init["args"] == ["/mnt/pvc/mnist/v1", "/mnt/models"]
     assert "envFrom" not in init
     assert {"name": "kfserving-pvc-source", "mountPath": "/mnt/pvc", "readOnly": True} in init["volumeMounts"]
-    assert {"name": "kfserving-pvc-source",
-            "persistentVolumeClaim": {"claimName": "mnist-models", "readOnly": True}} in spec["volumes"]
+    assert {
+        "name": "kfserving-pvc-source",
+        "persistentVolumeClaim": {"claimName": "mnist-models", "readOnly": True},
+    } in spec["volumes"]
 
 
 def test_initializer_names_are_cut_as_the_operator_cuts_them(helm):
@@ -347,8 +431,14 @@ def test_grpc_is_served_on_the_port_the_operator_declares(helm):
 
 
 def test_service_account_reaches_every_pod(helm):
-    objects = render(helm, {**S3, "serviceAccount": {"create": True, "annotations": {
-        "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}}, "training": {"enabled": True}})
+    objects = render(
+        helm,
+        {
+            **S3,
+            "serviceAccount": {"create": True, "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}},
+            "training": {"enabled": True},
+        },
+    )
     sa = one(objects, "ServiceAccount")
     assert sa["metadata"]["name"] == FULLNAME and sa["automountServiceAccountToken"] is False
     assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}
@@ -373,9 +463,18 @@ def test_network_policy_admits_only_the_serving_ports(helm):
         assert closed["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in closed["spec"]
     assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == [9000, 9500, 6000]
     assert "from" not in policy["spec"]["ingress"][0]
-    with_executor = one(render(helm, {**S3, "networkPolicy": {"enabled": True, "from": [{"podSelector": {}}]},
-                                      "serving": {"executor": {"enabled": True}, "grpc": False}}),
-                        "NetworkPolicy", f"{FULLNAME}")
+    with_executor = one(
+        render(
+            helm,
+            {
+                **S3,
+                "networkPolicy": {"enabled": True, "from": [{"podSelector": {}}]},
+                "serving": {"executor": {"enabled": True}, "grpc": False},
+            },
+        ),
+        "NetworkPolicy",
+        f"{FULLNAME}",
+    )
     assert [p["port"] for p in with_executor["spec"]["ingress"][0]["ports"]] == [9000, 6000, 8000, 5001]
     assert with_executor["spec"]["ingress"][0]["from"] == [{"podSelector": {}}]
 
@@ -388,20 +487,31 @@ def test_chart_upgrade_alone_leaves_the_pod_templates_alone(helm, tmp_path):
     chart = tmp_path / "mnist-seldon"
     shutil.copytree(CHART, chart)
     meta = (chart / "Chart.yaml").read_text()
-    (chart / "Chart.yaml").write_text(meta.replace("version: 0.2.0", "version: 9.9.9").replace(
-        'appVersion: "0.1.0"', 'appVersion: "9.9.9"'))
-    values = {**S3, "training": {"enabled": True}, "serving": {"image": {"tag": "t1"}},
-              "tests": {"image": {"tag": "3.11-slim"}}}
+    (chart / "Chart.yaml").write_text(
+        meta.replace("version: 0.2.0", "version: 9.9.9").replace('appVersion: "0.1.0"', 'appVersion: "9.9.9"')
+    )
+    values = {
+        **S3,
+        "training": {"enabled": True},
+        "serving": {"image": {"tag": "t1"}},
+        "tests": {"image": {"tag": "3.11-slim"}},
+    }
     values["training"]["image"] = {"tag": "t1"}
     old = template(values=values, helm=helm)
-    new = [doc for doc in __import__("yaml").safe_load_all(
-        run_helm(helm, "template", RELEASE, str(chart), "--namespace", NAMESPACE, values=values)) if doc]
+    new = [
+        doc
+        for doc in __import__("yaml").safe_load_all(
+            run_helm(helm, "template", RELEASE, str(chart), "--namespace", NAMESPACE, values=values)
+        )
+        if doc
+    ]
     assert one(new, "SeldonDeployment")["metadata"]["labels"]["helm.sh/chart"] == "mnist-seldon-9.9.9"
     assert component(new) == component(old)
     assert one(new, "Job")["spec"]["template"] == one(old, "Job")["spec"]["template"]
 
 
 # --- names, the helm test pod -----------------------------------------------------------------
+
 
 def test_long_release_names_are_cut_to_63(helm):
     objects = template(values={"model": {"uri": "pvc://m/p"}, "fullnameOverride": "x" * 55}, helm=helm)
@@ -436,8 +546,16 @@ def test_notes_tell_how_to_predict(ci):
     helm4 = helm_binaries().get("helm4")
     if helm4 is None:
         pytest.skip("NOTES.txt needs Helm 4 to render without a cluster")
-    notes = run_helm(helm4, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
-                     values_files=[CI / f"{ci}-values.yaml"])
+    notes = run_helm(
+        helm4,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        values_files=[CI / f"{ci}-values.yaml"],
+    )
     notes = notes.split("NOTES:", 1)[1]
     assert f"port-forward svc/{FULLNAME}-default 9000:9000" in notes
     assert "curl -s -F binData=@digit.png http://127.0.0.1:9000/api/v1.0/predictions" in notes
@@ -449,8 +567,11 @@ def test_notes_tell_how_to_predict(ci):
 
 # --- the Job's trainer arguments, read by the trainer's own parser ----------------------------
 
-JOB_VARIANTS = {"chart defaults": ({**S3, "training": {"enabled": True}}, None),
-                "train-gpu": (None, "train-gpu"), "train-pvc": (None, "train-pvc")}
+JOB_VARIANTS = {
+    "chart defaults": ({**S3, "training": {"enabled": True}}, None),
+    "train-gpu": (None, "train-gpu"),
+    "train-pvc": (None, "train-pvc"),
+}
 
 
 @pytest.mark.parametrize("variant", JOB_VARIANTS)

@@ -11,8 +11,8 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -48,6 +48,7 @@ def _fields(handler: http.server.BaseHTTPRequestHandler, body: bytes) -> dict[st
 
 class FakeSeldon(http.server.BaseHTTPRequestHandler):
     """Answers like the Seldon wrapper: scores for t:0…t:9 with the chosen digit highest."""
+
     answer_digit = LABEL
     answer_format = "ndarray"
     received: list[dict[str, bytes]] = []
@@ -100,10 +101,16 @@ def sample(helm, tmp_path_factory) -> Path:
 
 
 def run_check(sample: Path, url: str, attempts: int = 1) -> subprocess.CompletedProcess:
-    env = {"PREDICT_URL": url, "SAMPLE_PNG": str(sample / "digit.png"),
-           "SAMPLE_LABEL": str(sample / "digit.label"), "ATTEMPTS": str(attempts), "RETRY_SECONDS": "0"}
-    return subprocess.run([sys.executable, "-B", str(sample / "predict.py")], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        "PREDICT_URL": url,
+        "SAMPLE_PNG": str(sample / "digit.png"),
+        "SAMPLE_LABEL": str(sample / "digit.label"),
+        "ATTEMPTS": str(attempts),
+        "RETRY_SECONDS": "0",
+    }
+    return subprocess.run(
+        [sys.executable, "-B", str(sample / "predict.py")], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("fmt", ["ndarray", "tensor"])

@@ -8,8 +8,7 @@ import re
 import jsonschema
 import pytest
 
-from tests.chart.helpers import (CHART, CI_VALUES, deep_merge, load_yaml, template, template_error,
-                                 values_schema_paths)
+from tests.chart.helpers import CHART, CI_VALUES, deep_merge, load_yaml, template, template_error, values_schema_paths
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES = load_yaml(CHART / "values.yaml")
@@ -48,15 +47,24 @@ def test_the_values_model_and_the_schema_reject_the_same_values():
 
     from mlctl.values import ChartValues
 
-    for bad in ({"serving": {"workers": 0}}, {"model": {"name": "x" * 54}}, {"serving": {"replica": 1}},
-                {"serving": {"resources": {"limits": {"cpu": "two"}}}}, {"storage": {"config": {"Bad-Key": "x"}}},
-                {"training": {"ttlSecondsAfterFinished": -1}}, {"serving": {"workers": "2"}}):
+    for bad in (
+        {"serving": {"workers": 0}},
+        {"model": {"name": "x" * 54}},
+        {"serving": {"replica": 1}},
+        {"serving": {"resources": {"limits": {"cpu": "two"}}}},
+        {"storage": {"config": {"Bad-Key": "x"}}},
+        {"training": {"ttlSecondsAfterFinished": -1}},
+        {"serving": {"workers": "2"}},
+    ):
         with pytest.raises(ValidationError):
             ChartValues.model_validate(deep_merge(VALUES, bad))
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(deep_merge(VALUES, bad), SCHEMA, cls=jsonschema.Draft7Validator)
-    for good in ({"training": {"ttlSecondsAfterFinished": None}}, {"model": {"name": "x" * 53}},
-                 {"storage": {"config": {"type": "s3", "chunk_size": "8M"}}}):
+    for good in (
+        {"training": {"ttlSecondsAfterFinished": None}},
+        {"model": {"name": "x" * 53}},
+        {"storage": {"config": {"type": "s3", "chunk_size": "8M"}}},
+    ):
         ChartValues.model_validate(deep_merge(VALUES, good))
         jsonschema.validate(deep_merge(VALUES, good), SCHEMA, cls=jsonschema.Draft7Validator)
 
@@ -80,6 +88,7 @@ def test_every_leaf_is_described():
             assert sub.get("description"), f"{path}{key} has no description"
             if "properties" in sub:
                 walk(sub, f"{path}{key}.")
+
     walk(SCHEMA, "")
 
 
@@ -101,8 +110,10 @@ def test_values_schema_walk_sees_a_mismatch():
     values = deep_merge(VALUES, {"serving": {"replica": 1}})
     del values["tests"]["image"]["pullPolicy"]
     _, problems = values_schema_paths(values, SCHEMA)
-    assert sorted(problems) == ["serving.replica: in values.yaml, not in the schema",
-                                "tests.image.pullPolicy: in the schema, not in values.yaml"]
+    assert sorted(problems) == [
+        "serving.replica: in values.yaml, not in the schema",
+        "tests.image.pullPolicy: in the schema, not in values.yaml",
+    ]
 
 
 def _commented(leaf: str, names: set[str]) -> bool:
@@ -125,21 +136,25 @@ def test_readme_lists_every_value():
 
 # --- helm enforces the schema ----------------------------------------------------------------
 
-@pytest.mark.parametrize("bad, fragment", [
-    ({"serving": {"replica": 2}}, "replica"),               # a typo
-    ({"serving": {"workers": 0}}, "workers"),                # below the minimum
-    ({"serving": {"workers": "2"}}, "workers"),              # a string where an integer belongs
-    ({"serving": {"image": {"pullPolicy": "Sometimes"}}}, "pullPolicy"),
-    ({"model": {"name": "Bad_Name"}}, "name"),               # not a DNS-1123 label
-    ({"model": {"uri": "models/mnist"}}, "uri"),             # no scheme
-    ({"model": {"sha256": "abc"}}, "sha256"),
-    ({"training": {"gpus": -1}}, "gpus"),
-    ({"storage": {"config": {"Bad-Key": "x"}}}, "Bad-Key"),
-    # The wrapper makes it gunicorn's worker timeout in whole seconds, which covers worker start:
-    # 1 ms became a 1 s timeout that killed workers while they loaded the model.
-    ({"serving": {"restTimeoutMs": 4999}}, "restTimeoutMs"),
-    ({"serving": {"image": {"digest": "sha256:short"}}}, "digest"),
-])
+
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        ({"serving": {"replica": 2}}, "replica"),  # a typo
+        ({"serving": {"workers": 0}}, "workers"),  # below the minimum
+        ({"serving": {"workers": "2"}}, "workers"),  # a string where an integer belongs
+        ({"serving": {"image": {"pullPolicy": "Sometimes"}}}, "pullPolicy"),
+        ({"model": {"name": "Bad_Name"}}, "name"),  # not a DNS-1123 label
+        ({"model": {"uri": "models/mnist"}}, "uri"),  # no scheme
+        ({"model": {"sha256": "abc"}}, "sha256"),
+        ({"training": {"gpus": -1}}, "gpus"),
+        ({"storage": {"config": {"Bad-Key": "x"}}}, "Bad-Key"),
+        # The wrapper makes it gunicorn's worker timeout in whole seconds, which covers worker start:
+        # 1 ms became a 1 s timeout that killed workers while they loaded the model.
+        ({"serving": {"restTimeoutMs": 4999}}, "restTimeoutMs"),
+        ({"serving": {"image": {"digest": "sha256:short"}}}, "digest"),
+    ],
+)
 def test_helm_rejects_values_the_schema_forbids(each_helm, bad, fragment):
     err = template_error(deep_merge({"model": {"uri": "pvc://m/p"}}, bad), helm=each_helm)
     assert "schema" in err.lower() and fragment in err
@@ -149,20 +164,34 @@ def test_helm_rejects_values_the_schema_forbids(each_helm, bad, fragment):
 
 CASES = {
     "uri missing": ({}, ["model.uri is required"]),
-    "remote differs from scheme": ({"model": {"uri": "gs://b/p"}, **S3_CREDS},
-                                   ['storage.remote "s3" must equal the scheme of model.uri "gs"']),
-    "registry without credentials": ({"model": {"uri": "pvc://m/p"}, "registry": {"server": "ghcr.io"}},
-                                     ["registry.server is set but registry.username or registry.password is empty"]),
-    "registry credentials without server": ({"model": {"uri": "pvc://m/p"}, "registry": {"username": "u", "password": "p"}},
-                                            ["registry.server is empty"]),
-    "object storage without credentials": ({"model": {"uri": "s3://b/p"}},
-                                           ['model.uri "s3://b/p" is object storage but there are no credentials']),
-    "autoscaling min above max": ({"model": {"uri": "pvc://m/p"},
-                                   "serving": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
-                                  ["minReplicas (5) is greater than serving.autoscaling.maxReplicas (2)"]),
+    "remote differs from scheme": (
+        {"model": {"uri": "gs://b/p"}, **S3_CREDS},
+        ['storage.remote "s3" must equal the scheme of model.uri "gs"'],
+    ),
+    "registry without credentials": (
+        {"model": {"uri": "pvc://m/p"}, "registry": {"server": "ghcr.io"}},
+        ["registry.server is set but registry.username or registry.password is empty"],
+    ),
+    "registry credentials without server": (
+        {"model": {"uri": "pvc://m/p"}, "registry": {"username": "u", "password": "p"}},
+        ["registry.server is empty"],
+    ),
+    "object storage without credentials": (
+        {"model": {"uri": "s3://b/p"}},
+        ['model.uri "s3://b/p" is object storage but there are no credentials'],
+    ),
+    "autoscaling min above max": (
+        {
+            "model": {"uri": "pvc://m/p"},
+            "serving": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},
+        },
+        ["minReplicas (5) is greater than serving.autoscaling.maxReplicas (2)"],
+    ),
     "service name too long": ({"model": {"uri": "pvc://m/p"}}, ["longer than 63 characters"]),
-    "training into a whole claim": ({"model": {"uri": "pvc://m"}, "training": {"enabled": True}},
-                                    ['model.uri "pvc://m" names a whole claim']),
+    "training into a whole claim": (
+        {"model": {"uri": "pvc://m"}, "training": {"enabled": True}},
+        ['model.uri "pvc://m" names a whole claim'],
+    ),
 }
 
 
@@ -178,22 +207,28 @@ def test_validate_values_message(helm, case):
 
 
 def test_validate_values_reports_every_problem_at_once(helm):
-    values = {"model": {"uri": "s3://b/p"}, "storage": {"remote": "gs"},
-              "registry": {"server": "ghcr.io"},
-              "serving": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 1}}}
+    values = {
+        "model": {"uri": "s3://b/p"},
+        "storage": {"remote": "gs"},
+        "registry": {"server": "ghcr.io"},
+        "serving": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 1}},
+    }
     err = template_error(values, helm=helm)
     assert err.count("VALUES VALIDATION") == 1
     assert len(re.findall(r"^\s+- ", err, re.M)) == 4, err
-    for fragment in ["storage.remote \"gs\"", "registry.server is set", "no credentials", "minReplicas (3)"]:
+    for fragment in ['storage.remote "gs"', "registry.server is set", "no credentials", "minReplicas (3)"]:
         assert fragment in err
 
 
-@pytest.mark.parametrize("values", [
-    {"model": {"uri": "pvc://m/p"}, "storage": {"existingSecret": "s"}},       # pvc:// with a Secret is fine
-    {"model": {"uri": "s3://b/p"}, "storage": {"config": {"env_auth": "true"}}},  # workload identity
-    {"model": {"uri": "s3://b/p"}, "storage": {"existingSecret": "s"}},
-    {"model": {"uri": "pvc://m/p/"}, "training": {"enabled": True, "data": {"claimName": "d", "subPath": "x"}}},
-    {"model": {"uri": "pvc://m"}},
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"model": {"uri": "pvc://m/p"}, "storage": {"existingSecret": "s"}},  # pvc:// with a Secret is fine
+        {"model": {"uri": "s3://b/p"}, "storage": {"config": {"env_auth": "true"}}},  # workload identity
+        {"model": {"uri": "s3://b/p"}, "storage": {"existingSecret": "s"}},
+        {"model": {"uri": "pvc://m/p/"}, "training": {"enabled": True, "data": {"claimName": "d", "subPath": "x"}}},
+        {"model": {"uri": "pvc://m"}},
+    ],
+)
 def test_valid_combinations_render(helm, values):
     assert template(values, helm=helm)

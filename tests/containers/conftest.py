@@ -41,16 +41,20 @@ NETWORK = "mlctl"
 S3_HOST = "minio.minio-system.svc.cluster.local"  # the shipped spec's storage endpoint
 # The chart's ci/*-values.yaml name another endpoint and keys; the same server answers both.
 CI_S3_HOST, CI_S3_KEYS = "minio.minio.svc", "minio,minio123"
-CREDS = {"REGISTRY_PASSWORD": "not-used-for-local-images", "MLCTL_S3_ACCESS_KEY_ID": "mlctl-test-key",
-         "MLCTL_S3_SECRET_ACCESS_KEY": "mlctl-test-secret-5e2f"}
+CREDS = {
+    "REGISTRY_PASSWORD": "not-used-for-local-images",
+    "MLCTL_S3_ACCESS_KEY_ID": "mlctl-test-key",
+    "MLCTL_S3_SECRET_ACCESS_KEY": "mlctl-test-secret-5e2f",
+}
 
 
 def _missing() -> str | None:
     for tool in ("podman", "debootstrap", "rclone", "docker-registry", "htpasswd"):
         if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
             return f"{tool} not installed (Debian packages podman, debootstrap, rclone, docker-registry, apache2-utils)"
-    p = subprocess.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"], capture_output=True, text=True,
-                       timeout=120)
+    p = subprocess.run(
+        ["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"], capture_output=True, text=True, timeout=120
+    )
     if p.returncode:
         return f"podman cannot run here: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}"
     if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
@@ -108,15 +112,33 @@ def base_image(tmp_path_factory) -> str:
     if image_exists(BASE) or _pull(BASE):
         return BASE
     root = tmp_path_factory.mktemp("debootstrap") / "root"
-    run("debootstrap", "--variant=minbase", "--include=python3.11-venv,python3-venv,ca-certificates,netbase,tzdata",
-        "bookworm", str(root), "http://deb.debian.org/debian", timeout=900)
+    run(
+        "debootstrap",
+        "--variant=minbase",
+        "--include=python3.11-venv,python3-venv,ca-certificates,netbase,tzdata",
+        "bookworm",
+        str(root),
+        "http://deb.debian.org/debian",
+        timeout=900,
+    )
     run("chroot", str(root), "python3.11", "-m", "venv", "/usr/local")
     for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
         shutil.rmtree(root / junk, ignore_errors=True)
     tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-    run("podman", "import", "--change", 'CMD ["python3"]', "--change",
-        "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "--change", "ENV LANG=C.UTF-8",
-        "-", BASE, stdin=tar.stdout, timeout=600)
+    run(
+        "podman",
+        "import",
+        "--change",
+        'CMD ["python3"]',
+        "--change",
+        "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "--change",
+        "ENV LANG=C.UTF-8",
+        "-",
+        BASE,
+        stdin=tar.stdout,
+        timeout=600,
+    )
     tar.wait()
     shutil.rmtree(root, ignore_errors=True)
     return BASE
@@ -180,11 +202,15 @@ def registry(tmp_path_factory) -> Iterator[Registry]:
         "version: 0.1\nlog: {level: warn}\n"
         f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}}}\n"
         f"http: {{addr: '127.0.0.1:{port}'}}\n"
-        f"auth: {{htpasswd: {{realm: mlctl-test, path: {folder / 'htpasswd'}}}}}\n")
+        f"auth: {{htpasswd: {{realm: mlctl-test, path: {folder / 'htpasswd'}}}}}\n"
+    )
     conf = folder / "registries.conf"
     conf.write_text(f'[[registry]]\nlocation = "127.0.0.1:{port}"\ninsecure = true\n')
-    proc = subprocess.Popen(["docker-registry", "serve", str(folder / "config.yml")], stdout=subprocess.DEVNULL,
-                            stderr=open(folder / "log", "w"))
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(folder / "config.yml")],
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "log", "w"),
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/v2/")
         yield Registry(f"127.0.0.1:{port}", user, password, {"CONTAINERS_REGISTRIES_CONF": str(conf)})
@@ -223,9 +249,29 @@ def s3(s3_image, network, tmp_path_factory) -> Iterator[S3Store]:
         os.chown(sub, 8888, 8888)
     name, port = f"mlctl-test-s3-{uuid.uuid4().hex[:6]}", free_port()
     key, secret = CREDS["MLCTL_S3_ACCESS_KEY_ID"], CREDS["MLCTL_S3_SECRET_ACCESS_KEY"]
-    run("podman", "run", "--detach", "--name", name, "--network", network, "--network-alias", S3_HOST,
-        "--network-alias", CI_S3_HOST, "--publish", f"127.0.0.1:{port}:9000", "--volume", f"{data}:/data", s3_image,
-        "--auth-key", f"{key},{secret}", "--auth-key", CI_S3_KEYS, "/data")
+    run(
+        "podman",
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network",
+        network,
+        "--network-alias",
+        S3_HOST,
+        "--network-alias",
+        CI_S3_HOST,
+        "--publish",
+        f"127.0.0.1:{port}:9000",
+        "--volume",
+        f"{data}:/data",
+        s3_image,
+        "--auth-key",
+        f"{key},{secret}",
+        "--auth-key",
+        CI_S3_KEYS,
+        "/data",
+    )
     wait_http(f"http://127.0.0.1:{port}/")
     yield S3Store(name, data, port, key, secret)
     run("podman", "rm", "--force", "--time", "1", name, check=False)
@@ -235,9 +281,28 @@ def s3(s3_image, network, tmp_path_factory) -> Iterator[S3Store]:
 def mirror(base_image, network) -> Iterator[str]:
     """The four MNIST files over HTTP on the podman network (a download mirror for Jobs)."""
     name = f"mlctl-test-mirror-{uuid.uuid4().hex[:6]}"
-    run("podman", "run", "--detach", "--name", name, "--network", network, "--network-alias", "mnist-mirror.test.svc",
-        "--volume", f"{MNIST_DIR}:/srv:ro", "--user", "65534:65534", base_image,
-        "python3", "-m", "http.server", "8080", "--directory", "/srv")
+    run(
+        "podman",
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network",
+        network,
+        "--network-alias",
+        "mnist-mirror.test.svc",
+        "--volume",
+        f"{MNIST_DIR}:/srv:ro",
+        "--user",
+        "65534:65534",
+        base_image,
+        "python3",
+        "-m",
+        "http.server",
+        "8080",
+        "--directory",
+        "/srv",
+    )
     yield "http://mnist-mirror.test.svc:8080/"
     run("podman", "rm", "--force", "--time", "1", name, check=False)
 
@@ -258,9 +323,14 @@ def write_spec(folder: Path, **replace: str) -> Path:
 
 
 def mlctl(*args: str, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlctl", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **CREDS,
-                                                **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "mlctl", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **CREDS, **(env or {})},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,9 @@ def test_both_images_are_built_and_a_rebuild_is_a_no_op(shipped):
         assert labels["io.mlctl.content"] == image["content"]
         print(f"\n{role} image {image['reference']}: {image['size_bytes'] / 1e6:,.0f} MB")
     # Both images start from the same torch layer (built once, pushed once).
-    layers = {role: podman_json("image", "inspect", i["reference"])[0]["RootFS"]["Layers"] for role, i in by_role.items()}
+    layers = {
+        role: podman_json("image", "inspect", i["reference"])[0]["RootFS"]["Layers"] for role, i in by_role.items()
+    }
     assert len(set(layers["serving"]) & set(layers["training"])) >= 3
 
 
@@ -35,18 +37,31 @@ def test_images_run_as_non_root_with_cpu_torch(shipped):
     refs = {i["role"]: i["reference"] for i in json.loads(mlctl("build", str(shipped), "--json").stdout)["images"]}
     for role, ref in refs.items():
         assert podman_json("image", "inspect", ref)[0]["Config"]["User"] == "10001"
-        out = run("podman", "run", "--rm", "--network", "none", "--entrypoint", "python", ref, "-c",
-                  "import torch; print(torch.__version__, torch.cuda.is_available())").stdout.split()
+        out = run(
+            "podman",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python",
+            ref,
+            "-c",
+            "import torch; print(torch.__version__, torch.cuda.is_available())",
+        ).stdout.split()
         assert out == ["2.13.0+cpu", "False"], (role, out)
 
 
 def _registry_spec(tmp_path, registry):
-    return write_spec(tmp_path, **{
-        "image: ghcr.io/example/mnist-train": f"image: {registry.host}/mlctl/mnist-train",
-        "image: ghcr.io/example/mnist-seldon": f"image: {registry.host}/mlctl/mnist-seldon",
-        "server: ghcr.io": f"server: {registry.host}",
-        "username: mlctl-bot": f"username: {registry.user}",
-    })
+    return write_spec(
+        tmp_path,
+        **{
+            "image: ghcr.io/example/mnist-train": f"image: {registry.host}/mlctl/mnist-train",
+            "image: ghcr.io/example/mnist-seldon": f"image: {registry.host}/mlctl/mnist-seldon",
+            "server: ghcr.io": f"server: {registry.host}",
+            "username: mlctl-bot": f"username: {registry.user}",
+        },
+    )
 
 
 def _rendered_pull_secret(spec, env) -> dict:
@@ -57,8 +72,9 @@ def _rendered_pull_secret(spec, env) -> dict:
     assert p.returncode == 0, p.stderr
     from tests.chart.helpers import CHART, find_helm
 
-    out = run(find_helm(), "template", "mnist", str(CHART), "-f", str(values),
-              "--show-only", "templates/secret-registry.yaml").stdout
+    out = run(
+        find_helm(), "template", "mnist", str(CHART), "-f", str(values), "--show-only", "templates/secret-registry.yaml"
+    ).stdout
     values.unlink()
     secret = yaml.safe_load(out)
     return json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))

@@ -27,9 +27,24 @@ SAMPLE = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
 
 
 def _render(values_file, overlay: dict) -> list[dict]:
-    return [d for d in yaml.safe_load_all(run(
-        find_helm(), "template", "ci", str(CHART), "--namespace", NAMESPACE, "-f", str(values_file),
-        "-f", _write(overlay)).stdout) if d]
+    return [
+        d
+        for d in yaml.safe_load_all(
+            run(
+                find_helm(),
+                "template",
+                "ci",
+                str(CHART),
+                "--namespace",
+                NAMESPACE,
+                "-f",
+                str(values_file),
+                "-f",
+                _write(overlay),
+            ).stdout
+        )
+        if d
+    ]
 
 
 _written: list = []
@@ -54,8 +69,7 @@ def tags(shipped):
 
 
 @pytest.mark.parametrize("variant", ["train-gpu", "train-pvc"])
-def test_the_charts_own_job_writes_a_model_the_server_loads(variant, tags, s3, mirror, initializer_image,
-                                                            tmp_path):
+def test_the_charts_own_job_writes_a_model_the_server_loads(variant, tags, s3, mirror, initializer_image, tmp_path):
     overlay = {
         "serving": {"image": {"repository": tags["serving"][0], "tag": tags["serving"][1]}},
         "training": {"image": {"repository": tags["training"][0], "tag": tags["training"][1]}, "gpus": 0},

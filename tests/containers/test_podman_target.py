@@ -95,8 +95,11 @@ def release_of(shipped, monkeypatch, model_sha256: str | None = None):
 def _predictor_container(name_part: str = "") -> dict:
     pods = podman_json("pod", "ps", "--format", "json", "--filter", "label=io.mlctl.role=predictor")
     assert len(pods) == 1, pods
-    (model,) = [c for c in pods[0]["Containers"]
-                if not c["Names"].endswith(("-infra", "-model-initializer")) and name_part in c["Names"]]
+    (model,) = [
+        c
+        for c in pods[0]["Containers"]
+        if not c["Names"].endswith(("-infra", "-model-initializer")) and name_part in c["Names"]
+    ]
     return podman_json("inspect", model["Names"])[0]
 
 
@@ -124,8 +127,13 @@ def test_a_second_apply_changes_nothing(applied, shipped):
 
 def test_a_dry_run_plans_from_what_is_there(applied, shipped):
     plan = steps(mlctl("apply", str(shipped), "--target", "podman", "--dry-run", "--json"))
-    assert plan == {"validate": ["ok"], "images": ["up to date", "up to date"], "train": ["up to date"],
-                    "serve": ["up to date"], "check": ["planned"]}
+    assert plan == {
+        "validate": ["ok"],
+        "images": ["up to date", "up to date"],
+        "train": ["up to date"],
+        "serve": ["up to date"],
+        "check": ["planned"],
+    }
 
 
 def test_status_and_the_serving_digest(applied, shipped):
@@ -193,10 +201,12 @@ def test_cold_start_of_the_predictor_pod(applied, shipped, monkeypatch):
     assert cold < 60
     # The gRPC port the operator declares (9500) answers too, with the same model.
     serve_python = Path(__file__).resolve().parents[2] / ".venv-serve" / "bin" / "python"
-    script = ("import grpc, sys; from seldon_core.proto import prediction_pb2 as p, prediction_pb2_grpc as g; "
-              "s = g.ModelStub(grpc.insecure_channel(sys.argv[1])); "
-              "r = s.Predict(p.SeldonMessage(binData=open(sys.argv[2], 'rb').read()), timeout=30); "
-              "v = list(r.data.tensor.values); print(v.index(max(v)), r.meta.tags['model_sha256'].string_value)")
+    script = (
+        "import grpc, sys; from seldon_core.proto import prediction_pb2 as p, prediction_pb2_grpc as g; "
+        "s = g.ModelStub(grpc.insecure_channel(sys.argv[1])); "
+        "r = s.Predict(p.SeldonMessage(binData=open(sys.argv[2], 'rb').read()), timeout=30); "
+        "v = list(r.data.tensor.values); print(v.index(max(v)), r.meta.tags['model_sha256'].string_value)"
+    )
     sample_path = Path(__file__).resolve().parents[2] / "charts/mnist-seldon/files/digit.png"
     deadline = time.monotonic() + 60
     while True:  # the gRPC process loads the model beside the REST workers

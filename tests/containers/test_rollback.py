@@ -13,8 +13,11 @@ from tests.containers.conftest import mlctl, write_spec
 from tests.helpers import REPO
 
 SAMPLE = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
-QUICK = {"  epochs: 3": "  epochs: 1\n  limitTrain: 10000\n  limitTest: 2000",
-         "  release: mnist": "  release: quick", "  namespace: models": "  namespace: rollback"}
+QUICK = {
+    "  epochs: 3": "  epochs: 1\n  limitTrain: 10000\n  limitTest: 2000",
+    "  release: mnist": "  release: quick",
+    "  namespace: models": "  namespace: rollback",
+}
 
 
 def _spec(folder, seed: int):
@@ -50,18 +53,31 @@ def test_rollback_serves_the_earlier_weights_again(quick, s3):
     back = json.loads(p.stdout)
     assert (back["to"], back["revision"]) == (1, 3)
     assert back["modelSha256"] == a["modelSha256"] and _served(back["url"]) == a["modelSha256"]
-    print(f"\nrollback: model A {a['modelSha256'][:12]} → B {b['modelSha256'][:12]} → rollback → "
-          f"{_served(back['url'])[:12]} served, from {back['modelUri']}")
+    print(
+        f"\nrollback: model A {a['modelSha256'][:12]} → B {b['modelSha256'][:12]} → rollback → "
+        f"{_served(back['url'])[:12]} served, from {back['modelUri']}"
+    )
 
     c = _apply(_spec(quick, 3))  # a third model: the store keeps all three
-    models = mlctl("models", str(_spec(quick, 3)), "--target", "podman", "--json",
-                   env={"MLCTL_S3_ENDPOINT": f"http://127.0.0.1:{s3.port}"})
+    models = mlctl(
+        "models",
+        str(_spec(quick, 3)),
+        "--target",
+        "podman",
+        "--json",
+        env={"MLCTL_S3_ENDPOINT": f"http://127.0.0.1:{s3.port}"},
+    )
     assert models.returncode == 0, models.stderr
     listing = json.loads(models.stdout)
     stored = {m["sha256"] for m in listing["stored"] if isinstance(listing["stored"], list)}
     assert {a["modelSha256"], b["modelSha256"], c["modelSha256"]} <= stored, listing["stored"]
-    assert [r["modelSha256"] for r in listing["revisions"]] == [a["modelSha256"], b["modelSha256"],
-                                                                a["modelSha256"], c["modelSha256"]]
-    text = mlctl("models", str(_spec(quick, 3)), "--target", "podman",
-                 env={"MLCTL_S3_ENDPOINT": f"http://127.0.0.1:{s3.port}"}).stdout
+    assert [r["modelSha256"] for r in listing["revisions"]] == [
+        a["modelSha256"],
+        b["modelSha256"],
+        a["modelSha256"],
+        c["modelSha256"],
+    ]
+    text = mlctl(
+        "models", str(_spec(quick, 3)), "--target", "podman", env={"MLCTL_S3_ENDPOINT": f"http://127.0.0.1:{s3.port}"}
+    ).stdout
     print("\n" + text)

@@ -100,8 +100,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     return fake
 
 
-def write_spec(folder: Path, runner: str = "{kind: kubernetes}", uri: str = "s3://mlctl-models/mnist",
-               extra: str = "") -> Path:  # fmt: skip
+def write_spec(
+    folder: Path, runner: str = "{kind: kubernetes}", uri: str = "s3://mlctl-models/mnist", extra: str = ""
+) -> Path:
     path = folder / "mnist.yaml"
     path.write_text(SPEC.format(runner=runner, uri=uri) + extra)
     return path

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SCRIPT = r'''#!{python}
+SCRIPT = r"""#!{python}
 import base64, json, os, re, sys
 TOOL = {tool!r}
 here = os.path.dirname(os.path.abspath(__file__))
@@ -75,7 +75,7 @@ out = json.dumps(response["json"]) if "json" in response else response.get("stdo
 sys.stdout.write(out)
 sys.stderr.write(response.get("stderr", ""))
 sys.exit(response.get("rc", 0))
-'''
+"""
 
 NOT_FOUND_RELEASE = {"rc": 1, "stderr": "Error: release: not found\n"}
 
@@ -128,5 +128,3 @@ def env_for(fakes: FakeTools, real_helm: str | None) -> dict[str, str]:
     if real_helm:
         env["FAKE_REAL_HELM"] = real_helm
     return env
-
-

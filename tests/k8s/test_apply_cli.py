@@ -43,7 +43,7 @@ def no_leak(*texts: str) -> bool:
 
 def test_apply_deploys_then_is_up_to_date(fakes, spec, spec_path, secret_env, cluster_job, private_tmp):
     fakes.on("helm", ["status"], NOT_FOUND_RELEASE, deployed(1))
-    fakes.on("helm", ["upgrade"], {"stdout": "Release \"mnist\" has been upgraded.\n"})
+    fakes.on("helm", ["upgrade"], {"stdout": 'Release "mnist" has been upgraded.\n'})
     fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
     fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, cluster_job.sha256)})
 

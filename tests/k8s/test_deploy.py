@@ -11,9 +11,9 @@ import pytest
 from mlctl import deploy
 from mlctl.errors import MlctlError, UsageError
 from mlctl.secrets import resolve_secrets
+from mlctl.spec import load_spec
 from tests.k8s.conftest import SECRETS, remote_artifact, write_spec
 from tests.k8s.fakes import NOT_FOUND_RELEASE
-from mlctl.spec import load_spec
 
 LABEL = int(deploy.SAMPLE_LABEL.read_text())
 
@@ -22,25 +22,40 @@ def answer(predicted: int, sha256: str = "ab" * 32) -> dict:
     """What the server answers: scores, and the digest of the weights it serves as a tag."""
     row = [0.01] * 10
     row[predicted] = 0.91
-    return {"data": {"names": [f"t:{i}" for i in range(10)], "ndarray": [row]},
-            "meta": {"tags": {"model_sha256": sha256}}}
+    return {
+        "data": {"names": [f"t:{i}" for i in range(10)], "ndarray": [row]},
+        "meta": {"tags": {"model_sha256": sha256}},
+    }
 
 
 def deployed(revision: int = 1) -> dict:
-    return {"json": {"name": "mnist", "version": revision, "info": {"status": "deployed"},
-                     "chart": {"metadata": {"version": "0.1.0"}}}}  # fmt: skip
+    return {
+        "json": {
+            "name": "mnist",
+            "version": revision,
+            "info": {"status": "deployed"},
+            "chart": {"metadata": {"version": "0.1.0"}},
+        }
+    }
 
 
 def sdep(state: str, description: str = "") -> dict:
-    return {"json": {"kind": "SeldonDeployment", "status": {"state": state, "description": description,
-                                                            "replicas": 1, "deploymentStatus": {
-                                                                "mnist-default-0-classifier": {
-                                                                    "replicas": 1, "availableReplicas": 1}}}}}  # fmt: skip
+    return {
+        "json": {
+            "kind": "SeldonDeployment",
+            "status": {
+                "state": state,
+                "description": description,
+                "replicas": 1,
+                "deploymentStatus": {"mnist-default-0-classifier": {"replicas": 1, "availableReplicas": 1}},
+            },
+        }
+    }
 
 
 def fresh_cluster(fakes, predicted: int = LABEL, sha256: str = "ab" * 32) -> None:
     fakes.on("helm", ["status"], NOT_FOUND_RELEASE, deployed(1))
-    fakes.on("helm", ["upgrade"], {"stdout": "Release \"mnist\" has been upgraded.\n"})
+    fakes.on("helm", ["upgrade"], {"stdout": 'Release "mnist" has been upgraded.\n'})
     fakes.on("kubectl", ["get", "sdep"], sdep("Creating"), sdep("Available"))
     fakes.on("kubectl", ["port-forward"], {"serve": answer(predicted, sha256)})
 
@@ -56,8 +71,23 @@ def test_first_deploy_runs_upgrade_with_a_private_values_file(fakes, spec, secre
     upgrade = fakes.calls("helm")[1]["argv"]
     chart = str(deploy.helm.CHART)
     values_file = upgrade[upgrade.index("-f") + 1]
-    assert upgrade == ["upgrade", "--install", "mnist", chart, "--namespace", "models", "--kube-context", "kind-ci",
-                       "--create-namespace", "--atomic", "--wait", "--timeout", "60s", "-f", values_file]
+    assert upgrade == [
+        "upgrade",
+        "--install",
+        "mnist",
+        chart,
+        "--namespace",
+        "models",
+        "--kube-context",
+        "kind-ci",
+        "--create-namespace",
+        "--atomic",
+        "--wait",
+        "--timeout",
+        "60s",
+        "-f",
+        values_file,
+    ]
     info = fakes.calls("helm")[1]["files"][values_file]
     assert info == {"exists": True, "mode": "0o600", "kinds": [], "has_secret": True}
     assert not Path(values_file).exists()
@@ -68,7 +98,9 @@ def test_first_deploy_runs_upgrade_with_a_private_values_file(fakes, spec, secre
     kube = fakes.calls("kubectl")
     assert [c["argv"][:3] for c in kube[:2]] == [["get", "sdep", "mnist"]] * 2
     forward = kube[2]["argv"]
-    assert forward[:2] == ["port-forward", "svc/mnist-default"] and forward[2].endswith(":9000")  # no executor: the model's own port
+    assert forward[:2] == ["port-forward", "svc/mnist-default"] and forward[2].endswith(
+        ":9000"
+    )  # no executor: the model's own port
     assert forward[-4:] == ["--namespace", "models", "--context", "kind-ci"]
     assert result.upgraded and result.revision == 1 and result.state == "Available"
     assert result.smoke["predicted"] == LABEL == result.smoke["label"]
@@ -128,8 +160,14 @@ def test_release_in_a_failed_state_is_not_up_to_date(fakes, spec, secret_env):
 
 def test_helm_upgrade_failure_names_the_step_and_removes_the_values_file(fakes, spec, secret_env, clock, private_tmp):
     fakes.on("helm", ["status"], NOT_FOUND_RELEASE)
-    fakes.on("helm", ["upgrade"], {"rc": 1, "stderr": f"Error: UPGRADE FAILED: context deadline exceeded "
-                                                      f"(password {SECRETS['REGISTRY_PASSWORD']})\n"})  # fmt: skip
+    fakes.on(
+        "helm",
+        ["upgrade"],
+        {
+            "rc": 1,
+            "stderr": f"Error: UPGRADE FAILED: context deadline exceeded (password {SECRETS['REGISTRY_PASSWORD']})\n",
+        },
+    )
     artifact = remote_artifact()
     with pytest.raises(MlctlError) as err:
         deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
@@ -148,8 +186,9 @@ def test_rollout_timeout(fakes, spec, secret_env, clock):
     artifact = remote_artifact()
     with pytest.raises(MlctlError) as err:
         deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
-    assert err.value.message == ("rollout timed out: SeldonDeployment mnist is Creating after 60s: "
-                                 "Deployment is progressing")
+    assert err.value.message == (
+        "rollout timed out: SeldonDeployment mnist is Creating after 60s: Deployment is progressing"
+    )
     assert clock.now - 1000 >= 60 and "port-forward" not in fakes.verbs("kubectl")
 
 
@@ -196,8 +235,11 @@ def test_smoke_test_through_the_ingress_endpoint(fakes, tmp_path, secret_env, cl
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         spec = load_spec(write_spec(tmp_path).parent / "mnist.yaml")
-        spec = spec.model_copy(update={"kubernetes": spec.kubernetes.model_copy(
-            update={"endpoint": f"http://127.0.0.1:{server.server_port}"})})  # fmt: skip
+        spec = spec.model_copy(
+            update={
+                "kubernetes": spec.kubernetes.model_copy(update={"endpoint": f"http://127.0.0.1:{server.server_port}"})
+            }
+        )
         fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
         result = deploy.smoke_test(spec)
     finally:
@@ -218,22 +260,47 @@ def test_missing_credential_variable_is_a_usage_error(fakes, spec, secret_env, m
 def test_status_and_delete(fakes, spec, secret_env):
     fakes.on("helm", ["status"], deployed(5))
     fakes.on("helm", ["get", "values"], {"json": {"model": {"uri": "s3://mlctl-models/mnist", "sha256": "cd" * 32}}})
-    fakes.on("helm", ["uninstall"], {"stdout": "release \"mnist\" uninstalled\n"})
+    fakes.on("helm", ["uninstall"], {"stdout": 'release "mnist" uninstalled\n'})
     fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
     fakes.on("kubectl", ["get", "job"], {"json": {"items": [{"metadata": {"name": "mnist-train-0a1b2c3d"}}]}})
     fakes.on("kubectl", ["delete"], {"stdout": "deleted"})
 
     st = deploy.status(spec)
-    assert st == {"release": "mnist", "namespace": "models", "exists": True, "revision": 5, "helmStatus": "deployed",
-                  "chart": "0.1.0", "seldonDeployment": "mnist", "state": "Available", "description": "",
-                  "replicas": 1, "availableReplicas": 1, "modelUri": "s3://mlctl-models/mnist",
-                  "modelSha256": "cd" * 32, "localSha256": None}  # fmt: skip
+    assert st == {
+        "release": "mnist",
+        "namespace": "models",
+        "exists": True,
+        "revision": 5,
+        "helmStatus": "deployed",
+        "chart": "0.1.0",
+        "seldonDeployment": "mnist",
+        "state": "Available",
+        "description": "",
+        "replicas": 1,
+        "availableReplicas": 1,
+        "modelUri": "s3://mlctl-models/mnist",
+        "modelSha256": "cd" * 32,
+        "localSha256": None,
+    }
     gone = deploy.delete(spec)
-    assert gone == {"release": "mnist", "namespace": "models", "uninstalled": True,
-                    "jobsDeleted": ["mnist-train-0a1b2c3d"]}  # fmt: skip
+    assert gone == {
+        "release": "mnist",
+        "namespace": "models",
+        "uninstalled": True,
+        "jobsDeleted": ["mnist-train-0a1b2c3d"],
+    }
     uninstall = next(c["argv"] for c in fakes.calls("helm") if c["argv"][0] == "uninstall")
-    assert uninstall == ["uninstall", "mnist", "--namespace", "models", "--kube-context", "kind-ci",
-                         "--wait", "--timeout", "60s"]  # fmt: skip
+    assert uninstall == [
+        "uninstall",
+        "mnist",
+        "--namespace",
+        "models",
+        "--kube-context",
+        "kind-ci",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]
     selector = next(c["argv"] for c in fakes.calls("kubectl") if c["argv"][:2] == ["get", "job"])
     assert "app.kubernetes.io/instance=mnist,app.kubernetes.io/component=training" in selector
 
@@ -273,8 +340,12 @@ def _two_models(tmp_path):
     (tmp_path / "a").mkdir()
     a = load_spec(write_spec(tmp_path / "a"))
     b = a.model_copy(update={"training": a.training.model_copy(update={"seed": 2})})
-    return (a, StoredArtifact({"sha256": "aa" * 32, "test_accuracy": 0.99}, store_uri(a)),
-            b, StoredArtifact({"sha256": "bb" * 32, "test_accuracy": 0.99}, store_uri(b)))
+    return (
+        a,
+        StoredArtifact({"sha256": "aa" * 32, "test_accuracy": 0.99}, store_uri(a)),
+        b,
+        StoredArtifact({"sha256": "bb" * 32, "test_accuracy": 0.99}, store_uri(b)),
+    )
 
 
 def test_each_model_has_its_own_folder_in_the_values(tmp_path, secret_env):
@@ -288,8 +359,13 @@ def test_each_model_has_its_own_folder_in_the_values(tmp_path, secret_env):
 
 def test_rollback_restores_the_weights_of_the_revision(fakes, tmp_path, secret_env, clock):
     a, model_a, b, model_b = _two_models(tmp_path)
-    values = {1: deploy.deploy_values(a, model_a, resolve_secrets(a)), 2: deploy.deploy_values(b, model_b, resolve_secrets(b))}
-    fakes.on("helm", ["history"], {"json": [{"revision": 1, "status": "superseded"}, {"revision": 2, "status": "deployed"}]})
+    values = {
+        1: deploy.deploy_values(a, model_a, resolve_secrets(a)),
+        2: deploy.deploy_values(b, model_b, resolve_secrets(b)),
+    }
+    fakes.on(
+        "helm", ["history"], {"json": [{"revision": 1, "status": "superseded"}, {"revision": 2, "status": "deployed"}]}
+    )
     fakes.on("helm", ["get", "values", "--revision", "1"], {"json": values[1]})
     fakes.on("helm", ["get", "values", "--revision", "2"], {"json": values[2]})
     fakes.on("helm", ["rollback"], {"stdout": "Rollback was a success! Happy Helming!\n"})
@@ -307,8 +383,12 @@ def test_rollback_restores_the_weights_of_the_revision(fakes, tmp_path, secret_e
 def test_rollback_fails_when_the_pods_still_serve_the_newer_weights(fakes, tmp_path, secret_env, clock):
     a, model_a, b, model_b = _two_models(tmp_path)
     fakes.on("helm", ["history"], {"json": [{"revision": 1}, {"revision": 2}]})
-    fakes.on("helm", ["get", "values", "--revision", "1"], {"json": deploy.deploy_values(a, model_a, resolve_secrets(a))})
-    fakes.on("helm", ["get", "values", "--revision", "2"], {"json": deploy.deploy_values(b, model_b, resolve_secrets(b))})
+    fakes.on(
+        "helm", ["get", "values", "--revision", "1"], {"json": deploy.deploy_values(a, model_a, resolve_secrets(a))}
+    )
+    fakes.on(
+        "helm", ["get", "values", "--revision", "2"], {"json": deploy.deploy_values(b, model_b, resolve_secrets(b))}
+    )
     fakes.on("helm", ["rollback"], {"stdout": "ok\n"})
     fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
     fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, model_b.sha256)})
@@ -323,8 +403,15 @@ def test_a_failed_atomic_upgrade_leaves_the_old_revision_naming_the_old_weights(
     values_a = deploy.deploy_values(a, model_a, resolve_secrets(a))
     fakes.on("helm", ["status"], deployed(1))
     fakes.on("helm", ["get", "values"], {"json": values_a})
-    fakes.on("helm", ["upgrade"], {"rc": 1, "stderr": "Error: UPGRADE FAILED: release mnist failed, and has been "
-                                                     "rolled back due to atomic being set: timed out waiting\n"})
+    fakes.on(
+        "helm",
+        ["upgrade"],
+        {
+            "rc": 1,
+            "stderr": "Error: UPGRADE FAILED: release mnist failed, and has been "
+            "rolled back due to atomic being set: timed out waiting\n",
+        },
+    )
     plan = deploy.plan(b, model_b)
     assert {"path": "model.uri", "old": model_a.uri, "new": model_b.uri} in plan.changes
     with pytest.raises(MlctlError, match="helm upgrade failed"):

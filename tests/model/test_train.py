@@ -23,10 +23,8 @@ from model.net import Net
 
 REPO = Path(__file__).resolve().parents[2]
 # Small enough for seconds on 2 cores; "learns" asks for far above chance (10 %).
-SMALL = ("--limit-train", "4000", "--limit-test", "1000", "--epochs", "2", "--batch-size", "64",
-         "--no-progress")
-TINY = ("--limit-train", "256", "--limit-test", "100", "--epochs", "1", "--batch-size", "64",
-        "--no-progress")
+SMALL = ("--limit-train", "4000", "--limit-test", "1000", "--epochs", "2", "--batch-size", "64", "--no-progress")
+TINY = ("--limit-train", "256", "--limit-test", "100", "--epochs", "1", "--batch-size", "64", "--no-progress")
 
 
 def one_json_line(stdout: str) -> dict:
@@ -76,8 +74,9 @@ def test_small_run_learns_and_writes_the_contract(small_run, mnist_dir):
 @pytest.mark.slow
 def test_same_seed_same_weights_other_seed_other_weights(mnist_dir, train_cli, tmp_path):
     def sha(seed: str) -> str:
-        p = train_cli("--data-dir", str(mnist_dir), "--out", str(tmp_path / seed / "a"), "--seed", seed,
-                      "--threads", "1", *TINY)
+        p = train_cli(
+            "--data-dir", str(mnist_dir), "--out", str(tmp_path / seed / "a"), "--seed", seed, "--threads", "1", *TINY
+        )
         assert p.returncode == 0, p.stderr
         return one_json_line(p.stdout)["sha256"]
 
@@ -100,9 +99,14 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 def start_paused(mnist_dir: Path, out: Path, marker: Path) -> subprocess.Popen:
     env = {**os.environ, artifact.PAUSE_ENV: str(marker)}
-    return subprocess.Popen([sys.executable, "-m", "model.train", "--data-dir", str(mnist_dir),
-                             "--out", str(out), "--seed", "5", *TINY],
-                            cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "model.train", "--data-dir", str(mnist_dir), "--out", str(out), "--seed", "5", *TINY],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.slow
@@ -157,8 +161,7 @@ def test_readers_never_see_a_mismatched_pair(tmp_path, monkeypatch, exchange):
     t = threading.Thread(target=reader)
     t.start()
     for n in range(1, 60):
-        artifact.write_artifact(out, lambda p, n=n: p.write_bytes(str(n).encode()),
-                                {"format": artifact.FORMAT, "n": n})
+        artifact.write_artifact(out, lambda p, n=n: p.write_bytes(str(n).encode()), {"format": artifact.FORMAT, "n": n})
     stop.set()
     t.join()
     assert not errors, errors[0]
@@ -176,6 +179,7 @@ def test_read_artifact_rejects_a_mismatched_pair(tmp_path):
 
 # --- what a user can get wrong: one line on stderr, exit 2, no traceback ---------------------------
 
+
 def corrupt_data_dir(mnist_dir: Path, tmp_path: Path) -> Path:
     d = tmp_path / "data"
     d.mkdir()
@@ -190,21 +194,33 @@ def corrupt_data_dir(mnist_dir: Path, tmp_path: Path) -> Path:
 
 
 ERROR_CASES = {
-    "missing-data-dir": (lambda m, t: ["--data-dir", str(t / "nope"), "--out", str(t / "o")],
-                         "directory does not exist (pass --download"),
-    "bad-checksum": (lambda m, t: ["--data-dir", str(corrupt_data_dir(m, t)), "--out", str(t / "o")],
-                     "t10k-labels-idx1-ubyte.gz: SHA-256"),
-    "zero-epochs": (lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--epochs", "0"],
-                    "argument --epochs: 0 must be ≥ 1"),
+    "missing-data-dir": (
+        lambda m, t: ["--data-dir", str(t / "nope"), "--out", str(t / "o")],
+        "directory does not exist (pass --download",
+    ),
+    "bad-checksum": (
+        lambda m, t: ["--data-dir", str(corrupt_data_dir(m, t)), "--out", str(t / "o")],
+        "t10k-labels-idx1-ubyte.gz: SHA-256",
+    ),
+    "zero-epochs": (
+        lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--epochs", "0"],
+        "argument --epochs: 0 must be ≥ 1",
+    ),
     "missing-out": (lambda m, t: ["--data-dir", str(m)], "the following arguments are required: --out"),
-    "bad-lr": (lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--lr", "abc"],
-               "argument --lr: 'abc' is not a number"),
-    "bad-hash": (lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--training-hash", "xyz"],
-                 "is not a hex digest"),
+    "bad-lr": (
+        lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--lr", "abc"],
+        "argument --lr: 'abc' is not a number",
+    ),
+    "bad-hash": (
+        lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--training-hash", "xyz"],
+        "is not a hex digest",
+    ),
     "out-is-a-file": (lambda m, t: ["--data-dir", str(m), "--out", str(t / "f")], "exists and is not a folder"),
     # The swap would delete the folder's contents: refused before training.
-    "out-is-a-foreign-folder": (lambda m, t: ["--data-dir", str(m), "--out", str(t)],
-                                "exists and is not an artifact folder"),
+    "out-is-a-foreign-folder": (
+        lambda m, t: ["--data-dir", str(m), "--out", str(t)],
+        "exists and is not an artifact folder",
+    ),
 }
 
 

@@ -8,14 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 
-from mlctl.server import LocalServer, ServerConfig, server_binary
 from mlctl.errors import MlctlError
+from mlctl.server import LocalServer, ServerConfig, server_binary
 
 REPO = Path(__file__).resolve().parents[2]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
@@ -63,7 +63,10 @@ def trained_model_dir() -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     p = subprocess.run(
         [sys.executable, "-m", "model.train", "--data-dir", str(MNIST_DIR), "--out", str(tmp), *TRAIN_ARGS],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert p.returncode == 0, f"training failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
     shutil.rmtree(out, ignore_errors=True)
@@ -83,9 +86,10 @@ def serve_bin() -> str:
 def server(trained_model_dir: Path, serve_bin: str) -> Iterator[LocalServer]:
     """One real server: 2 gunicorn workers × 2 threads (gthread), metrics handed over at once."""
     cfg = ServerConfig(
-        model_dir=trained_model_dir, workers=2, threads=2,
+        model_dir=trained_model_dir,
+        workers=2,
+        threads=2,
         extra_env={"MNIST_METRICS_FLUSH_S": "0", "MNIST_MAX_IMAGE_BYTES": str(1024 * 1024)},
     )
     with LocalServer(cfg) as srv:
         yield srv
-

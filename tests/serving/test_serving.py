@@ -151,7 +151,7 @@ def test_jpeg_fast_path_gives_pillows_pixels(mnist_test, monkeypatch):
     fast = [decode_image(b) for b in bodies]
     monkeypatch.setattr(_serving_decode, "simplejpeg", None)
     slow = [decode_image(b) for b in bodies]
-    for n, (a, b) in enumerate(zip(fast, slow)):
+    for n, (a, b) in enumerate(zip(fast, slow, strict=True)):
         assert np.array_equal(a, b), f"JPEG {n}"
     for i in range(0, 1000, 50):  # a large photo of a digit: decoded at a reduced scale, still right
         big = encode(np.asarray(Image.fromarray(images[i]).resize((600, 600))), "JPEG")
@@ -219,14 +219,13 @@ print(json.dumps({"first": first, "again": again, "empty_calls": empty_calls,
 @pytest.mark.slow
 def test_empty_metric_updates_skip_the_manager_and_real_ones_still_count(serve_bin):
     python = Path(serve_bin).with_name("python")
-    p = subprocess.run([str(python), "-c", _METRICS_SCRIPT], cwd=REPO, capture_output=True,
-                       text=True, timeout=120)
+    p = subprocess.run([str(python), "-c", _METRICS_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert (out["first"], out["again"]) == (True, False), "installs once, idempotently"
     assert out["empty_calls"] == 0, "an empty update still went to the Manager"
     assert out["calls"] > 0
-    assert 'mnist_predictions_total{' in out["text"] and 'digit="7"' in out["text"]
+    assert "mnist_predictions_total{" in out["text"] and 'digit="7"' in out["text"]
     assert out["text"].split('digit="7"')[1].split("\n")[0].rstrip().endswith("3.0")
 
 
@@ -257,8 +256,12 @@ def test_grpc_answers_on_its_port_and_rejects_bad_input(trained_model_dir, serve
     with LocalServer(cfg) as srv:
         rest = predict_image(srv.url, sample)
         python = Path(serve_bin).with_name("python")
-        p = subprocess.run([str(python), "-c", _GRPC_SCRIPT, f"127.0.0.1:{srv.cfg.grpc_port}", str(sample)],
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [str(python), "-c", _GRPC_SCRIPT, f"127.0.0.1:{srv.cfg.grpc_port}", str(sample)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["names"] == [f"t:{i}" for i in range(10)]
@@ -288,8 +291,7 @@ def test_accuracy_through_http(server, mnist_test, endpoint, fmt):
     images, labels = mnist_test
     idx = range(0, 10_000, 10_000 // N_ACCURACY)
     correct = sum(
-        predict_image(server.url, encode(images[i], fmt), endpoint=endpoint).cls == int(labels[i])
-        for i in idx
+        predict_image(server.url, encode(images[i], fmt), endpoint=endpoint).cls == int(labels[i]) for i in idx
     )
     assert correct / len(idx) >= 0.985, f"{correct}/{len(idx)} via {fmt} on {endpoint}"
 
@@ -309,8 +311,7 @@ def test_response_is_the_tutorial_shape_plus_tags(server, mnist_test):
 
 
 @pytest.mark.slow
-def test_float32_on_request_and_when_the_artifact_has_no_int8_ranges(trained_model_dir, server, mnist_test,
-                                                                     tmp_path):
+def test_float32_on_request_and_when_the_artifact_has_no_int8_ranges(trained_model_dir, server, mnist_test, tmp_path):
     bodies = [encode(mnist_test[0][i], "PNG") for i in range(20)]
     int8 = [predict_image(server.url, b) for b in bodies]
     old = tmp_path / "model"  # an artifact from before int8 serving: no "int8" in its metadata
@@ -319,14 +320,16 @@ def test_float32_on_request_and_when_the_artifact_has_no_int8_ranges(trained_mod
     meta = json.loads((trained_model_dir / "metadata.json").read_text())
     meta.pop("int8")
     (old / "metadata.json").write_text(json.dumps(meta))
-    for model_dir, precision, logged in ((trained_model_dir, "float32", None),
-                                         (old, "int8", "serving float32, not int8")):
+    for model_dir, precision, logged in (
+        (trained_model_dir, "float32", None),
+        (old, "int8", "serving float32, not int8"),
+    ):
         cfg = ServerConfig(model_dir=model_dir, workers=1, precision=precision)
         with LocalServer(cfg) as srv:
             answers = [predict_image(srv.url, b) for b in bodies]
             log = srv.log_text()
         assert {a.raw["meta"]["tags"]["precision"] for a in answers} == {"float32"}
-        for a, q in zip(answers, int8):
+        for a, q in zip(answers, int8, strict=True):
             assert a.cls == q.cls
             np.testing.assert_allclose(a.scores, q.scores, atol=0.02)
         assert logged is None or logged in log, log[-2000:]
@@ -355,12 +358,28 @@ def _bad_requests(tmp_jpeg: bytes) -> list[tuple[str, bytes, str, int, str]]:
         ("wrong shape", b'{"data": {"ndarray": [[1, 2]]}}', "application/json", 400, "shape"),
         ("bad tensor", b'{"data": {"tensor": {"shape": [1, 5], "values": [1]}}}', "application/json", 400, "reshape"),
         ("no data", b'{"foo": 1}', "application/json", 400, "Invalid request"),
-        ("deep json", b'{"data": {"ndarray": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}", "application/json", 400,
-         "nests too deeply"),
-        ("malformed json field", b"json=%7B%22data", "application/x-www-form-urlencoded", 400, "json field is not JSON"),
+        (
+            "deep json",
+            b'{"data": {"ndarray": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}",
+            "application/json",
+            400,
+            "nests too deeply",
+        ),
+        (
+            "malformed json field",
+            b"json=%7B%22data",
+            "application/x-www-form-urlencoded",
+            400,
+            "json field is not JSON",
+        ),
         ("deep json field", b"json=" + b"%5B" * 50_000, "application/x-www-form-urlencoded", 400, "nests too deeply"),
-        ("bad json field data", b"json=%7B%22data%22%3A%7B%22ndarray%22%3A%5B%5B1%2C2%5D%5D%7D%7D",
-         "application/x-www-form-urlencoded", 400, "shape"),
+        (
+            "bad json field data",
+            b"json=%7B%22data%22%3A%7B%22ndarray%22%3A%5B%5B1%2C2%5D%5D%7D%7D",
+            "application/x-www-form-urlencoded",
+            400,
+            "shape",
+        ),
     ]
     return cases
 
@@ -425,8 +444,12 @@ def test_weights_other_than_model_sha256_are_never_served(trained_model_dir, ser
     assert actual in str(failed.value) and expected in str(failed.value)
     ok = ServerConfig(model_dir=trained_model_dir, workers=1, extra_env={"MODEL_SHA256": actual.upper()})
     with LocalServer(ok, start_timeout=60) as srv:
-        assert predict_image(srv.url, encode(np.zeros((28, 28), dtype=np.uint8), "PNG")).raw["meta"]["tags"][
-            "model_sha256"] == actual
+        assert (
+            predict_image(srv.url, encode(np.zeros((28, 28), dtype=np.uint8), "PNG")).raw["meta"]["tags"][
+                "model_sha256"
+            ]
+            == actual
+        )
 
 
 def test_server_refuses_a_folder_without_metadata(tmp_path):
