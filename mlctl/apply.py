@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from mlctl import artifacts
 from mlctl.errors import MlctlError
+from mlctl.result import to_json
 from mlctl.spec import Spec, load_spec
 
 Target = Literal["local", "podman", "kubernetes"]
@@ -43,10 +44,7 @@ class ApplyResult:
         return any(s.status in ("changed", "planned") for s in self.steps)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target, "dryRun": self.dry_run, "changed": self.changed,
-            "steps": [vars(s) for s in self.steps], "summary": self.summary, "seconds": round(self.seconds, 2),
-        }  # fmt: skip
+        return {**to_json(self), "changed": self.changed, "seconds": round(self.seconds, 2)}
 
 
 def _step(name: str, error: MlctlError) -> MlctlError:
@@ -140,12 +138,13 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
         "up to date" if action == "up to date" else "changed",
         f"{action}: seldon-core-microservice at {state.url} (pid {state.pid}, log {state.log})",
     )
-    from mlctl import deploy
+    from mlctl import deploy, predict
 
     check = deploy.check_sample(state.url, expected_sha256=artifact.sha256)  # "smoke test: …" when wrong
     report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
     result.summary = {
-        "url": f"{state.url}/api/v1.0/predictions",
+        "url": state.url + predict.DEFAULT_ENDPOINT,
+        "baseUrl": state.url,
         "modelSha256": artifact.sha256,
         "testAccuracy": artifact.test_accuracy,
         "prediction": check,

@@ -27,13 +27,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from mlctl import engine as engines
 from mlctl import images
 from mlctl.errors import MlctlError, UsageError
+from mlctl.result import Result
 from mlctl.spec import Spec
 from mlctl.tools import PROJECT_ROOT
 
@@ -44,7 +45,7 @@ CONSTRAINTS = "requirements/constraints.txt"
 
 
 @dataclass(frozen=True)
-class BuiltImage:
+class BuiltImage(Result):
     role: str
     reference: str
     image_id: str
@@ -58,19 +59,11 @@ class BuiltImage:
 
 
 @dataclass
-class BuildResult:
+class BuildResult(Result):
     engine: str
     deps: str
     images: list[BuiltImage] = field(default_factory=list)
     seconds: float = 0.0
-
-    def as_dict(self) -> dict:
-        return {
-            "engine": self.engine,
-            "deps": self.deps,
-            "seconds": round(self.seconds, 1),
-            "images": [asdict(i) for i in self.images],
-        }
 
 
 def host_matches_images() -> bool:
@@ -222,6 +215,6 @@ def build(
                     hint="check registry.server, registry.username and the password the spec names",
                 ) from None
             images.record_push(spec, image.reference, digest)
-            result.images[i] = BuiltImage(**{**asdict(image), "digest": digest})
-    result.seconds = time.monotonic() - started
+            result.images[i] = replace(image, digest=digest)
+    result.seconds = round(time.monotonic() - started, 1)
     return result

@@ -244,7 +244,7 @@ def _apply_text(result) -> str:
         return (
             f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
             f"predictions (the predictor Service, published): {s['url']}\n"
-            f"  mlctl predict IMAGE --url {s['url'].rsplit('/api/', 1)[0]}\n"
+            f"  mlctl predict IMAGE --url {s['baseUrl']}\n"
             f"stop it with: mlctl delete {s['spec']} --target podman"
         )
     if result.target == "local":
@@ -252,7 +252,7 @@ def _apply_text(result) -> str:
             f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
             f"predictions: {s['url']}\n"
             f"  curl -F binData=@{s['sample']} {s['url']}\n"
-            f"  mlctl predict {s['sample']} --url {s['url'].rsplit('/api/', 1)[0]}\n"
+            f"  mlctl predict {s['sample']} --url {s['baseUrl']}\n"
             f"stop it with: mlctl delete {s['spec']}"
         )
     return (

@@ -9,13 +9,14 @@ results and errors show `***` where a credential would be.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlctl import helm, kubectl, predict, render, store, tools
 from mlctl.artifacts import Artifact
 from mlctl.errors import MlctlError, UsageError
+from mlctl.result import Result
 from mlctl.secrets import Secrets, resolve_secrets
 from mlctl.spec import Spec
 
@@ -107,7 +108,7 @@ def values_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[st
 
 
 @dataclass(frozen=True)
-class DeployPlan:
+class DeployPlan(Result):
     release: str
     namespace: str
     context: str | None
@@ -120,9 +121,6 @@ class DeployPlan:
     up_to_date: bool
     values: dict[str, Any] = field(repr=False)
     """The values mlctl installs, credentials shown as ***."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def plan(spec: Spec, artifact: Artifact, secrets: Secrets | None = None) -> DeployPlan:
@@ -157,7 +155,7 @@ def plan(spec: Spec, artifact: Artifact, secrets: Secrets | None = None) -> Depl
 
 
 @dataclass(frozen=True)
-class DeployResult:
+class DeployResult(Result):
     release: str
     namespace: str
     upgraded: bool
@@ -166,9 +164,6 @@ class DeployResult:
     state: str
     smoke: dict[str, Any]
     seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def deploy(spec: Spec, artifact: Artifact, plan: DeployPlan, secrets: Secrets | None = None) -> DeployResult:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlctl import actions, podman, render
+from mlctl import actions, podman, predict, render
 from mlctl.artifacts import metadata_from_log, training_hash
 from mlctl.errors import MlctlError, UsageError
 from mlctl.pods import ClusterPod, cluster_pods
@@ -156,9 +156,10 @@ def apply(spec: Spec, report: Report, on_log: Callable[[str], None] = lambda _: 
     metadata = _step("train", lambda: _train(spec, secrets, report, on_log))
     release = _release(spec, secrets, model_sha256=metadata["sha256"], on_event=lambda e: on_log(f"serve: {e}"))
     port, ready_after = _step("serve", lambda: _serve(spec, release, report))
-    url = _step("check", lambda: _check(release, port, report))
+    base = _step("check", lambda: _check(release, port, report))
     return {
-        "url": url,
+        "url": base + predict.DEFAULT_ENDPOINT,
+        "baseUrl": base,
         "modelSha256": metadata["sha256"],
         "testAccuracy": metadata["test_accuracy"],
         "modelUri": release.values["model"]["uri"],
@@ -311,19 +312,20 @@ def rollback(spec: Spec, report: Report, revision: int | None = None) -> dict[st
     secrets = resolve_secrets(spec)
     release = _release(spec, secrets, values=render.with_credentials(old["values"], secrets))
     port, _ = _step("serve", lambda: _serve(spec, release, report))
-    url = _step("check", lambda: _check(release, port, report))
+    base = _step("check", lambda: _check(release, port, report))
     return {
         "to": wanted,
         "revision": revisions(spec)[-1]["revision"],
         "modelUri": old["modelUri"],
         "modelSha256": old["modelSha256"],
-        "url": url,
+        "url": base + predict.DEFAULT_ENDPOINT,
+        "baseUrl": base,
     }
 
 
 def _check(release: Release, port: int, report: Report) -> str:
     """The sample digit through the published Service port, then the chart's helm test pod."""
-    from mlctl import deploy, predict
+    from mlctl import deploy
 
     base = f"http://127.0.0.1:{port}"
     check = deploy.check_sample(base, expected_sha256=release.model_sha256)
@@ -338,7 +340,7 @@ def _check(release: Release, port: int, report: Report) -> str:
             verdict = "passed"
         report("check", "ok", f"helm test pod {test.name}: {verdict}")
         release.runner.remove(run.podman_name)
-    return base + predict.DEFAULT_ENDPOINT
+    return base
 
 
 def _step(name: str, action: Callable[[], Any]) -> Any:

@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlctl import artifacts, helm, kubectl, tools
 from mlctl.artifacts import LocalArtifact, StoredArtifact
 from mlctl.errors import MlctlError, UsageError
+from mlctl.result import Result
 from mlctl.secrets import Secrets
 from mlctl.spec import Spec
 from model.artifact import METADATA
@@ -40,14 +41,11 @@ NOT_FOUND = (3, 4)
 
 
 @dataclass(frozen=True)
-class UploadResult:
+class UploadResult(Result):
     uri: str
     uploaded: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     note: str = ""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def rclone_binary() -> str:

@@ -25,7 +25,7 @@ def test_both_images_are_built_and_a_rebuild_is_a_no_op(shipped):
         assert image["reference"].split(":")[-1] == image["content"][:12]
         labels = podman_json("image", "inspect", image["reference"])[0]["Config"]["Labels"]
         assert labels["io.mlctl.content"] == image["content"]
-        print(f"\n{role} image {image['reference']}: {image['size_bytes'] / 1e6:,.0f} MB")
+        print(f"\n{role} image {image['reference']}: {image['sizeBytes'] / 1e6:,.0f} MB")
     # Both images start from the same torch layer (built once, pushed once).
     layers = {
         role: podman_json("image", "inspect", i["reference"])[0]["RootFS"]["Layers"] for role, i in by_role.items()
