@@ -78,11 +78,11 @@ def parse(text: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         where = Mark(mark.line + 1, mark.column + 1) if mark else None
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise YamlSyntaxError(f"YAML syntax error: {problem}", where) from None
+        raise YamlSyntaxError(f"YAML syntax error: {problem}", where) from exc
     except yaml.YAMLError as exc:
-        raise YamlSyntaxError(f"YAML error: {exc}", None) from None
-    except RecursionError:  # PyYAML's composer recurses once per level of nesting
-        raise YamlSyntaxError("YAML error: the document nests too deeply (a spec has a few levels)", None) from None
+        raise YamlSyntaxError(f"YAML error: {exc}", None) from exc
+    except RecursionError as exc:  # PyYAML's composer recurses once per level of nesting
+        raise YamlSyntaxError("YAML error: the document nests too deeply (a spec has a few levels)", None) from exc
     finally:
         loader.dispose()
 

@@ -48,10 +48,8 @@ class ApplyResult:
 
 
 def _step(name: str, error: MlctlError) -> MlctlError:
-    """The same error, its message prefixed with the step it failed in."""
-    error.message = f"{name}: {error.message}"
-    error.args = (error.message,)
-    return error
+    """The error, its message prefixed with the step it failed in (type and exit code kept)."""
+    return error.prefixed(name)
 
 
 def apply(
@@ -98,7 +96,7 @@ def _train(spec: Spec, dry_run: bool, report, on_line) -> artifacts.Artifact | N
     try:
         trained = train.train(spec, on_line=on_line)
     except MlctlError as exc:
-        raise _step("train", exc) from None
+        raise _step("train", exc) from exc
     a = trained.artifact
     if trained.trained:
         report("train", "changed", f"trained {a.name} in {trained.seconds:.1f} s: test accuracy {a.test_accuracy:.2%}")
@@ -132,7 +130,7 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
     try:
         state, action = local.ensure(spec, artifact)
     except MlctlError as exc:
-        raise _step("serve", exc) from None
+        raise _step("serve", exc) from exc
     report(
         "serve",
         "up to date" if action == "up to date" else "changed",
@@ -171,14 +169,14 @@ def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult
     try:
         secrets = resolve_secrets(spec)
     except MlctlError as exc:
-        raise _step("credentials", exc) from None
+        raise _step("credentials", exc) from exc
     untrained = artifact is None
     if untrained:  # dry run before the first training: plan with what is known
         artifact = artifacts.planned(spec)
     try:
         plan = deploy.plan(spec, artifact, secrets)
     except MlctlError as exc:
-        raise _step("plan", exc) from None
+        raise _step("plan", exc) from exc
     where = f"{plan.namespace}/{plan.release}"
     if dry_run:
         if plan.up_to_date:

@@ -149,11 +149,11 @@ def read_local(path: Path, verify: bool = True) -> LocalArtifact | None:
             meta = artifact_format.read_metadata(path)
         float(meta["test_accuracy"])
     except artifact_format.ArtifactError as exc:
-        raise MlctlError(str(exc), hint="the artifact was modified after training; retrain with --force") from None
+        raise MlctlError(str(exc), hint="the artifact was modified after training; retrain with --force") from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise MlctlError(
             f"{path / artifact_format.METADATA}: unreadable artifact metadata ({exc})", hint="retrain with --force"
-        ) from None
+        ) from exc
     return LocalArtifact(meta, path)
 
 

@@ -192,7 +192,7 @@ def build(
                         offline=deps == "host",
                     )
                 except MlctlError as exc:
-                    raise MlctlError(f"building {ref.reference} failed: {exc.message}", hint=exc.hint) from None
+                    raise exc.prefixed(f"building {ref.reference} failed") from exc
         image = BuiltImage(
             recipe.role,
             ref.reference,
@@ -213,7 +213,7 @@ def build(
                 raise MlctlError(
                     f"pushing {image.reference} failed: {exc.message}",
                     hint="check registry.server, registry.username and the password the spec names",
-                ) from None
+                ) from exc
             images.record_push(spec, image.reference, digest)
             result.images[i] = replace(image, digest=digest)
     result.seconds = round(time.monotonic() - started, 1)

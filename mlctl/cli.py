@@ -2,7 +2,7 @@
 
 Results go to stdout (plain or `--json`), progress and errors to stderr, so piped output stays
 clean. A user's mistake ends in one clear message and exit 2; a failed action in exit 1; neither
-prints a traceback (`-v` logs the commands mlctl runs).
+prints a traceback (`-v` logs the commands mlctl runs and, on an error, its traceback and causes).
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the commands mlctl runs.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log the commands mlctl runs, and an error's traceback.")
+    ] = False,
     version: Annotated[
         bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = None,
@@ -399,6 +401,8 @@ def main() -> None:
     try:
         app(prog_name="mlctl")
     except MlctlError as exc:
+        # -v: where it came from, causes included (a user's mistake shows no traceback otherwise).
+        logging.getLogger("mlctl").debug("traceback of the error below:", exc_info=exc)
         err.print(f"[bold red]error:[/] {escape(exc.message)}")
         if exc.hint:
             err.print(f"[dim]hint:[/] {escape(exc.hint)}")

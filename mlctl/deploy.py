@@ -15,7 +15,7 @@ from typing import Any
 
 from mlctl import helm, kubectl, predict, render, store, tools
 from mlctl.artifacts import Artifact
-from mlctl.errors import MlctlError, UsageError
+from mlctl.errors import MlctlError, SmokeTestFailed, UsageError
 from mlctl.result import Result
 from mlctl.secrets import Secrets, resolve_secrets
 from mlctl.spec import Spec
@@ -134,7 +134,7 @@ def plan(spec: Spec, artifact: Artifact, secrets: Secrets | None = None) -> Depl
         status = helm.status(t)
         deployed = helm.get_values(t) if status is not None else None
     except MlctlError as exc:
-        raise MlctlError(f"reading the release failed: {exc.message}", hint=exc.hint) from None
+        raise exc.prefixed("reading the release failed") from exc
     helm_status = (status or {}).get("info", {}).get("status")
     changes = values_diff(deployed, values)
     return DeployPlan(
@@ -185,7 +185,7 @@ def deploy(spec: Spec, artifact: Artifact, plan: DeployPlan, secrets: Secrets | 
             raise MlctlError(
                 f"helm upgrade failed: {exc.message}",
                 hint=exc.hint or f"--atomic rolled the release back; see `helm history {k.release} -n {k.namespace}`",
-            ) from None
+            ) from exc
         status = helm.status(t) or {}
         revision = status.get("version")
     state = wait_available(spec)
@@ -248,16 +248,16 @@ def check_sample(
         except predict.PredictError as exc:
             # A 4xx is the model's final word; only an unreachable or failing server is retried.
             if (exc.status is not None and exc.status < 500) or attempt == SMOKE_ATTEMPTS:
-                raise MlctlError(f"smoke test: POST {url} failed: {exc.message}") from None
+                raise SmokeTestFailed(f"smoke test: POST {url} failed: {exc.message}") from exc
             _sleep(2)
     served = ((answer.raw.get("meta") or {}).get("tags") or {}).get("model_sha256")
     if expected_sha256 and served != expected_sha256:
-        raise MlctlError(
+        raise SmokeTestFailed(
             f"smoke test: {url} serves the weights {str(served)[:12]}…, not {expected_sha256[:12]}…",
             hint="a stale pod or store folder; check mlctl status and mlctl models",
         )
     if answer.cls != label:
-        raise MlctlError(
+        raise SmokeTestFailed(
             f"smoke test: {url} predicted {answer.cls}, but the sample digit is a {label}",
             hint="the deployed model is wrong or stale; check mlctl status and the model sha256",
         )
@@ -281,10 +281,10 @@ def smoke_test(spec: Spec, expected_sha256: str | None = None) -> dict[str, Any]
     try:
         with kubectl.port_forward(target(spec), predictor_service(spec), service_port(spec)) as port:
             result = check_sample(f"http://127.0.0.1:{port}", expected_sha256=expected_sha256)
-    except MlctlError as exc:
-        if exc.message.startswith("smoke test:"):
-            raise
-        raise MlctlError(f"smoke test: {exc.message}", hint=exc.hint) from None
+    except SmokeTestFailed:
+        raise
+    except MlctlError as exc:  # the port-forward itself
+        raise exc.prefixed("smoke test") from exc
     result["via"] = f"port-forward svc/{predictor_service(spec)}:{service_port(spec)}"
     return result
 
@@ -327,7 +327,7 @@ def rollback(spec: Spec, revision: int | None = None) -> dict[str, Any]:
     try:
         helm.rollback(t, wanted, spec.kubernetes.timeout_seconds)
     except MlctlError as exc:
-        raise MlctlError(f"helm rollback failed: {exc.message}", hint=exc.hint) from None
+        raise exc.prefixed("helm rollback failed") from exc
     state = wait_available(spec)
     smoke = smoke_test(spec, old["modelSha256"] or None)
     return {
@@ -386,7 +386,7 @@ def delete(spec: Spec) -> dict[str, Any]:
         try:
             helm.uninstall(t, spec.kubernetes.timeout_seconds)
         except MlctlError as exc:
-            raise MlctlError(f"helm uninstall failed: {exc.message}", hint=exc.hint) from None
+            raise exc.prefixed("helm uninstall failed") from exc
         out["uninstalled"] = True
     # Training Jobs are applied by kubectl (mlctl train), not owned by the release.
     selector = f"app.kubernetes.io/instance={t.release},app.kubernetes.io/component=training"

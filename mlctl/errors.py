@@ -21,6 +21,16 @@ class MlctlError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def prefixed(self, prefix: str) -> MlctlError:
+        """This error with `prefix: ` before its message: a copy of the same class (so its exit code
+        and type survive), whose cause is this error (shown with `mlctl -v`)."""
+        new = type(self).__new__(type(self))  # no __init__: subclasses take other arguments
+        new.__dict__.update(self.__dict__)
+        new.message = f"{prefix}: {self.message}"
+        new.args = (new.message,)
+        new.__cause__ = self
+        return new
+
 
 class UsageError(MlctlError):
     """The user's input is wrong (exit 2)."""
@@ -36,3 +46,7 @@ class SpecError(UsageError):
         self.problems = problems
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         super().__init__(f"{path}: invalid spec ({count})\n" + "\n".join(problems))
+
+
+class SmokeTestFailed(MlctlError):
+    """The deployed model answered the sample digit wrongly, from other weights, or not at all."""

@@ -98,7 +98,7 @@ def context_files(recipe: Recipe, root: Path = PROJECT_ROOT) -> list[str]:
     try:
         text = dockerfile.read_text(encoding="utf-8")
     except OSError as exc:
-        raise MlctlError(f"{dockerfile}: {exc.strerror}") from None
+        raise MlctlError(f"{dockerfile}: {exc.strerror}") from exc
     files = {recipe.dockerfile}
     for source in copy_sources(text):
         path = root / source

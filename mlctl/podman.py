@@ -124,7 +124,7 @@ def pull(ref: str, policy: str, auth: Path | None, where: str) -> None:
         raise PodmanError(
             f"{where}: cannot pull image {ref}: {tools.tail(exc.stderr, 3)}",
             hint="build it (mlctl build) or pull it where the registry is reachable",
-        ) from None
+        ) from exc
 
 
 # --- running --------------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ class PodRunner:
                 _podman("create", *argv)
                 _podman("start", pname)
             except tools.ToolError as exc:
-                raise self._failed(run, c["name"], where, exc) from None
+                raise self._failed(run, c["name"], where, exc) from exc
             self.on_event(f"{'init container' if init else 'container'} {c['name']} started")
             if init:
                 code = self._wait_exit(run, c["name"], pname, run.started + timeout_s, where)

@@ -347,9 +347,7 @@ def _step(name: str, action: Callable[[], Any]) -> Any:
     try:
         return action()
     except MlctlError as exc:
-        error = MlctlError(f"{name}: {exc.message}", hint=exc.hint)
-        error.exit_code = exc.exit_code
-        raise error from None
+        raise exc.prefixed(name) from exc
 
 
 def service_port(predictor: ClusterPod) -> int:

@@ -56,7 +56,7 @@ def predict_image(
         try:
             data = path.read_bytes()
         except OSError as e:
-            raise PredictError(f"cannot read {path}: {e.strerror or e}") from None
+            raise PredictError(f"cannot read {path}: {e.strerror or e}") from e
         filename = path.name
     body, content_type = encode_multipart("binData", filename, data)
     target = url.rstrip("/") + "/" + endpoint.lstrip("/")
@@ -84,17 +84,17 @@ def post(url: str, body: bytes, content_type: str, timeout: float) -> dict[str, 
             payload = r.read()
     except urllib.error.HTTPError as e:
         detail = _server_message(e.read())
-        raise PredictError(f"{url} answered HTTP {e.code}: {detail}", status=e.code) from None
+        raise PredictError(f"{url} answered HTTP {e.code}: {detail}", status=e.code) from e
     except urllib.error.URLError as e:
-        raise _unreachable(url, e.reason, timeout) from None
+        raise _unreachable(url, e.reason, timeout) from e
     except TimeoutError as e:
-        raise _unreachable(url, e, timeout) from None
+        raise _unreachable(url, e, timeout) from e
     except (ConnectionError, OSError) as e:
-        raise _unreachable(url, e, timeout) from None
+        raise _unreachable(url, e, timeout) from e
     try:
         answer = json.loads(payload)
-    except ValueError:
-        raise PredictError(f"{url} answered something that is not JSON: {payload[:200]!r}") from None
+    except ValueError as exc:
+        raise PredictError(f"{url} answered something that is not JSON: {payload[:200]!r}") from exc
     if not isinstance(answer, dict):
         raise PredictError(f"{url} answered JSON that is not an object: {str(answer)[:200]}")
     return answer

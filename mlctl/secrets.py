@@ -44,7 +44,7 @@ def resolve(ref: SecretRef, field: str) -> str:
     try:
         value = ref.file.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
-        raise UsageError(f"{field}: cannot read {ref.file}: {exc.strerror}") from None
+        raise UsageError(f"{field}: cannot read {ref.file}: {exc.strerror}") from exc
     if not value:
         raise UsageError(f"{field}: {ref.file} is empty")
     return value

@@ -614,20 +614,20 @@ def load_spec(path: str | Path) -> Spec:
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{shown}: no such file", hint="pass the path of a spec, e.g. spec/mnist.yaml") from None
-    except IsADirectoryError:
-        raise UsageError(f"{shown}: is a directory, not a spec file") from None
-    except PermissionError:
-        raise UsageError(f"{shown}: permission denied") from None
+    except FileNotFoundError as exc:
+        raise UsageError(f"{shown}: no such file", hint="pass the path of a spec, e.g. spec/mnist.yaml") from exc
+    except IsADirectoryError as exc:
+        raise UsageError(f"{shown}: is a directory, not a spec file") from exc
+    except PermissionError as exc:
+        raise UsageError(f"{shown}: permission denied") from exc
     except UnicodeDecodeError as exc:
-        raise SpecError(shown, [f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+        raise SpecError(shown, [f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from exc
 
     try:
         doc = _yaml.parse(text)
     except _yaml.YamlSyntaxError as exc:
         where = f":{exc.mark.line}:{exc.mark.column}" if exc.mark else ""
-        raise SpecError(shown, [f"{shown}{where} {exc.message}"]) from None
+        raise SpecError(shown, [f"{shown}{where} {exc.message}"]) from exc
     if doc.data is None:
         raise SpecError(shown, [f"{shown}:1:1 the file is empty; a spec needs at least `apiVersion: {SPEC_VERSION}`"])
     if not isinstance(doc.data, dict):

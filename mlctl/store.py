@@ -86,7 +86,7 @@ class _Rclone:
         try:
             return tools.run([rclone_binary(), *args], timeout=timeout, env=self.env, secrets=self.masked)
         except tools.ToolError as exc:
-            raise StoreError(exc) from None
+            raise StoreError(exc) from exc
 
     def metadata(self, folder: str) -> dict | None:
         """The metadata.json of a model folder in the store, or None when there is none."""
@@ -100,8 +100,8 @@ class _Rclone:
             return None
         try:
             return json.loads(text)
-        except ValueError:
-            raise MlctlError(f"{self.spec.model_store.join(folder)}/{METADATA} is not JSON") from None
+        except ValueError as exc:
+            raise MlctlError(f"{self.spec.model_store.join(folder)}/{METADATA} is not JSON") from exc
 
 
 class StoreError(MlctlError):

@@ -98,9 +98,10 @@ def run(
             )
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        # No cause: TimeoutExpired's text is the unmasked argv, which may hold a credential.
         raise ToolError(shown, None, masked([err], secrets)[0]) from None
     except OSError as exc:
-        raise MlctlError(f"cannot run {argv[0]}: {exc.strerror}") from None
+        raise MlctlError(f"cannot run {argv[0]}: {exc.strerror}") from exc
     if p.returncode:
         raise ToolError(shown, p.returncode, masked([p.stderr or p.stdout], secrets)[0])
     return p.stdout

@@ -90,8 +90,8 @@ def train(
         raise cls(f"training failed (exit {proc.returncode}); its error is above", hint=None)
     try:
         json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise MlctlError("training finished but printed no metadata line") from None
+    except (ValueError, IndexError) as exc:
+        raise MlctlError("training finished but printed no metadata line") from exc
     artifact = artifacts.read_local(out)
     if artifact is None:
         raise MlctlError(f"training finished but left no artifact in {out}")

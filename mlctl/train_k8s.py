@@ -178,6 +178,6 @@ def train(spec: Spec, force: bool = False, on_line: Callable[[str], None] | None
     try:
         str(meta["sha256"]), float(meta["test_accuracy"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise MlctlError(f"training Job {job}: incomplete metadata line ({exc})") from None
+        raise MlctlError(f"training Job {job}: incomplete metadata line ({exc})") from exc
     artifact = StoredArtifact(meta, store_uri(spec, digest))
     return TrainResult(artifact, trained=trained, seconds=_clock() - started, training_hash=digest)
