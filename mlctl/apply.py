@@ -136,9 +136,10 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
         "up to date" if action == "up to date" else "changed",
         f"{action}: seldon-core-microservice at {state.url} (pid {state.pid}, log {state.log})",
     )
-    from mlctl import deploy, predict
+    from mlctl import check as sample_check
+    from mlctl import predict
 
-    check = deploy.check_sample(state.url, expected_sha256=artifact.sha256)  # "smoke test: …" when wrong
+    check = sample_check.check_sample(state.url, expected_sha256=artifact.sha256)  # SmokeTestFailed when wrong
     report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
     result.summary = {
         "url": state.url + predict.DEFAULT_ENDPOINT,
@@ -148,7 +149,7 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
         "prediction": check,
         "pid": state.pid,
         "spec": str(spec_path),
-        "sample": _shown(deploy.SAMPLE_PNG),
+        "sample": _shown(sample_check.SAMPLE_PNG),
     }
 
 

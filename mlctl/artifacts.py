@@ -169,3 +169,25 @@ def metadata_from_log(text: str) -> dict | None:
             if isinstance(meta, dict) and "sha256" in meta:
                 return meta
     return None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    artifact: Artifact
+    trained: bool  # False when an artifact for this training hash already existed
+    seconds: float
+    training_hash: str
+
+    def as_dict(self) -> dict:
+        meta = self.artifact.metadata
+        return {
+            "trained": self.trained,
+            "artifact": self.artifact.location,
+            "trainingHash": self.training_hash,
+            "sha256": self.artifact.sha256,
+            "testAccuracy": self.artifact.test_accuracy,
+            "testLoss": meta.get("test_loss"),
+            "epochs": meta.get("epochs"),
+            "trainSeconds": meta.get("train_seconds"),
+            "seconds": round(self.seconds, 2),
+        }

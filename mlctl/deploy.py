@@ -13,41 +13,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlctl import helm, kubectl, predict, render, store, tools
+from mlctl import check, helm, kubectl, predict, render, store, tools
 from mlctl.artifacts import Artifact
 from mlctl.errors import MlctlError, SmokeTestFailed, UsageError
 from mlctl.result import Result
 from mlctl.secrets import Secrets, resolve_secrets
 from mlctl.spec import Spec
 
-CHART_NAME = "mnist-seldon"
 PREDICTOR = "default"
 # The predictor Service's REST port: the model's own 9000 with seldon.io/no-engine, the
 # executor's 8000 with it (the chart's mnist-seldon.servicePort; tests hold the two together).
 MODEL_PORT, EXECUTOR_PORT = 9000, 8000
-SAMPLE_PNG = helm.CHART / "files" / "digit.png"
-SAMPLE_LABEL = helm.CHART / "files" / "digit.label"
 # Values that carry credentials; a path ending in ".*" covers everything under it.
 SECRET_PATHS = ("registry.password", "storage.credentials.*")
 VALUES_PLACEHOLDER = "values.yaml"
 POLL_SECONDS = 5.0
-SMOKE_ATTEMPTS = 5
 
 _clock = time.monotonic
 _sleep = time.sleep
 
 
 def target(spec: Spec) -> helm.Target:
-    k = spec.kubernetes
-    return helm.Target(release=k.release, namespace=k.namespace, context=k.context)
+    return helm.Target.for_spec(spec)
 
 
 def sdep_name(spec: Spec) -> str:
-    """The SeldonDeployment's name: the chart's `mnist-seldon.fullname` for the values mlctl renders."""
-    values = render.build_values(spec)
-    release = spec.kubernetes.release
-    name = values.get("fullnameOverride") or (release if CHART_NAME in release else f"{release}-{CHART_NAME}")
-    return name[:63].rstrip("-")
+    """The SeldonDeployment's name: the chart's fullname, which mlctl's values set (render.fullname)."""
+    return render.fullname(spec)
 
 
 def predictor_service(spec: Spec) -> str:
@@ -233,54 +225,17 @@ def wait_available(spec: Spec, timeout_s: float | None = None) -> str:
 # --- smoke test ------------------------------------------------------------------------------
 
 
-def check_sample(
-    base: str, endpoint: str = predict.DEFAULT_ENDPOINT, expected_sha256: str | None = None
-) -> dict[str, Any]:
-    """Post the chart's sample digit to `base + endpoint` (retrying an unreachable or failing
-    server) and demand its true label, and with `expected_sha256` that the answer comes from those
-    weights (the model_sha256 tag); used for the local server, podman and the cluster alike."""
-    png, label = SAMPLE_PNG.read_bytes(), int(SAMPLE_LABEL.read_text().strip())
-    url = base.rstrip("/") + endpoint
-    for attempt in range(1, SMOKE_ATTEMPTS + 1):
-        try:
-            answer = predict.predict_image(base, png, endpoint=endpoint)
-            break
-        except predict.PredictError as exc:
-            # A 4xx is the model's final word; only an unreachable or failing server is retried.
-            if (exc.status is not None and exc.status < 500) or attempt == SMOKE_ATTEMPTS:
-                raise SmokeTestFailed(f"smoke test: POST {url} failed: {exc.message}") from exc
-            _sleep(2)
-    served = ((answer.raw.get("meta") or {}).get("tags") or {}).get("model_sha256")
-    if expected_sha256 and served != expected_sha256:
-        raise SmokeTestFailed(
-            f"smoke test: {url} serves the weights {str(served)[:12]}…, not {expected_sha256[:12]}…",
-            hint="a stale pod or store folder; check mlctl status and mlctl models",
-        )
-    if answer.cls != label:
-        raise SmokeTestFailed(
-            f"smoke test: {url} predicted {answer.cls}, but the sample digit is a {label}",
-            hint="the deployed model is wrong or stale; check mlctl status and the model sha256",
-        )
-    return {
-        "url": url,
-        "label": label,
-        "predicted": answer.cls,
-        "score": round(answer.scores[answer.cls], 4),
-        "modelSha256": served,
-    }
-
-
 def smoke_test(spec: Spec, expected_sha256: str | None = None) -> dict[str, Any]:
     """Post the chart's sample digit through the ingress endpoint, or a port-forward to the
     predictor Service; the answer's argmax must be the digit's label."""
     k = spec.kubernetes
     if k.endpoint:
-        return check_sample(
+        return check.check_sample(
             k.endpoint, f"/seldon/{k.namespace}/{sdep_name(spec)}{predict.DEFAULT_ENDPOINT}", expected_sha256
         )
     try:
         with kubectl.port_forward(target(spec), predictor_service(spec), service_port(spec)) as port:
-            result = check_sample(f"http://127.0.0.1:{port}", expected_sha256=expected_sha256)
+            result = check.check_sample(f"http://127.0.0.1:{port}", expected_sha256=expected_sha256)
     except SmokeTestFailed:
         raise
     except MlctlError as exc:  # the port-forward itself

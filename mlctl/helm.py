@@ -9,10 +9,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlctl import tools
 from mlctl.tools import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from mlctl.spec import Spec
 
 CHART = PROJECT_ROOT / "charts" / "mnist-seldon"
 
@@ -24,6 +27,11 @@ class Target:
     release: str
     namespace: str
     context: str | None = None
+
+    @classmethod
+    def for_spec(cls, spec: Spec) -> Target:
+        k = spec.kubernetes
+        return cls(release=k.release, namespace=k.namespace, context=k.context)
 
     def flags(self) -> list[str]:
         return ["--namespace", self.namespace, *(["--kube-context", self.context] if self.context else [])]

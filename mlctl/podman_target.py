@@ -325,10 +325,10 @@ def rollback(spec: Spec, report: Report, revision: int | None = None) -> dict[st
 
 def _check(release: Release, port: int, report: Report) -> str:
     """The sample digit through the published Service port, then the chart's helm test pod."""
-    from mlctl import deploy
+    from mlctl import check as sample_check
 
     base = f"http://127.0.0.1:{port}"
-    check = deploy.check_sample(base, expected_sha256=release.model_sha256)
+    check = sample_check.check_sample(base, expected_sha256=release.model_sha256)
     report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
     test = release.pods.get("test")
     if test is not None:

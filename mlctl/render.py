@@ -27,6 +27,13 @@ from mlctl.secrets import Secrets
 from mlctl.spec import KubernetesRunner, Resources, Spec, TrainingSpec
 
 
+def fullname(spec: Spec) -> str:
+    """The chart's `fullname` mlctl sets (fullnameOverride): objects are named after the release
+    (`mnist`), not `<release>-mnist-seldon`. At most 53 characters (the spec's bound), so the
+    chart's 63-character cut never applies."""
+    return spec.kubernetes.release
+
+
 def hyperparameter_args(training: TrainingSpec) -> list[str]:
     """The `python -m model.train` flags that set the hyper-parameters (shared by both runners)."""
     args = [
@@ -87,8 +94,7 @@ def build_values(
     ]  # fmt: skip
     return chart_values(
         {
-            # Objects are named after the release (`mnist`), not `<release>-mnist-seldon`.
-            "fullnameOverride": k.release,
+            "fullnameOverride": fullname(spec),
             "model": {"name": spec.name, "uri": store_uri(spec, digest), "sha256": model_sha256},
             "serviceAccount": {
                 "create": k.service_account.create,

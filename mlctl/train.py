@@ -13,35 +13,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from mlctl import artifacts
+from mlctl.artifacts import TrainResult
 from mlctl.errors import MlctlError, UsageError
 from mlctl.render import hyperparameter_args
 from mlctl.spec import LocalRunner, Spec
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    artifact: artifacts.Artifact
-    trained: bool  # False when an artifact for this training hash already existed
-    seconds: float
-    training_hash: str
-
-    def as_dict(self) -> dict:
-        meta = self.artifact.metadata
-        return {
-            "trained": self.trained,
-            "artifact": self.artifact.location,
-            "trainingHash": self.training_hash,
-            "sha256": self.artifact.sha256,
-            "testAccuracy": self.artifact.test_accuracy,
-            "testLoss": meta.get("test_loss"),
-            "epochs": meta.get("epochs"),
-            "trainSeconds": meta.get("train_seconds"),
-            "seconds": round(self.seconds, 2),
-        }
 
 
 def local_argv(spec: Spec, out: Path, digest: str, progress: bool = True) -> list[str]:

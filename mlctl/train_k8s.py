@@ -19,12 +19,10 @@ from collections.abc import Callable
 import yaml
 
 from mlctl import helm, kubectl, render, tools
-from mlctl.artifacts import StoredArtifact, metadata_from_log, store_uri, training_hash
-from mlctl.deploy import target
+from mlctl.artifacts import StoredArtifact, TrainResult, metadata_from_log, store_uri, training_hash
 from mlctl.errors import MlctlError
 from mlctl.secrets import Secrets, resolve_secrets
 from mlctl.spec import KubernetesRunner, Spec
-from mlctl.train import TrainResult
 
 JOB_TEMPLATE = "templates/job-train.yaml"
 STORAGE_SECRET_TEMPLATE = "templates/secret-storage.yaml"
@@ -156,7 +154,7 @@ def train(spec: Spec, force: bool = False, on_line: Callable[[str], None] | None
     assert isinstance(runner, KubernetesRunner)
     started = _clock()
     digest = training_hash(spec)
-    t = target(spec)
+    t = helm.Target.for_spec(spec)
     secrets = resolve_secrets(spec)
     objects = render_job(spec, secrets, digest)
     job = next(o for o in objects if o["kind"] == "Job")["metadata"]["name"]

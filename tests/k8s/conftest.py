@@ -15,7 +15,7 @@ _REPO = str(Path(__file__).resolve().parents[2])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from mlctl import deploy, train_k8s  # noqa: E402 (needs the path above)
+from mlctl import check, deploy, train_k8s  # noqa: E402 (needs the path above)
 from mlctl.artifacts import LocalArtifact, StoredArtifact, read_local  # noqa: E402
 from mlctl.spec import load_spec  # noqa: E402
 from tests.chart.helpers import find_helm  # noqa: E402
@@ -97,6 +97,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     for module in (train_k8s, deploy):
         monkeypatch.setattr(module, "_clock", fake)
         monkeypatch.setattr(module, "_sleep", fake.sleep)
+    monkeypatch.setattr(check, "_sleep", fake.sleep)
     return fake
 
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import deploy
+from mlctl import check, deploy
 from mlctl.errors import MlctlError, UsageError
 from mlctl.secrets import resolve_secrets
 from mlctl.spec import load_spec
 from tests.k8s.conftest import SECRETS, remote_artifact, write_spec
 from tests.k8s.fakes import NOT_FOUND_RELEASE
 
-LABEL = int(deploy.SAMPLE_LABEL.read_text())
+LABEL = int(check.SAMPLE_LABEL.read_text())
 
 
 def answer(predicted: int, sha256: str = "ab" * 32) -> dict:

@@ -1,0 +1,57 @@
+"""The sample check every target ends with: the chart's sample digit, posted to the running
+model, must come back as its label, from the weights the release names (the model_sha256 tag).
+
+Used by the local target, the podman target and the cluster's smoke test alike.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mlctl import helm, predict
+from mlctl.errors import SmokeTestFailed
+
+SAMPLE_PNG = helm.CHART / "files" / "digit.png"
+SAMPLE_LABEL = helm.CHART / "files" / "digit.label"
+ATTEMPTS = 5
+RETRY_SECONDS = 2.0
+
+_sleep = time.sleep
+
+
+def check_sample(
+    base: str, endpoint: str = predict.DEFAULT_ENDPOINT, expected_sha256: str | None = None
+) -> dict[str, Any]:
+    """Post the chart's sample digit to `base + endpoint` (retrying an unreachable or failing
+    server) and demand its true label, and with `expected_sha256` that the answer comes from those
+    weights (the model_sha256 tag); used for the local server, podman and the cluster alike."""
+    png, label = SAMPLE_PNG.read_bytes(), int(SAMPLE_LABEL.read_text().strip())
+    url = base.rstrip("/") + endpoint
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            answer = predict.predict_image(base, png, endpoint=endpoint)
+            break
+        except predict.PredictError as exc:
+            # A 4xx is the model's final word; only an unreachable or failing server is retried.
+            if (exc.status is not None and exc.status < 500) or attempt == ATTEMPTS:
+                raise SmokeTestFailed(f"smoke test: POST {url} failed: {exc.message}") from exc
+            _sleep(RETRY_SECONDS)
+    served = ((answer.raw.get("meta") or {}).get("tags") or {}).get("model_sha256")
+    if expected_sha256 and served != expected_sha256:
+        raise SmokeTestFailed(
+            f"smoke test: {url} serves the weights {str(served)[:12]}…, not {expected_sha256[:12]}…",
+            hint="a stale pod or store folder; check mlctl status and mlctl models",
+        )
+    if answer.cls != label:
+        raise SmokeTestFailed(
+            f"smoke test: {url} predicted {answer.cls}, but the sample digit is a {label}",
+            hint="the deployed model is wrong or stale; check mlctl status and the model sha256",
+        )
+    return {
+        "url": url,
+        "label": label,
+        "predicted": answer.cls,
+        "score": round(answer.scores[answer.cls], 4),
+        "modelSha256": served,
+    }
