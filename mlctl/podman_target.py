@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from mlctl import actions, podman, predict, render
-from mlctl.artifacts import metadata_from_log, training_hash
+from mlctl.artifacts import metadata_from_log, store_uri, training_hash
 from mlctl.errors import MlctlError, UsageError
 from mlctl.pods import ClusterPod, cluster_pods
 from mlctl.secrets import resolve_secrets
@@ -236,7 +236,7 @@ def _train(spec: Spec, secrets, report: Report, on_log: Callable[[str], None]) -
         "train",
         "changed",
         f"Job {name} in {time.monotonic() - started:.1f} s: test accuracy "
-        f"{metadata['test_accuracy']:.2%}, model in {spec.model_store.uri}",
+        f"{metadata['test_accuracy']:.2%}, model in {store_uri(spec, digest)}",
     )
     return metadata
 
