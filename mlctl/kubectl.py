@@ -144,12 +144,6 @@ def cp(target: Target, source: str, dest: str, timeout: float = 600) -> str:
     return _kubectl(target, "cp", source, dest, timeout=timeout)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _accepts(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -160,7 +154,7 @@ def _accepts(port: int) -> bool:
 def port_forward(target: Target, service: str, remote_port: int = 8000, timeout_s: float = 30) -> Iterator[int]:
     """Forward a free loopback port to `svc/SERVICE:REMOTE_PORT` while the block runs; yields the
     local port. The kubectl process is stopped on the way out, also on errors and Ctrl-C."""
-    port = free_port()
+    port = tools.free_port()
     argv = [
         binary(),
         "port-forward",

@@ -187,12 +187,6 @@ def log_excerpt(text: str, tail: int = 20, errors: int = 5) -> str:
     return "\n".join([*first, f"[... {len(head)} earlier line(s), first error lines above ...]", *last])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ensure_network(name: str = NETWORK) -> None:
     try:
         _podman("network", "exists", name, timeout=60)
@@ -241,7 +235,7 @@ class PodRunner:
         pod_dir.mkdir(parents=True)
         volumes = prepare_volumes(manifest, self.cluster, pod_dir)
         ensure_network(self.network)
-        ports = {p: free_port() for p in publish}
+        ports = {p: tools.free_port() for p in publish}
         aliases = [a for s in pod.services for a in ("--network-alias", *s.dns_names()) if a != "--network-alias"]
         labels = {**self.labels, f"{LABEL}.role": pod.role, f"{LABEL}.pod": pod.name}
         argv = [

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from mlctl.errors import MlctlError
+from mlctl.tools import free_port
 from model.settings import DEFAULTS, ServingSettings
 
 if TYPE_CHECKING:
@@ -69,13 +70,6 @@ class ServerConfig:
             precision=serving.precision,
             host=serving.local.host,
         )
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_is_free(port: int) -> bool:

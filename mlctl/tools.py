@@ -10,6 +10,7 @@ import logging
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -105,3 +106,10 @@ def run(
     if p.returncode:
         raise ToolError(shown, p.returncode, masked([p.stderr or p.stdout], secrets)[0])
     return p.stdout
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

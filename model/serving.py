@@ -6,7 +6,7 @@ pools) come to life in `load()`: created before the fork, the first prediction i
 deadlocks inside Conv2d.
 
 Input: a multipart `binData` image (any common raster format, size or mode; see
-`model._serving_decode` for the decode steps and the inversion heuristic) or a JSON
+`model.decode` for the decode steps and the inversion heuristic) or a JSON
 `ndarray`/`tensor` of MNIST-oriented pixels. Either becomes a 28×28 uint8 grid and goes through
 `model.preprocess.normalize`, the same function training uses. Output: the (1, 10)
 log-probability row, which the wrapper answers as the tutorial's
@@ -58,12 +58,12 @@ from seldon_core.utils import extract_request_parts_json
 from werkzeug.exceptions import HTTPException
 
 from model import quantize
-from model._serving_decode import (
+from model.artifact import ArtifactError, read_artifact
+from model.decode import (
     InputError,
     array_to_pixels,
     decode_image,
 )
-from model.artifact import ArtifactError, read_artifact
 from model.net import Net
 from model.preprocess import normalize
 from model.settings import ServingSettings

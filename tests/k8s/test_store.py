@@ -16,9 +16,9 @@ import pytest
 
 from mlctl import store
 from mlctl.errors import MlctlError, UsageError
-from mlctl.kubectl import free_port
 from mlctl.secrets import Secrets
 from mlctl.spec import load_spec
+from mlctl.tools import free_port
 from model.artifact import ArtifactError, read_artifact
 from tests.chart.helpers import find_helm
 from tests.k8s.conftest import local_artifact, remote_artifact, write_spec

@@ -22,7 +22,7 @@ from PIL import Image, ImageFile
 
 from mlctl.predict import PredictError, encode_multipart, predict_image
 from mlctl.server import LocalServer, ServerConfig, ServerError
-from model._serving_decode import InputError, _median_above_127, array_to_pixels, decode_image
+from model.decode import InputError, _median_above_127, array_to_pixels, decode_image
 from model.preprocess import normalize
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,9 +137,9 @@ def jpeg_claiming(width: int, height: int) -> bytes:
 def test_jpeg_fast_path_gives_pillows_pixels(mnist_test, monkeypatch):
     """libjpeg-turbo via simplejpeg (the server's JPEG path) and Pillow agree on every pixel for
     grey, colour and CMYK JPEGs of MNIST digits (CMYK is left to Pillow), at 28×28 and scaled."""
-    from model import _serving_decode
+    from model import decode as decode_module
 
-    assert _serving_decode.simplejpeg is not None, "simplejpeg is a serving requirement"
+    assert decode_module.simplejpeg is not None, "simplejpeg is a serving requirement"
     images = mnist_test[0]
     bodies = []
     for i in range(0, 1000, 50):
@@ -149,7 +149,7 @@ def test_jpeg_fast_path_gives_pillows_pixels(mnist_test, monkeypatch):
             img.save(buf, format="JPEG", quality=quality)
             bodies.append(buf.getvalue())
     fast = [decode_image(b) for b in bodies]
-    monkeypatch.setattr(_serving_decode, "simplejpeg", None)
+    monkeypatch.setattr(decode_module, "simplejpeg", None)
     slow = [decode_image(b) for b in bodies]
     for n, (a, b) in enumerate(zip(fast, slow, strict=True)):
         assert np.array_equal(a, b), f"JPEG {n}"
@@ -162,9 +162,9 @@ def test_jpeg_bomb_is_rejected_from_the_header_and_corrupt_jpegs_are_worded_by_p
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("the pixels were decoded: the limit must be checked from the header")
 
-    from model import _serving_decode
+    from model import decode as decode_module
 
-    monkeypatch.setattr(_serving_decode.simplejpeg, "decode_jpeg", no_decoding)
+    monkeypatch.setattr(decode_module.simplejpeg, "decode_jpeg", no_decoding)
     with pytest.raises(InputError) as e:
         decode_image(jpeg_claiming(30_000, 30_000))
     assert e.value.status == 413 and "30000×30000" in e.value.message
@@ -461,7 +461,7 @@ def test_server_refuses_a_folder_without_metadata(tmp_path):
 
 
 def test_predict_against_a_dead_url_says_connection_refused():
-    from mlctl.server import free_port
+    from mlctl.tools import free_port
 
     with pytest.raises(PredictError, match="connection refused") as e:
         predict_image(f"http://127.0.0.1:{free_port()}", b"\x89PNG", timeout=2)
