@@ -16,6 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
+
 from mlctl import server
 from mlctl.artifacts import LocalArtifact as Artifact
 from mlctl.errors import MlctlError
@@ -52,15 +54,12 @@ def _settings(spec: Spec) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """The recorded server still runs: the pid exists and (a recycled pid is not ours) is Seldon's."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return any("seldon" in part for part in psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    except PermissionError:
-        return True
-    try:  # a recycled pid is not our server
-        return b"seldon" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+    except psutil.AccessDenied:  # someone else's process: alive, and not provably ours
         return True
 
 

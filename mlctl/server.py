@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+import psutil
+
 from mlctl.errors import MlctlError
 from mlctl.tools import free_port
 from model.settings import DEFAULTS, ServingSettings
@@ -255,19 +257,14 @@ class LocalServer:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def pids(self) -> list[int]:
-        """Process ids of the server's whole group (parent, gunicorn workers, metrics server)."""
+        """Process ids of the server's tree (parent, gunicorn workers, metrics and gRPC servers)."""
         if self.proc is None:
             return []
-        pgid = self.proc.pid
-        out = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if os.getpgid(int(entry.name)) == pgid:
-                        out.append(int(entry.name))
-                except OSError:
-                    continue
-        return sorted(out)
+        try:
+            root = psutil.Process(self.proc.pid)
+            return sorted([root.pid, *(c.pid for c in root.children(recursive=True))])
+        except psutil.NoSuchProcess:
+            return []
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM the process group, then SIGKILL what is left after `timeout` seconds."""
