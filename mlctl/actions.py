@@ -9,7 +9,8 @@ from mlctl import render as rendering
 from mlctl.artifacts import artifact_dir, read_local, store_uri, training_hash
 from mlctl.errors import UsageError
 from mlctl.secrets import placeholders, resolve_secrets
-from mlctl.spec import Spec, load_spec
+from mlctl.spec import Spec
+from mlctl.specload import load_spec
 
 
 def describe(spec: Spec) -> dict:

@@ -19,7 +19,8 @@ from typing import Any, Literal
 from mlctl import artifacts
 from mlctl.errors import MlctlError
 from mlctl.result import to_json
-from mlctl.spec import Spec, load_spec
+from mlctl.spec import Spec
+from mlctl.specload import load_spec
 
 Target = Literal["local", "podman", "kubernetes"]
 

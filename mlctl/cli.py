@@ -134,7 +134,7 @@ def train(
 ) -> None:
     """Train the model the spec describes (skipped when its artifact already exists)."""
     from mlctl import train as training
-    from mlctl.spec import load_spec
+    from mlctl.specload import load_spec
 
     result = training.train(
         load_spec(spec),
@@ -176,7 +176,7 @@ def build(
 ) -> None:
     """Build the training and serving images (model/*.Dockerfile) with podman, buildah or docker."""
     from mlctl import build as building
-    from mlctl.spec import load_spec
+    from mlctl.specload import load_spec
 
     if deps not in ("auto", "host", "index"):
         raise typer.BadParameter(f"{deps!r} is not one of: auto, host, index", param_hint="--deps")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlctl.spec import load_spec
+from mlctl.specload import load_spec
 
 
 def status(path: Path, target: str | None = None) -> dict:

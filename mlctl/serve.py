@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mlctl import artifacts, server
 from mlctl.errors import MlctlError, UsageError
-from mlctl.spec import load_spec
+from mlctl.specload import load_spec
 
 
 @contextmanager

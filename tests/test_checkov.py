@@ -18,7 +18,7 @@ import yaml
 
 from mlctl import actions, images
 from mlctl.pods import cluster_pods
-from mlctl.spec import load_spec
+from mlctl.specload import load_spec
 from tests.chart.helpers import find_helm
 from tests.helpers import REPO
 

@@ -9,7 +9,7 @@ import pytest
 
 from mlctl import images
 from mlctl.errors import MlctlError
-from mlctl.spec import load_spec
+from mlctl.specload import load_spec
 from tests.helpers import REPO
 
 

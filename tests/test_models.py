@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from mlctl.artifacts import model_name
-from mlctl.spec import load_spec
+from mlctl.specload import load_spec
 from tests.helpers import run_mlctl
 
 

@@ -11,7 +11,7 @@ import yaml
 from mlctl.errors import UsageError
 from mlctl.render import build_values, dump, write_private
 from mlctl.secrets import Secrets, placeholders, resolve_secrets
-from mlctl.spec import load_spec
+from mlctl.specload import load_spec
 from tests.helpers import REPO
 
 SPEC = REPO / "spec" / "mnist.yaml"

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from mlctl.errors import SpecError, UsageError
-from mlctl.spec import Spec, load_spec, spec_json_schema
+from mlctl.spec import Spec, spec_json_schema
+from mlctl.specload import load_spec
 from tests.helpers import REPO
 
 CASES = sorted((REPO / "tests" / "data" / "specs").glob("*.yaml"))

@@ -82,7 +82,7 @@ def release_of(shipped, monkeypatch, model_sha256: str | None = None):
     """The release as the podman target renders it (credentials from CREDS)."""
     from mlctl import podman_target
     from mlctl.secrets import resolve_secrets
-    from mlctl.spec import load_spec
+    from mlctl.specload import load_spec
 
     for k, v in CREDS.items():
         monkeypatch.setenv(k, v)

@@ -17,7 +17,7 @@ if _REPO not in sys.path:
 
 from mlctl import check, deploy, train_k8s  # noqa: E402 (needs the path above)
 from mlctl.artifacts import LocalArtifact, StoredArtifact, read_local  # noqa: E402
-from mlctl.spec import load_spec  # noqa: E402
+from mlctl.specload import load_spec  # noqa: E402
 from tests.chart.helpers import find_helm  # noqa: E402
 from tests.k8s.fakes import FakeTools, env_for  # noqa: E402
 

@@ -11,7 +11,7 @@ import pytest
 from mlctl import check, deploy
 from mlctl.errors import MlctlError, UsageError
 from mlctl.secrets import resolve_secrets
-from mlctl.spec import load_spec
+from mlctl.specload import load_spec
 from tests.k8s.conftest import SECRETS, remote_artifact, write_spec
 from tests.k8s.fakes import NOT_FOUND_RELEASE
 

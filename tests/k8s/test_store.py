@@ -17,7 +17,7 @@ import pytest
 from mlctl import store
 from mlctl.errors import MlctlError, UsageError
 from mlctl.secrets import Secrets
-from mlctl.spec import load_spec
+from mlctl.specload import load_spec
 from mlctl.tools import free_port
 from model.artifact import ArtifactError, read_artifact
 from tests.chart.helpers import find_helm

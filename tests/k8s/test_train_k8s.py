@@ -136,7 +136,7 @@ def test_failed_job_names_the_job_reason_and_log_tail(helm_real, spec, secret_en
 
 
 def test_job_that_outlives_its_deadline(helm_real, tmp_path, secret_env, clock):
-    from mlctl.spec import load_spec
+    from mlctl.specload import load_spec
     from tests.k8s.conftest import write_spec
 
     spec = load_spec(write_spec(tmp_path, runner="{kind: kubernetes, timeoutSeconds: 60}"))
@@ -171,7 +171,7 @@ def test_metadata_from_log(text, expected):
 
 
 def test_pvc_spec_renders_without_the_storage_secret(helm_real, tmp_path, secret_env):
-    from mlctl.spec import load_spec
+    from mlctl.specload import load_spec
     from tests.k8s.conftest import write_spec
 
     spec = load_spec(write_spec(tmp_path, runner="{kind: kubernetes}", uri="pvc://models/mnist"))
