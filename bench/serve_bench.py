@@ -45,9 +45,9 @@ BASELINE = SHARED / "baseline"
 MNIST_TEST_IMAGES = SHARED / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
 MNIST_TEST_LABELS = SHARED / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz"
 RESULT_RE = re.compile(r"RESULT (.*)")
-# The constant model plus the one wrapper change ours makes (model.serving.skip_empty_metric_updates):
+# The constant model plus the one wrapper change ours makes (model.wrapper_fixes.skip_empty_metric_updates):
 # the fair ceiling for ours, since that change removes wrapper work, not model work.
-CONSTANT_SKIP_EMPTY = """from model.serving import skip_empty_metric_updates
+CONSTANT_SKIP_EMPTY = """from model.wrapper_fixes import skip_empty_metric_updates
 from trivial_model import TrivialModel
 
 

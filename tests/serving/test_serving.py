@@ -189,7 +189,7 @@ def test_background_test_equals_numpy_median(values, shift):
 _METRICS_SCRIPT = """
 import json, sys
 from seldon_core.metrics import SeldonMetrics
-from model.serving import skip_empty_metric_updates
+from model.wrapper_fixes import skip_empty_metric_updates
 
 class Recorder(dict):
     calls = 0
