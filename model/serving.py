@@ -30,11 +30,11 @@ defaults and allowed values are written there once). What they mean here:
   wrapper with the first response after this many seconds (0: every response), which keeps
   the data the wrapper pickles through its multiprocessing Manager on each request small.
 - `MNIST_SKIP_EMPTY_METRIC_UPDATES` (1): 0 keeps the wrapper's per-request metrics-store round
-  trip even when there is nothing to record (see `skip_empty_metric_updates`).
+  trip even when there is nothing to record (see `model.wrapper_fixes.skip_empty_metric_updates`).
 
 gRPC (`GRPC_WORKERS` ≥ 1, the wrapper's own server on the port the operator declares, 9500)
 takes the same `binData` or tensor input; bad input is answered with INVALID_ARGUMENT and the
-same message as the REST 400 (see `grpc_status_for_bad_input`).
+same message as the REST 400 (see `model.wrapper_fixes.grpc_status_for_bad_input`).
 """
 
 from __future__ import annotations
