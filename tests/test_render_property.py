@@ -46,16 +46,16 @@ def specs(draw) -> dict:
     scheme = draw(st.sampled_from(["s3", "gs", "pvc"]))
     uri = f"{scheme}://{draw(label)}/{draw(label)}"
     spec: dict = {"apiVersion": "mlctl/v1", "name": draw(label), "modelStore": {"uri": uri}}
-    lo = draw(st.integers(1, 5))
+    lo = draw(st.integers(1, 100))
     spec["serving"] = {
         "image": f"registry.example.com/{draw(label)}:{draw(st.sampled_from(['1.0', 'latest', 'v2']))}",
-        "replicas": draw(st.integers(0, 5)),
-        "workers": draw(st.integers(1, 8)),
-        "threads": draw(st.integers(1, 4)),
-        "torchThreads": draw(st.integers(1, 4)),
+        "replicas": draw(st.integers(0, 100)),
+        "workers": draw(st.integers(1, 64)),
+        "threads": draw(st.integers(1, 64)),
+        "torchThreads": draw(st.integers(1, 64)),
         "precision": draw(st.sampled_from(["int8", "float32"])),
         "resources": draw(resources()),
-        "autoscaling": {"enabled": draw(st.booleans()), "minReplicas": lo, "maxReplicas": lo + draw(st.integers(0, 5))},
+        "autoscaling": {"enabled": draw(st.booleans()), "minReplicas": lo, "maxReplicas": draw(st.integers(lo, 100))},
     }
     served = spec["serving"]
     cpus = _quantity_value(str((served["resources"].get("limits") or served["resources"]["requests"])["cpu"]))
@@ -64,7 +64,7 @@ def specs(draw) -> dict:
     served["grpc"], served["executor"] = draw(st.booleans()), draw(st.booleans())
     if draw(st.booleans()):
         spec["training"] = {
-            "runner": {"kind": "kubernetes", "gpus": draw(st.integers(0, 2)), "resources": draw(resources())}
+            "runner": {"kind": "kubernetes", "gpus": draw(st.integers(0, 16)), "resources": draw(resources())}
         }
     registry = draw(st.sampled_from(["none", "create", "existing"]))
     if registry == "create":
