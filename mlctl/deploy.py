@@ -15,7 +15,7 @@ from typing import Any
 
 from mlctl import check, helm, kubectl, predict, render, store, tools
 from mlctl.artifacts import Artifact
-from mlctl.errors import MlctlError, SmokeTestFailed, UsageError
+from mlctl.errors import MlctlError, SmokeTestFailed
 from mlctl.result import Result
 from mlctl.secrets import Secrets, resolve_secrets
 from mlctl.spec import Spec
@@ -268,16 +268,8 @@ def revisions(spec: Spec) -> list[dict[str, Any]]:
 def rollback(spec: Spec, revision: int | None = None) -> dict[str, Any]:
     """`helm rollback` to `revision` (default: the one before the current), then wait for the
     SeldonDeployment and demand the sample digit from that revision's weights."""
-    history = revisions(spec)
-    if len(history) < 2 and revision is None:
-        raise MlctlError(f"release {spec.kubernetes.release} has no earlier revision to roll back to")
-    wanted = revision if revision is not None else history[-2]["revision"]
-    old = next((r for r in history if r["revision"] == wanted), None)
-    if old is None:
-        raise UsageError(
-            f"release {spec.kubernetes.release} has no revision {wanted}",
-            hint=f"revisions: {', '.join(str(r['revision']) for r in history) or 'none'}",
-        )
+    old = helm.pick_revision(revisions(spec), revision, f"release {spec.kubernetes.release}")
+    wanted = old["revision"]
     t = target(spec)
     try:
         helm.rollback(t, wanted, spec.kubernetes.timeout_seconds)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlctl import tools
+from mlctl.errors import MlctlError, UsageError
 from mlctl.tools import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -133,3 +134,18 @@ def uninstall(target: Target, timeout_s: int) -> str:
 
 def _files(values: Sequence[Path]) -> list[str]:
     return [a for v in values for a in ("-f", str(v))]
+
+
+def pick_revision(history: list[dict[str, Any]], revision: int | None, where: str) -> dict[str, Any]:
+    """The entry of `history` (oldest first, each with a "revision") to roll back to: `revision`,
+    or the one before the current. `where` names the release in the messages; both targets use it."""
+    if revision is None and len(history) < 2:
+        raise MlctlError(f"{where} has no earlier revision to roll back to")
+    wanted = revision if revision is not None else history[-2]["revision"]
+    for entry in history:
+        if entry["revision"] == wanted:
+            return entry
+    raise UsageError(
+        f"{where} has no revision {wanted}",
+        hint=f"revisions: {', '.join(str(r['revision']) for r in history) or 'none'}",
+    )

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlctl import actions, podman, predict, render
+from mlctl import actions, helm, podman, predict, render
 from mlctl.artifacts import metadata_from_log, store_uri, training_hash
-from mlctl.errors import MlctlError, UsageError
+from mlctl.errors import MlctlError
 from mlctl.pods import ClusterPod, cluster_pods
 from mlctl.secrets import resolve_secrets
 from mlctl.spec import Spec
@@ -299,16 +299,9 @@ def rollback(spec: Spec, report: Report, revision: int | None = None) -> dict[st
     """Serve an earlier revision's values again (default: the one before the current), as
     `helm rollback` does: its model, with today's credentials; a new revision records it."""
     _require_podman()
-    history = revisions(spec)
-    if revision is None and len(history) < 2:
-        raise MlctlError(f"{spec.kubernetes.namespace}/{spec.kubernetes.release} has no earlier revision under podman")
-    wanted = revision if revision is not None else history[-2]["revision"]
-    old = next((r for r in history if r["revision"] == wanted), None)
-    if old is None:
-        raise UsageError(
-            f"no revision {wanted} of {spec.kubernetes.release} under podman",
-            hint=f"revisions: {', '.join(str(r['revision']) for r in history) or 'none'}",
-        )
+    k = spec.kubernetes
+    old = helm.pick_revision(revisions(spec), revision, f"{k.namespace}/{k.release} under podman")
+    wanted = old["revision"]
     secrets = resolve_secrets(spec)
     release = _release(spec, secrets, values=render.with_credentials(old["values"], secrets))
     port, _ = _step("serve", lambda: _serve(spec, release, report))

@@ -34,9 +34,11 @@ def _setting(
     *,
     minimum: float | None = None,
     choices: tuple[str, ...] | None = None,
+    pattern: tuple[str, str] | None = None,
     wrapper: bool = False,
 ) -> Any:
-    meta = {"env": env, "doc": doc, "minimum": minimum, "choices": choices, "wrapper": wrapper}
+    """A field and its variable; `pattern`: (the regex a lower-cased value must match, its wording)."""
+    meta = {"env": env, "doc": doc, "minimum": minimum, "choices": choices, "pattern": pattern, "wrapper": wrapper}
     return field(default=default, metadata=meta)
 
 
@@ -46,7 +48,10 @@ class ServingSettings:
 
     model_uri: str = _setting("/mnt/models", "MODEL_URI", "folder with metadata.json and the weights")
     model_sha256: str = _setting(
-        "", "MODEL_SHA256", "the only weights to load (64 hex digits); empty: any consistent artifact"
+        "",
+        "MODEL_SHA256",
+        "the only weights to load (64 hex digits); empty: any consistent artifact",
+        pattern=(r"[0-9a-f]{64}", "64 hex digits"),
     )
     precision: str = _setting("int8", "MNIST_PRECISION", "network arithmetic", choices=PRECISIONS)
     torch_threads: int = _setting(1, "TORCH_THREADS", "torch intra-op threads per worker", minimum=1)
@@ -95,34 +100,31 @@ def env_name(setting: str) -> str:
 
 
 def _parse(f: Any, raw: str) -> Any:
-    env, kind = f.metadata["env"], type(f.default)
-    accepted = ""
-    try:
-        if kind is bool:
-            if raw not in ("0", "1"):
-                raise ValueError
-            return raw == "1"
-        if kind in (int, float):
-            accepted = f"a {'whole ' if kind is int else ''}number"
+    """`raw` as the field's type, or SettingsError saying what the variable accepts."""
+    meta, kind = f.metadata, type(f.default)
+    value: Any = raw
+    if kind is bool:
+        ok, value, accepted = raw in ("0", "1"), raw == "1", "0 or 1"
+    elif kind in (int, float):
+        accepted = f"a {'whole ' if kind is int else ''}number"
+        try:
             value = kind(raw)
-            if f.metadata["minimum"] is not None and value < f.metadata["minimum"]:
-                accepted += f" ≥ {f.metadata['minimum']:g}"
-                raise ValueError
-            return value
-        value = raw.lower() if f.metadata["choices"] or f.name == "model_sha256" else raw
-        if f.metadata["choices"] and value not in f.metadata["choices"]:
-            raise ValueError
-        if f.name == "model_sha256" and not re.fullmatch(r"[0-9a-f]{64}", value):
-            raise ValueError
-        return value
-    except ValueError:
-        if kind is bool:
-            accepted = "0 or 1"
-        elif f.metadata["choices"]:
-            accepted = "one of " + ", ".join(f.metadata["choices"])
-        elif f.name == "model_sha256":
-            accepted = "64 hex digits"
-        raise SettingsError(f"{env}={raw!r}: expected {accepted or 'a value'}") from None
+        except ValueError:
+            ok = False
+        else:
+            ok = meta["minimum"] is None or value >= meta["minimum"]
+            accepted += "" if ok else f" ≥ {meta['minimum']:g}"
+    elif meta["choices"]:
+        value = raw.lower()
+        ok, accepted = value in meta["choices"], "one of " + ", ".join(meta["choices"])
+    elif meta["pattern"]:
+        value = raw.lower()
+        ok, accepted = re.fullmatch(meta["pattern"][0], value) is not None, meta["pattern"][1]
+    else:
+        ok, accepted = True, ""
+    if not ok:
+        raise SettingsError(f"{meta['env']}={raw!r}: expected {accepted}")
+    return value
 
 
 DEFAULTS = ServingSettings()
