@@ -6,10 +6,9 @@ Used by the local target, the podman target and the cluster's smoke test alike.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from mlctl import helm, predict
+from mlctl import helm, poll, predict
 from mlctl.errors import SmokeTestFailed
 
 SAMPLE_PNG = helm.CHART / "files" / "digit.png"
@@ -17,7 +16,10 @@ SAMPLE_LABEL = helm.CHART / "files" / "digit.label"
 ATTEMPTS = 5
 RETRY_SECONDS = 2.0
 
-_sleep = time.sleep
+
+def _unreachable_or_failing(exc: Exception) -> bool:
+    """A 4xx is the model's final word; only an unreachable or failing server is retried."""
+    return isinstance(exc, predict.PredictError) and (exc.status is None or exc.status >= 500)
 
 
 def check_sample(
@@ -28,15 +30,15 @@ def check_sample(
     weights (the model_sha256 tag); used for the local server, podman and the cluster alike."""
     png, label = SAMPLE_PNG.read_bytes(), int(SAMPLE_LABEL.read_text().strip())
     url = base.rstrip("/") + endpoint
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            answer = predict.predict_image(base, png, endpoint=endpoint)
-            break
-        except predict.PredictError as exc:
-            # A 4xx is the model's final word; only an unreachable or failing server is retried.
-            if (exc.status is not None and exc.status < 500) or attempt == ATTEMPTS:
-                raise SmokeTestFailed(f"smoke test: POST {url} failed: {exc.message}") from exc
-            _sleep(RETRY_SECONDS)
+    try:
+        answer = poll.retry(
+            lambda: predict.predict_image(base, png, endpoint=endpoint),
+            attempts=ATTEMPTS,
+            every_s=RETRY_SECONDS,
+            retry_if=_unreachable_or_failing,
+        )
+    except predict.PredictError as exc:
+        raise SmokeTestFailed(f"smoke test: POST {url} failed: {exc.message}") from exc
     served = ((answer.raw.get("meta") or {}).get("tags") or {}).get("model_sha256")
     if expected_sha256 and served != expected_sha256:
         raise SmokeTestFailed(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlctl import check, helm, kubectl, predict, render, store, tools
+from mlctl import check, helm, kubectl, poll, predict, render, store, tools
 from mlctl.artifacts import Artifact
 from mlctl.errors import MlctlError, SmokeTestFailed
 from mlctl.result import Result
@@ -28,9 +28,6 @@ MODEL_PORT, EXECUTOR_PORT = 9000, 8000
 SECRET_PATHS = ("registry.password", "storage.credentials.*")
 VALUES_PLACEHOLDER = "values.yaml"
 POLL_SECONDS = 5.0
-
-_clock = time.monotonic
-_sleep = time.sleep
 
 
 def target(spec: Spec) -> helm.Target:
@@ -161,7 +158,7 @@ class DeployResult(Result):
 def deploy(spec: Spec, artifact: Artifact, plan: DeployPlan, secrets: Secrets | None = None) -> DeployResult:
     """Upload, install or upgrade, wait for Available, smoke test. An up-to-date plan skips the
     upload and the upgrade but still checks the deployment and its answer."""
-    started = _clock()
+    started = time.monotonic()
     secrets = resolve_secrets(spec) if secrets is None else secrets
     t = target(spec)
     k = spec.kubernetes
@@ -190,7 +187,7 @@ def deploy(spec: Spec, artifact: Artifact, plan: DeployPlan, secrets: Secrets | 
         upload=uploaded,
         state=state,
         smoke=smoke,
-        seconds=round(_clock() - started, 2),
+        seconds=round(time.monotonic() - started, 2),
     )
 
 
@@ -200,26 +197,36 @@ def _sdep_state(sdep: dict | None) -> tuple[str, str]:
 
 
 def wait_available(spec: Spec, timeout_s: float | None = None) -> str:
-    """Poll the SeldonDeployment until `status.state` is Available; MlctlError on Failed or timeout."""
+    """Wait for the SeldonDeployment's `status.state` to be Available: `kubectl wait` watches for
+    it in rounds of POLL_SECONDS, and between rounds the object is read, so that a Failed state
+    ends the wait at once (kubectl wait knows only one wanted value) and a kubectl whose wait
+    fails for any reason still sees Available. MlctlError on Failed or timeout."""
     t, name = target(spec), sdep_name(spec)
     timeout_s = spec.kubernetes.timeout_seconds if timeout_s is None else timeout_s
-    deadline = _clock() + timeout_s
-    while True:
-        state, description = _sdep_state(kubectl.get_json(t, "sdep", name))
-        if state == "Available":
-            return state
+    last = ("absent", "")
+
+    def available() -> str | None:
+        nonlocal last
+        if kubectl.wait_for(t, f"sdep/{name}", "{.status.state}", "Available", timeout_s=int(POLL_SECONDS)):
+            return "Available"
+        last = _sdep_state(kubectl.get_json(t, "sdep", name))
+        state, description = last
         if state == "Failed":
             raise MlctlError(
                 f"rollout failed: SeldonDeployment {name} is Failed: {description or 'no description'}",
                 hint=f"kubectl describe sdep/{name} -n {t.namespace}",
             )
-        if _clock() >= deadline:
-            raise MlctlError(
-                f"rollout timed out: SeldonDeployment {name} is {state} after {timeout_s:.0f}s"
-                + (f": {description}" if description else ""),
-                hint=f"kubectl get pods -n {t.namespace} -l seldon-deployment-id={name}",
-            )
-        _sleep(POLL_SECONDS)
+        return state if state == "Available" else None
+
+    def timed_out() -> str:
+        state, description = last
+        raise MlctlError(
+            f"rollout timed out: SeldonDeployment {name} is {state} after {timeout_s:.0f}s"
+            + (f": {description}" if description else ""),
+            hint=f"kubectl get pods -n {t.namespace} -l seldon-deployment-id={name}",
+        )
+
+    return poll.until(available, deadline=poll.deadline_in(timeout_s), every_s=POLL_SECONDS, on_timeout=timed_out)
 
 
 # --- smoke test ------------------------------------------------------------------------------

@@ -12,14 +12,13 @@ import os
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
-from mlctl import tools
+from mlctl import poll, tools
 from mlctl.errors import MlctlError
 from mlctl.helm import Target
 
@@ -117,6 +116,24 @@ def wait(target: Target, obj: str, condition: str, timeout_s: int) -> str:
     )
 
 
+def wait_for(target: Target, obj: str, jsonpath: str, value: str, timeout_s: int) -> bool:
+    """`kubectl wait OBJ --for=jsonpath=JSONPATH=VALUE`: True once the field has the value, False
+    when it does not within `timeout_s` (or the object does not exist yet, or the wait fails:
+    the caller reads the object to learn why)."""
+    try:
+        _kubectl(
+            target,
+            "wait",
+            obj,
+            f"--for=jsonpath={jsonpath}={value}",
+            f"--timeout={timeout_s}s",
+            timeout=timeout_s + 30,
+        )
+    except tools.ToolError:
+        return False
+    return True
+
+
 def exec_(
     target: Target,
     pod: str,
@@ -167,17 +184,21 @@ def port_forward(target: Target, service: str, remote_port: int = 8000, timeout_
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, text=True)
         try:
-            deadline = time.monotonic() + timeout_s
-            while not _accepts(port):
+
+            def opened() -> bool | None:
+                if _accepts(port):
+                    return True
                 if proc.poll() is not None:
                     err.seek(0)
                     raise tools.ToolError(argv, proc.returncode, err.read())
-                if time.monotonic() > deadline:
-                    raise MlctlError(
-                        f"port-forward to svc/{service}:{remote_port} did not open 127.0.0.1:{port} "
-                        f"within {timeout_s:.0f}s"
-                    )
-                time.sleep(0.1)
+                return None
+
+            def timed_out() -> bool:
+                raise MlctlError(
+                    f"port-forward to svc/{service}:{remote_port} did not open 127.0.0.1:{port} within {timeout_s:.0f}s"
+                )
+
+            poll.until(opened, deadline=poll.deadline_in(timeout_s), every_s=0.1, on_timeout=timed_out)
             yield port
         finally:
             if proc.poll() is None:

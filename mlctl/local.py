@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from mlctl import server
+from mlctl import poll, server
 from mlctl.artifacts import LocalArtifact as Artifact
 from mlctl.errors import MlctlError
 from mlctl.spec import Spec
@@ -134,17 +134,20 @@ def _terminate(pid: int, grace: float = 10) -> None:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
+
+    def gone() -> bool | None:
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
+        except ChildProcessError:
+            pass
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
-            return
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.1)
+            return True
+        return None
+
+    if poll.until(gone, deadline=poll.deadline_in(grace), every_s=0.1, on_timeout=lambda: False):
+        return
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlctl import tools
+from mlctl import poll, tools
 from mlctl.errors import MlctlError
 from mlctl.pods import ClusterPod
 from mlctl.podspec import (
@@ -349,19 +349,22 @@ class PodRunner:
     def _wait_exit(self, run: PodRun, container: str, pname: str, deadline: float, where: str) -> int:
         """Wait for a container to exit, passing its new log lines on; its exit code."""
         seen = 0
-        while True:
+
+        def exited() -> int | None:
+            nonlocal seen
             running = self._state(pname).get("Running")
             if self.on_log is not None:
                 lines = logs(pname).splitlines()
                 for line in lines[seen:]:
                     self.on_log(container, self.mask(line))
                 seen = len(lines)
-            if not running:
-                return self._exit_code(pname)
-            if time.monotonic() > deadline:
-                self.stop(run.podman_name)
-                raise PodmanError(self.mask(f"{where} did not finish in time; its log:\n{run.excerpt(container)}"))
-            time.sleep(1.0 if self.on_log else POLL_S)
+            return None if running else self._exit_code(pname)
+
+        def timed_out() -> int:
+            self.stop(run.podman_name)
+            raise PodmanError(self.mask(f"{where} did not finish in time; its log:\n{run.excerpt(container)}"))
+
+        return poll.until(exited, deadline=deadline, every_s=1.0 if self.on_log else POLL_S, on_timeout=timed_out)
 
     def _failed(
         self, run: PodRun, container: str, where: str, exc: tools.ToolError | None, code: int | None = None
@@ -391,7 +394,8 @@ class PodRunner:
         probes = {c["name"]: c.get("readinessProbe") for c in run.pod.manifest["spec"]["containers"]}
         passed = {name: probe is None for name, probe in probes.items()}
         next_probe = {name: run.started + (p or {}).get("initialDelaySeconds", 0) for name, p in probes.items()}
-        while not all(passed.values()):
+
+        def ready() -> bool | None:
             now = time.monotonic()
             for c in [c for c in run.containers if not c.init]:
                 state = self._state(c.podman_name)
@@ -413,16 +417,19 @@ class PodRunner:
                 if probe and not passed[c.name] and now >= next_probe[c.name]:
                     passed[c.name] = probe_ok(probe, run.ports)
                     next_probe[c.name] = now + probe.get("periodSeconds", 10)
-            if now > deadline:
-                self.stop(run.podman_name)
-                waiting = ", ".join(n for n, ok in passed.items() if not ok)
-                raise PodmanError(
-                    self.mask(
-                        f"pod {run.pod.name}: {waiting} not ready within {timeout_s:.0f} s; "
-                        "their logs:\n" + "\n".join(run.excerpt(n, 10) for n in passed if not passed[n])
-                    )
+            return True if all(passed.values()) else None
+
+        def timed_out() -> bool:
+            self.stop(run.podman_name)
+            waiting = ", ".join(n for n, ok in passed.items() if not ok)
+            raise PodmanError(
+                self.mask(
+                    f"pod {run.pod.name}: {waiting} not ready within {timeout_s:.0f} s; "
+                    "their logs:\n" + "\n".join(run.excerpt(n, 10) for n in passed if not passed[n])
                 )
-            time.sleep(POLL_S)
+            )
+
+        poll.until(ready, deadline=deadline, every_s=POLL_S, on_timeout=timed_out)
         run.ready_after_s = time.monotonic() - run.started
         self.on_event(f"pod {run.pod.name} ready after {run.ready_after_s:.1f} s")
 

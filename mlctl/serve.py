@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import signal
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlctl import artifacts, server
+from mlctl import artifacts, poll, server
 from mlctl.errors import MlctlError, UsageError
 from mlctl.specload import load_spec
 
@@ -42,9 +42,12 @@ def wait_until_interrupted(srv: server.LocalServer) -> None:
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     try:
-        while not stop:
+
+        def stopped() -> bool | None:
             if srv.proc is not None and srv.proc.poll() is not None:
                 raise MlctlError(f"the model server exited ({srv.proc.returncode})\n{srv.log_tail()}")
-            time.sleep(0.5)
+            return True if stop else None
+
+        poll.until(stopped, deadline=math.inf, every_s=0.5, on_timeout=lambda: True)
     except KeyboardInterrupt:
         pass

@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING
 
 import psutil
 
+from mlctl import poll
 from mlctl.errors import MlctlError
 from mlctl.tools import free_port
 from model.settings import DEFAULTS, ServingSettings
@@ -229,22 +230,25 @@ class LocalServer:
 
     def _wait_ready(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + self.start_timeout
+        deadline = poll.deadline_in(self.start_timeout)
         for path in self.readiness:
-            while True:
+
+            def answers(path: str = path) -> bool | None:
+                assert self.proc is not None
                 if self.proc.poll() is not None:
                     raise ServerError(
                         f"the model server exited with status {self.proc.returncode} while starting\n"
                         + self.log_tail(),
                         hint="the lines above are the end of its log",
                     )
-                if _get_ok(self.url + path):
-                    break
-                if time.monotonic() > deadline:
-                    raise ServerError(
-                        f"the model server did not answer {path} within {self.start_timeout:.0f} s\n" + self.log_tail()
-                    )
-                time.sleep(0.1)
+                return True if _get_ok(self.url + path) else None
+
+            def timed_out(path: str = path) -> bool:
+                raise ServerError(
+                    f"the model server did not answer {path} within {self.start_timeout:.0f} s\n" + self.log_tail()
+                )
+
+            poll.until(answers, deadline=deadline, every_s=0.1, on_timeout=timed_out)
 
     def log_text(self) -> str:
         if self._log is None or self._log.closed:

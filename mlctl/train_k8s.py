@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import yaml
 
-from mlctl import helm, kubectl, render, tools
+from mlctl import helm, kubectl, poll, render, tools
 from mlctl.artifacts import StoredArtifact, TrainResult, metadata_from_log, store_uri, training_hash
 from mlctl.errors import MlctlError
 from mlctl.secrets import Secrets, resolve_secrets
@@ -35,8 +35,6 @@ DEADLINE_MARGIN_S = 120
 LOG_TAIL = 20
 
 # Indirections so tests can run the polling loop on a fake clock.
-_clock = time.monotonic
-_sleep = time.sleep
 
 
 def render_job(spec: Spec, secrets: Secrets, digest: str) -> list[dict]:
@@ -123,14 +121,12 @@ def wait_for_job(
     """Poll until the Job completes, passing its new log lines to `on_line` when given;
     MlctlError naming the Job, its reason and its last log lines when it fails or outlives
     `timeout_s`."""
-    deadline = _clock() + timeout_s
     seen: list[str] = []
-    while True:
+
+    def finished() -> bool | None:
         state, why = job_state(kubectl.get_json(t, "job", job))
         if on_line is not None and state in ("running", "complete", "failed"):
             _follow(t, job, seen, on_line, secrets)
-        if state == "complete":
-            return
         if state == "failed":
             raise MlctlError(
                 f"training Job {job} failed ({why}); last log lines:\n{_log_tail(t, job, secrets)}",
@@ -138,13 +134,15 @@ def wait_for_job(
             )
         if state == "absent":
             raise MlctlError(f"training Job {job} disappeared while mlctl was waiting for it")
-        if _clock() >= deadline:
-            raise MlctlError(
-                f"training Job {job} did not finish within {timeout_s:.0f}s; last log lines:\n"
-                f"{_log_tail(t, job, secrets)}",
-                hint=f"kubectl describe job/{job} -n {t.namespace}",
-            )
-        _sleep(POLL_SECONDS)
+        return True if state == "complete" else None
+
+    def timed_out() -> bool:
+        raise MlctlError(
+            f"training Job {job} did not finish within {timeout_s:.0f}s; last log lines:\n{_log_tail(t, job, secrets)}",
+            hint=f"kubectl describe job/{job} -n {t.namespace}",
+        )
+
+    poll.until(finished, deadline=poll.deadline_in(timeout_s), every_s=POLL_SECONDS, on_timeout=timed_out)
 
 
 def train(spec: Spec, force: bool = False, on_line: Callable[[str], None] | None = None) -> TrainResult:
@@ -152,7 +150,7 @@ def train(spec: Spec, force: bool = False, on_line: Callable[[str], None] | None
     folder in the store, where the Job wrote it."""
     runner = spec.training.runner
     assert isinstance(runner, KubernetesRunner)
-    started = _clock()
+    started = time.monotonic()
     digest = training_hash(spec)
     t = helm.Target.for_spec(spec)
     secrets = resolve_secrets(spec)
@@ -178,4 +176,4 @@ def train(spec: Spec, force: bool = False, on_line: Callable[[str], None] | None
     except (KeyError, TypeError, ValueError) as exc:
         raise MlctlError(f"training Job {job}: incomplete metadata line ({exc})") from exc
     artifact = StoredArtifact(meta, store_uri(spec, digest))
-    return TrainResult(artifact, trained=trained, seconds=_clock() - started, training_hash=digest)
+    return TrainResult(artifact, trained=trained, seconds=time.monotonic() - started, training_hash=digest)

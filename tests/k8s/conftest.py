@@ -7,6 +7,7 @@ import hashlib
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ _REPO = str(Path(__file__).resolve().parents[2])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from mlctl import check, deploy, train_k8s  # noqa: E402 (needs the path above)
+from mlctl import poll  # noqa: E402 (needs the path above)
 from mlctl.artifacts import LocalArtifact, StoredArtifact, read_local  # noqa: E402
 from mlctl.specload import load_spec  # noqa: E402
 from tests.chart.helpers import find_helm  # noqa: E402
@@ -79,6 +80,12 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_tmp: Path) ->
 
 
 class FakeClock:
+    """mlctl.poll's clock: time moves only when a wait sleeps, by as much as it asks. Each sleep
+    also yields the CPU for at most YIELD_S of real time, so that a real stand-in process (the
+    fake `kubectl port-forward`'s server) gets to start within the wait's fake 30 s."""
+
+    YIELD_S = 0.02
+
     def __init__(self) -> None:
         self.now = 1000.0
         self.sleeps: list[float] = []
@@ -89,15 +96,14 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+        time.sleep(min(seconds, self.YIELD_S))
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    for module in (train_k8s, deploy):
-        monkeypatch.setattr(module, "_clock", fake)
-        monkeypatch.setattr(module, "_sleep", fake.sleep)
-    monkeypatch.setattr(check, "_sleep", fake.sleep)
+    monkeypatch.setattr(poll, "_clock", fake)
+    monkeypatch.setattr(poll, "_sleep", fake.sleep)
     return fake
 
 

@@ -53,10 +53,15 @@ def sdep(state: str, description: str = "") -> dict:
     }
 
 
+WAIT_TIMED_OUT = {"rc": 1, "stderr": "error: timed out waiting for the condition on seldondeployments/mnist\n"}
+
+
 def fresh_cluster(fakes, predicted: int = LABEL, sha256: str = "ab" * 32) -> None:
     fakes.on("helm", ["status"], NOT_FOUND_RELEASE, deployed(1))
     fakes.on("helm", ["upgrade"], {"stdout": 'Release "mnist" has been upgraded.\n'})
-    fakes.on("kubectl", ["get", "sdep"], sdep("Creating"), sdep("Available"))
+    # The first round of `kubectl wait` times out; the object, read between rounds, is Creating.
+    fakes.on("kubectl", ["wait", "sdep/mnist"], WAIT_TIMED_OUT, {"stdout": "seldondeployment/mnist condition met\n"})
+    fakes.on("kubectl", ["get", "sdep"], sdep("Creating"))
     fakes.on("kubectl", ["port-forward"], {"serve": answer(predicted, sha256)})
 
 
@@ -96,8 +101,11 @@ def test_first_deploy_runs_upgrade_with_a_private_values_file(fakes, spec, secre
     assert plan.argv == ["helm", *upgrade[:-1], deploy.VALUES_PLACEHOLDER]
 
     kube = fakes.calls("kubectl")
-    assert [c["argv"][:3] for c in kube[:2]] == [["get", "sdep", "mnist"]] * 2
-    forward = kube[2]["argv"]
+    wait = ["wait", "sdep/mnist", "--for=jsonpath={.status.state}=Available", "--timeout=5s"]
+    assert [c["argv"][:4] for c in kube[:3]] == [wait, ["get", "sdep", "mnist", "--output"], wait]
+    # One pause between the two rounds, as the fake wait returns at once (a real one takes 5 s).
+    assert clock.sleeps.count(deploy.POLL_SECONDS) == 1
+    forward = kube[3]["argv"]
     assert forward[:2] == ["port-forward", "svc/mnist-default"] and forward[2].endswith(
         ":9000"
     )  # no executor: the model's own port
@@ -182,6 +190,7 @@ def test_helm_upgrade_failure_names_the_step_and_removes_the_values_file(fakes, 
 def test_rollout_timeout(fakes, spec, secret_env, clock):
     fakes.on("helm", ["status"], NOT_FOUND_RELEASE, deployed(1))
     fakes.on("helm", ["upgrade"], {"stdout": ""})
+    fakes.on("kubectl", ["wait", "sdep/mnist"], WAIT_TIMED_OUT)
     fakes.on("kubectl", ["get", "sdep"], sdep("Creating", "Deployment is progressing"))
     artifact = remote_artifact()
     with pytest.raises(MlctlError) as err:
@@ -190,6 +199,9 @@ def test_rollout_timeout(fakes, spec, secret_env, clock):
         "rollout timed out: SeldonDeployment mnist is Creating after 60s: Deployment is progressing"
     )
     assert clock.now - 1000 >= 60 and "port-forward" not in fakes.verbs("kubectl")
+    # Rounds of wait-then-read every 5 s for the spec's 60 s, and one last round at the deadline.
+    verbs = fakes.verbs("kubectl")
+    assert verbs == ["wait", "get"] * 13 and clock.sleeps == [deploy.POLL_SECONDS] * 12
 
 
 def test_rollout_failed_state(fakes, spec, secret_env, clock):
