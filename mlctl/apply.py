@@ -166,6 +166,7 @@ def _podman(spec: Spec, dry_run: bool, report, result: ApplyResult, on_log, spec
 
 def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult) -> None:
     from mlctl import deploy
+    from mlctl.release import Release
     from mlctl.secrets import resolve_secrets
 
     try:
@@ -176,7 +177,8 @@ def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult
     if untrained:  # dry run before the first training: plan with what is known
         artifact = artifacts.planned(spec)
     try:
-        plan = deploy.plan(spec, artifact, secrets)
+        release = Release.build(spec, artifact.sha256, secrets)  # once: the plan and the upgrade share it
+        plan = deploy.plan(release)
     except MlctlError as exc:
         raise _step("plan", exc) from exc
     where = f"{plan.namespace}/{plan.release}"
@@ -190,7 +192,7 @@ def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult
                 report("diff", "planned", f"{change['path']}: {change['old']!r} → {new}")
         result.summary = {"plan": plan.as_dict()}
         return
-    done = deploy.deploy(spec, artifact, plan, secrets)
+    done = deploy.deploy(release, artifact, plan)
     if done.upgraded:
         report("deploy", "changed", f"release {where} revision {done.revision}, SeldonDeployment {done.state}")
     else:

@@ -11,9 +11,9 @@ def status(path: Path, target: str | None = None) -> dict:
     spec = load_spec(path)
     target = target or spec.target
     if target == "kubernetes":
-        from mlctl import deploy
+        from mlctl import cluster
 
-        return {"target": target, **deploy.status(spec)}
+        return {"target": target, **cluster.status(spec)}
     if target == "podman":
         from mlctl import podman_target
 
@@ -38,9 +38,9 @@ def delete(path: Path, target: str | None = None) -> dict:
     spec = load_spec(path)
     target = target or spec.target
     if target == "kubernetes":
-        from mlctl import deploy
+        from mlctl import cluster
 
-        out = deploy.delete(spec)
+        out = cluster.delete(spec)
         what = "uninstalled" if out["uninstalled"] else "no release to uninstall"
         return {"target": target, **out, "summary": f"{out['namespace']}/{out['release']}: {what}"}
     if target == "podman":
@@ -81,9 +81,9 @@ def models(path: Path, target: str | None = None) -> dict:
         return out
     out["stored"] = _stored(spec, target)
     if target == "kubernetes":
-        from mlctl import deploy
+        from mlctl import cluster
 
-        out["revisions"] = deploy.revisions(spec)
+        out["revisions"] = cluster.revisions(spec)
     else:
         from mlctl import podman_target
 
@@ -126,9 +126,9 @@ def rollback(path: Path, target: str | None = None, revision: int | None = None,
     spec = load_spec(path)
     target = target or spec.target
     if target == "kubernetes":
-        from mlctl import deploy
+        from mlctl import cluster
 
-        return {"target": target, **deploy.rollback(spec, revision)}
+        return {"target": target, **cluster.rollback(spec, revision)}
     if target == "podman":
         from mlctl import podman_target
 

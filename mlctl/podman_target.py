@@ -39,6 +39,7 @@ from mlctl import actions, helm, podman, predict, render
 from mlctl.artifacts import metadata_from_log, store_uri, training_hash
 from mlctl.errors import MlctlError
 from mlctl.pods import ClusterPod, cluster_pods
+from mlctl.release import Names, Release, redact
 from mlctl.secrets import resolve_secrets
 from mlctl.spec import Spec
 
@@ -84,18 +85,26 @@ def _require_podman() -> None:
 
 
 @dataclass
-class Release:
-    """One apply's view of the release: its values, the rendered objects, the pods, the runner."""
+class PodmanRelease:
+    """One apply's view of the release under podman: the release (values built once), the objects
+    the chart renders from them, the pods, the runner."""
 
-    spec: Spec
-    values: dict
+    release: Release
     objects: list[dict]
     pods: dict[str, ClusterPod]
     runner: podman.PodRunner
 
     @property
+    def spec(self) -> Spec:
+        return self.release.spec
+
+    @property
+    def values(self) -> dict:
+        return self.release.values
+
+    @property
     def model_sha256(self) -> str:
-        return self.values["model"]["sha256"]
+        return self.release.model_sha256
 
 
 def _release(
@@ -105,15 +114,17 @@ def _release(
     on_log: Callable[[str, str], None] | None = None,
     on_event: Callable[[str], None] = lambda _: None,
     values: dict | None = None,
-) -> Release:
+) -> PodmanRelease:
     """The release as the chart renders it: from the spec, or from `values` (a recorded revision's)."""
     if values is None:
-        values = render.build_values(spec, secrets, model_sha256=model_sha256, train_job=True)
-    objects = actions.template_values(spec, values, secrets)
+        release = Release.build(spec, model_sha256, secrets, train_job=True)
+    else:
+        release = Release(spec, Names.for_spec(spec), secrets, values)
+    objects = actions.template_values(spec, release.values, secrets)
     pods = {p.role: p for p in cluster_pods(objects, spec.kubernetes.namespace)}
     cluster = podman.Cluster(objects, spec.kubernetes.namespace, state_dir(spec), seeds=_seeds(spec, pods))
     runner = podman.PodRunner(cluster, _labels(spec), on_event=on_event, on_log=on_log, secrets=secrets.values())
-    return Release(spec, values, objects, pods, runner)
+    return PodmanRelease(release, objects, pods, runner)
 
 
 def _seeds(spec: Spec, pods: dict[str, ClusterPod]) -> dict[str, Path]:
@@ -134,7 +145,7 @@ def _seeds(spec: Spec, pods: dict[str, ClusterPod]) -> dict[str, Path]:
     return {"data": spec.data.dir}
 
 
-def _provision_data_claim(spec: Spec, release: Release) -> None:
+def _provision_data_claim(spec: Spec, release: PodmanRelease) -> None:
     """A data.clusterUri claim gets the four files, as a data team would have put them there."""
     uri = spec.data.cluster_uri
     if not uri:
@@ -241,7 +252,7 @@ def _train(spec: Spec, secrets, report: Report, on_log: Callable[[str], None]) -
     return metadata
 
 
-def _serve(spec: Spec, release: Release, report: Report) -> tuple[int, float | None]:
+def _serve(spec: Spec, release: PodmanRelease, report: Report) -> tuple[int, float | None]:
     """The predictor pod of this template, ready; (its published port, seconds to ready or None)."""
     predictor = release.pods["predictor"]
     running = _ready_predictor(release, predictor)
@@ -278,9 +289,7 @@ def revisions(spec: Spec) -> list[dict[str, Any]]:
         return []
 
 
-def _record_revision(spec: Spec, release: Release) -> None:
-    from mlctl import deploy
-
+def _record_revision(spec: Spec, release: PodmanRelease) -> None:
     history = revisions(spec)
     history.append(
         {
@@ -289,7 +298,7 @@ def _record_revision(spec: Spec, release: Release) -> None:
             "modelSha256": release.model_sha256,
             "pod": release.pods["predictor"].name,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "values": deploy.redact(release.values),
+            "values": redact(release.values),
         }
     )
     _revisions_file(spec).write_text(json.dumps(history, indent=2))
@@ -316,7 +325,7 @@ def rollback(spec: Spec, report: Report, revision: int | None = None) -> dict[st
     }
 
 
-def _check(release: Release, port: int, report: Report) -> str:
+def _check(release: PodmanRelease, port: int, report: Report) -> str:
     """The sample digit through the published Service port, then the chart's helm test pod."""
     from mlctl import check as sample_check
 
@@ -348,7 +357,7 @@ def service_port(predictor: ClusterPod) -> int:
     return predictor.services[-1].ports["http"][1]
 
 
-def _ready_predictor(release: Release, predictor: ClusterPod) -> int | None:
+def _ready_predictor(release: PodmanRelease, predictor: ClusterPod) -> int | None:
     """The host port of a running predictor pod built from this exact template that is ready."""
     name = podman.podman_name(release.spec.kubernetes.namespace, predictor.name)
     if not release.runner.running(name, [c["name"] for c in predictor.manifest["spec"]["containers"]]):
@@ -383,9 +392,8 @@ def status(spec: Spec) -> dict[str, Any]:
     predictor = next((p for p in pods if p["labels"].get(f"{podman.LABEL}.role") == "predictor"), None)
     if predictor:
         from mlctl import predict
-        from mlctl.deploy import service_port as release_port
 
-        port = podman.published_port(predictor["name"], release_port(spec))
+        port = podman.published_port(predictor["name"], Names.for_spec(spec).service_port)
         out["url"] = f"http://127.0.0.1:{port}{predict.DEFAULT_ENDPOINT}" if port else None
         if port:
             try:

@@ -9,9 +9,8 @@ import os
 
 import pytest
 
-from mlctl import deploy
 from mlctl.artifacts import StoredArtifact, store_uri, training_hash
-from mlctl.secrets import resolve_secrets
+from mlctl.release import Release
 from tests.helpers import run_mlctl
 from tests.k8s.conftest import SECRETS
 from tests.k8s.fakes import NOT_FOUND_RELEASE
@@ -61,7 +60,7 @@ def test_apply_deploys_then_is_up_to_date(fakes, spec, spec_path, secret_env, cl
     assert no_leak(first.stdout, first.stderr, fakes.log_text())
 
     # Second run: the release holds exactly these values → nothing is upgraded.
-    values = deploy.deploy_values(spec, cluster_job, resolve_secrets(spec))
+    values = Release.build(spec, cluster_job.sha256).values
     fakes.on("helm", ["get", "values"], {"json": values})
     calls_before = len(fakes.calls("helm"))
     second = apply(spec_path)
@@ -103,8 +102,8 @@ def test_rollback_through_the_cli(fakes, spec, spec_path, secret_env, private_tm
 
     older = spec.model_copy(update={"training": spec.training.model_copy(update={"seed": 7})})
     model_a = StoredArtifact({"sha256": "aa" * 32}, store_uri(older))
-    values_a = deploy.deploy_values(older, model_a, resolve_secrets(older))
-    values_b = deploy.deploy_values(spec, StoredArtifact({"sha256": "bb" * 32}, store_uri(spec)), resolve_secrets(spec))
+    values_a = Release.build(older, model_a.sha256).values
+    values_b = Release.build(spec, "bb" * 32).values
     fakes.on("helm", ["history"], {"json": [{"revision": 1}, {"revision": 2}]})
     fakes.on("helm", ["get", "values", "--revision", "1"], {"json": values_a})
     fakes.on("helm", ["get", "values", "--revision", "2"], {"json": values_b})

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import check, deploy
+from mlctl import check, cluster, deploy, helm
 from mlctl.errors import MlctlError, UsageError
+from mlctl.release import Names, Release, redact
 from mlctl.secrets import resolve_secrets
 from mlctl.specload import load_spec
 from tests.k8s.conftest import SECRETS, remote_artifact, write_spec
@@ -53,6 +54,12 @@ def sdep(state: str, description: str = "") -> dict:
     }
 
 
+def planned(spec, artifact):
+    """deploy.deploy's arguments as apply makes them: the release built once, its plan."""
+    release = Release.build(spec, artifact.sha256)
+    return release, artifact, deploy.plan(release)
+
+
 WAIT_TIMED_OUT = {"rc": 1, "stderr": "error: timed out waiting for the condition on seldondeployments/mnist\n"}
 
 
@@ -68,9 +75,9 @@ def fresh_cluster(fakes, predicted: int = LABEL, sha256: str = "ab" * 32) -> Non
 def test_first_deploy_runs_upgrade_with_a_private_values_file(fakes, spec, secret_env, clock, private_tmp):
     fresh_cluster(fakes)
     artifact = remote_artifact()
-    plan = deploy.plan(spec, artifact)
+    release, _, plan = planned(spec, artifact)
     assert not plan.exists and not plan.up_to_date
-    result = deploy.deploy(spec, artifact, plan)
+    result = deploy.deploy(release, artifact, plan)
 
     assert fakes.verbs("helm") == ["status", "upgrade", "status"]
     upgrade = fakes.calls("helm")[1]["argv"]
@@ -120,33 +127,33 @@ def test_the_smoke_test_demands_the_deployed_weights(fakes, spec, secret_env, cl
     fresh_cluster(fakes, sha256="cd" * 32)
     artifact = remote_artifact()
     with pytest.raises(MlctlError, match=r"serves the weights cdcdcdcdcdcd…, not abababababab…"):
-        deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
+        deploy.deploy(*planned(spec, artifact))
 
 
 def test_second_run_is_up_to_date_and_does_not_upgrade(fakes, spec, secret_env, clock):
     artifact = remote_artifact()
-    values = deploy.deploy_values(spec, artifact, resolve_secrets(spec))
+    values = Release.build(spec, artifact.sha256).values
     fakes.on("helm", ["status"], deployed(3))
     fakes.on("helm", ["get", "values"], {"json": values})
     fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
     fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL)})
 
-    plan = deploy.plan(spec, artifact)
+    release, _, plan = planned(spec, artifact)
     assert plan.up_to_date and plan.changes == [] and plan.revision == 3
-    result = deploy.deploy(spec, artifact, plan)
+    result = deploy.deploy(release, artifact, plan)
     assert "upgrade" not in fakes.verbs("helm")
     assert not result.upgraded and result.revision == 3
 
 
 def test_plan_diff_masks_credentials_and_mutates_nothing(fakes, spec, secret_env, clock):
     artifact = remote_artifact()
-    old = deploy.deploy_values(spec, artifact, resolve_secrets(spec))
+    old = Release.build(spec, artifact.sha256).values
     old["serving"]["replicas"] = 3
     old["registry"]["password"] = "an-older-password-123"
     fakes.on("helm", ["status"], deployed(2))
     fakes.on("helm", ["get", "values"], {"json": old})
 
-    plan = deploy.plan(spec, artifact)
+    release, _, plan = planned(spec, artifact)
     assert not plan.up_to_date
     assert {"path": "serving.replicas", "old": 3, "new": 1} in plan.changes
     assert {"path": "registry.password", "old": "***", "new": "***"} in plan.changes
@@ -159,10 +166,10 @@ def test_plan_diff_masks_credentials_and_mutates_nothing(fakes, spec, secret_env
 
 def test_release_in_a_failed_state_is_not_up_to_date(fakes, spec, secret_env):
     artifact = remote_artifact()
-    values = deploy.deploy_values(spec, artifact, resolve_secrets(spec))
+    values = Release.build(spec, artifact.sha256).values
     fakes.on("helm", ["status"], {"json": {"version": 4, "info": {"status": "failed"}}})
     fakes.on("helm", ["get", "values"], {"json": values})
-    plan = deploy.plan(spec, artifact)
+    release, _, plan = planned(spec, artifact)
     assert plan.changes == [] and not plan.up_to_date and plan.helm_status == "failed"
 
 
@@ -178,7 +185,7 @@ def test_helm_upgrade_failure_names_the_step_and_removes_the_values_file(fakes, 
     )
     artifact = remote_artifact()
     with pytest.raises(MlctlError) as err:
-        deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
+        deploy.deploy(*planned(spec, artifact))
     assert err.value.message.startswith("helm upgrade failed: ")
     assert "context deadline exceeded" in err.value.message
     assert SECRETS["REGISTRY_PASSWORD"] not in err.value.message  # an echoed secret is masked
@@ -194,7 +201,7 @@ def test_rollout_timeout(fakes, spec, secret_env, clock):
     fakes.on("kubectl", ["get", "sdep"], sdep("Creating", "Deployment is progressing"))
     artifact = remote_artifact()
     with pytest.raises(MlctlError) as err:
-        deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
+        deploy.deploy(*planned(spec, artifact))
     assert err.value.message == (
         "rollout timed out: SeldonDeployment mnist is Creating after 60s: Deployment is progressing"
     )
@@ -210,7 +217,7 @@ def test_rollout_failed_state(fakes, spec, secret_env, clock):
     fakes.on("kubectl", ["get", "sdep"], sdep("Failed", "ImagePullBackOff"))
     artifact = remote_artifact()
     with pytest.raises(MlctlError, match=r"^rollout failed: .*ImagePullBackOff"):
-        deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
+        deploy.deploy(*planned(spec, artifact))
 
 
 def test_smoke_test_wrong_class(fakes, spec, secret_env, clock):
@@ -218,7 +225,7 @@ def test_smoke_test_wrong_class(fakes, spec, secret_env, clock):
     fresh_cluster(fakes, predicted=wrong)
     artifact = remote_artifact()
     with pytest.raises(MlctlError) as err:
-        deploy.deploy(spec, artifact, deploy.plan(spec, artifact))
+        deploy.deploy(*planned(spec, artifact))
     assert err.value.message.startswith("smoke test: http://127.0.0.1:")
     assert f"predicted {wrong}, but the sample digit is a {LABEL}" in err.value.message
 
@@ -253,7 +260,7 @@ def test_smoke_test_through_the_ingress_endpoint(fakes, tmp_path, secret_env, cl
             }
         )
         fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
-        result = deploy.smoke_test(spec)
+        result = deploy.smoke_test(spec, Names.for_spec(spec))
     finally:
         server.shutdown()
     assert seen[0][0] == "/seldon/models/mnist/api/v1.0/predictions"
@@ -264,7 +271,7 @@ def test_smoke_test_through_the_ingress_endpoint(fakes, tmp_path, secret_env, cl
 def test_missing_credential_variable_is_a_usage_error(fakes, spec, secret_env, monkeypatch):
     monkeypatch.delenv("MLCTL_S3_SECRET_ACCESS_KEY")
     with pytest.raises(UsageError) as err:
-        deploy.plan(spec, remote_artifact())
+        deploy.plan(Release.build(spec, remote_artifact().sha256))
     assert "MLCTL_S3_SECRET_ACCESS_KEY" in err.value.message and err.value.exit_code == 2
     assert fakes.calls() == []
 
@@ -277,7 +284,7 @@ def test_status_and_delete(fakes, spec, secret_env):
     fakes.on("kubectl", ["get", "job"], {"json": {"items": [{"metadata": {"name": "mnist-train-0a1b2c3d"}}]}})
     fakes.on("kubectl", ["delete"], {"stdout": "deleted"})
 
-    st = deploy.status(spec)
+    st = cluster.status(spec)
     assert st == {
         "release": "mnist",
         "namespace": "models",
@@ -294,7 +301,7 @@ def test_status_and_delete(fakes, spec, secret_env):
         "modelSha256": "cd" * 32,
         "localSha256": None,
     }
-    gone = deploy.delete(spec)
+    gone = cluster.delete(spec)
     assert gone == {
         "release": "mnist",
         "namespace": "models",
@@ -319,7 +326,7 @@ def test_status_and_delete(fakes, spec, secret_env):
 
 def test_status_of_a_missing_release(fakes, spec):
     fakes.on("helm", ["status"], NOT_FOUND_RELEASE)
-    assert deploy.status(spec) == {"release": "mnist", "namespace": "models", "exists": False}
+    assert cluster.status(spec) == {"release": "mnist", "namespace": "models", "exists": False}
 
 
 def test_sdep_name_matches_the_chart(spec, secret_env):
@@ -327,8 +334,8 @@ def test_sdep_name_matches_the_chart(spec, secret_env):
 
     for release in ("mnist", "prod-mnist-seldon"):
         s = spec.model_copy(update={"kubernetes": spec.kubernetes.model_copy(update={"release": release})})
-        objects = template(deploy.deploy_values(s, remote_artifact(), resolve_secrets(s)), release=release)
-        assert one(objects, "SeldonDeployment")["metadata"]["name"] == deploy.sdep_name(s)
+        objects = template(Release.build(s, remote_artifact().sha256).values, release=release)
+        assert one(objects, "SeldonDeployment")["metadata"]["name"] == Names.for_spec(s).sdep
 
 
 def test_service_port_matches_the_chart(spec, secret_env):
@@ -337,9 +344,9 @@ def test_service_port_matches_the_chart(spec, secret_env):
 
     for executor in (False, True):
         s = spec.model_copy(update={"serving": spec.serving.model_copy(update={"executor": executor})})
-        objects = template(deploy.deploy_values(s, remote_artifact(), resolve_secrets(s)))
+        objects = template(Release.build(s, remote_artifact().sha256).values)
         env = {e["name"]: e["value"] for e in one(objects, "Pod")["spec"]["containers"][0]["env"]}
-        assert env["PREDICT_URL"].split("/")[2].endswith(f":{deploy.service_port(s)}")
+        assert env["PREDICT_URL"].split("/")[2].endswith(f":{Names.for_spec(s).service_port}")
 
 
 # --- one model, one folder: rollback rolls back the weights ------------------------------------
@@ -362,8 +369,8 @@ def _two_models(tmp_path):
 
 def test_each_model_has_its_own_folder_in_the_values(tmp_path, secret_env):
     a, model_a, b, model_b = _two_models(tmp_path)
-    values_a = deploy.deploy_values(a, model_a, resolve_secrets(a))["model"]
-    values_b = deploy.deploy_values(b, model_b, resolve_secrets(b))["model"]
+    values_a = Release.build(a, model_a.sha256).values["model"]
+    values_b = Release.build(b, model_b.sha256).values["model"]
     assert values_a["uri"] == model_a.uri and values_a["sha256"] == model_a.sha256
     assert values_b["uri"] == model_b.uri != values_a["uri"]  # B never overwrites A's files
     assert values_a["uri"].startswith("s3://mlctl-models/mnist/mnist-")
@@ -372,8 +379,8 @@ def test_each_model_has_its_own_folder_in_the_values(tmp_path, secret_env):
 def test_rollback_restores_the_weights_of_the_revision(fakes, tmp_path, secret_env, clock):
     a, model_a, b, model_b = _two_models(tmp_path)
     values = {
-        1: deploy.deploy_values(a, model_a, resolve_secrets(a)),
-        2: deploy.deploy_values(b, model_b, resolve_secrets(b)),
+        1: Release.build(a, model_a.sha256).values,
+        2: Release.build(b, model_b.sha256).values,
     }
     fakes.on(
         "helm", ["history"], {"json": [{"revision": 1, "status": "superseded"}, {"revision": 2, "status": "deployed"}]}
@@ -385,7 +392,7 @@ def test_rollback_restores_the_weights_of_the_revision(fakes, tmp_path, secret_e
     fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
     fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, model_a.sha256)})  # the pods load A again
 
-    done = deploy.rollback(b)
+    done = cluster.rollback(b)
     assert done["to"] == 1 and done["revision"] == 3
     assert done["modelUri"] == model_a.uri and done["smoke"]["modelSha256"] == model_a.sha256
     rollback = next(c["argv"] for c in fakes.calls("helm") if c["argv"][0] == "rollback")
@@ -395,24 +402,20 @@ def test_rollback_restores_the_weights_of_the_revision(fakes, tmp_path, secret_e
 def test_rollback_fails_when_the_pods_still_serve_the_newer_weights(fakes, tmp_path, secret_env, clock):
     a, model_a, b, model_b = _two_models(tmp_path)
     fakes.on("helm", ["history"], {"json": [{"revision": 1}, {"revision": 2}]})
-    fakes.on(
-        "helm", ["get", "values", "--revision", "1"], {"json": deploy.deploy_values(a, model_a, resolve_secrets(a))}
-    )
-    fakes.on(
-        "helm", ["get", "values", "--revision", "2"], {"json": deploy.deploy_values(b, model_b, resolve_secrets(b))}
-    )
+    fakes.on("helm", ["get", "values", "--revision", "1"], {"json": Release.build(a, model_a.sha256).values})
+    fakes.on("helm", ["get", "values", "--revision", "2"], {"json": Release.build(b, model_b.sha256).values})
     fakes.on("helm", ["rollback"], {"stdout": "ok\n"})
     fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
     fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, model_b.sha256)})
     with pytest.raises(MlctlError, match="serves the weights bbbbbbbbbbbb…, not aaaaaaaaaaaa…"):
-        deploy.rollback(b)
+        cluster.rollback(b)
 
 
 def test_a_failed_atomic_upgrade_leaves_the_old_revision_naming_the_old_weights(fakes, tmp_path, secret_env, clock):
     """--atomic rolls back to the previous revision's values; those name A's own folder, which B's
     upgrade (in a folder of its own) never touched."""
     a, model_a, b, model_b = _two_models(tmp_path)
-    values_a = deploy.deploy_values(a, model_a, resolve_secrets(a))
+    values_a = Release.build(a, model_a.sha256).values
     fakes.on("helm", ["status"], deployed(1))
     fakes.on("helm", ["get", "values"], {"json": values_a})
     fakes.on(
@@ -424,14 +427,14 @@ def test_a_failed_atomic_upgrade_leaves_the_old_revision_naming_the_old_weights(
             "rolled back due to atomic being set: timed out waiting\n",
         },
     )
-    plan = deploy.plan(b, model_b)
+    release, _, plan = planned(b, model_b)
     assert {"path": "model.uri", "old": model_a.uri, "new": model_b.uri} in plan.changes
     with pytest.raises(MlctlError, match="helm upgrade failed"):
-        deploy.deploy(b, model_b, plan)
+        deploy.deploy(release, model_b, plan)
     upgrade = next(c for c in fakes.calls("helm") if c["argv"][0] == "upgrade")
     assert "--atomic" in upgrade["argv"]
     # What the release now serves is what `helm get values` says: revision 1, A's folder and digest.
-    current = deploy.helm.get_values(deploy.target(b))
+    current = helm.get_values(Names.for_spec(b).target)
     assert current["model"] == {"name": "mnist", "uri": model_a.uri, "sha256": model_a.sha256}
 
 
@@ -439,5 +442,5 @@ def test_credentials_go_back_where_build_values_puts_them(spec, secret_env):
     from mlctl import render
 
     secrets = resolve_secrets(spec)
-    values = deploy.deploy_values(spec, remote_artifact(), secrets)
-    assert render.with_credentials(deploy.redact(values), secrets) == values
+    values = Release.build(spec, remote_artifact().sha256, secrets).values
+    assert render.with_credentials(redact(values), secrets) == values

@@ -12,7 +12,7 @@ from mlctl.artifacts import training_hash
 from mlctl.errors import MlctlError
 from tests.k8s.conftest import SECRETS
 from tests.k8s.fakes import NOT_FOUND_RELEASE
-from tests.k8s.test_deploy import LABEL, answer, deployed, sdep
+from tests.k8s.test_deploy import LABEL, answer, deployed, planned, sdep
 
 
 def test_no_secret_leaks_anywhere(fakes, spec, secret_env, clock, private_tmp, tmp_path, capfd):
@@ -34,9 +34,9 @@ def test_no_secret_leaks_anywhere(fakes, spec, secret_env, clock, private_tmp, t
     fakes.on("kubectl", ["port-forward"], {"serve": answer((LABEL + 1) % 10)})  # a wrong answer: an error path
 
     trained = train_k8s.train(spec)
-    plan = deploy.plan(spec, trained.artifact)
+    release, _, plan = planned(spec, trained.artifact)
     with pytest.raises(MlctlError) as err:
-        deploy.deploy(spec, trained.artifact, plan)
+        deploy.deploy(release, trained.artifact, plan)
 
     out, errout = capfd.readouterr()
     seen = [

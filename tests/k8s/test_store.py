@@ -246,9 +246,8 @@ def test_apply_uploads_once_and_a_wrong_key_fails_the_upload_step(
     """Trained here, the model goes to its folder of a real S3 server through rclone; a wrong key
     is an exit-1 error naming rclone's answer; the next apply (right key) uploads, and the one
     after it is up to date and uploads nothing."""
-    from mlctl import deploy
     from mlctl.artifacts import artifact_dir, read_local
-    from mlctl.secrets import resolve_secrets
+    from mlctl.release import Release
     from tests.helpers import run_mlctl
     from tests.k8s.fakes import NOT_FOUND_RELEASE
     from tests.k8s.test_deploy import LABEL, answer, deployed, sdep
@@ -273,7 +272,7 @@ def test_apply_uploads_once_and_a_wrong_key_fails_the_upload_step(
     fakes.on("helm", ["template"], {"passthrough": True})  # the storage Secret rclone's remote comes from
     fakes.on("helm", ["status"], NOT_FOUND_RELEASE, NOT_FOUND_RELEASE, deployed(1))
     fakes.on("helm", ["upgrade"], {"stdout": "ok\n"})
-    fakes.on("helm", ["get", "values"], {"json": deploy.deploy_values(spec, artifact, resolve_secrets(spec))})
+    fakes.on("helm", ["get", "values"], {"json": Release.build(spec, artifact.sha256).values})
     fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
     fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, artifact.sha256)})
 

@@ -1,0 +1,109 @@
+"""A release that stands in the cluster: `mlctl status`, its revisions, `mlctl rollback` and
+`mlctl delete` for the kubernetes target. Everything here needs only the release's `Names`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlctl import deploy, helm, kubectl
+from mlctl.errors import MlctlError
+from mlctl.release import Names
+from mlctl.spec import Spec
+
+
+def revisions(spec: Spec) -> list[dict[str, Any]]:
+    """Every revision of the release and the model its values name (newest last)."""
+    t = Names.for_spec(spec).target
+    out = []
+    for entry in helm.history(t):
+        model = (helm.get_values(t, revision=int(entry["revision"])) or {}).get("model") or {}
+        out.append(
+            {
+                "revision": int(entry["revision"]),
+                "status": entry.get("status"),
+                "updated": entry.get("updated"),
+                "modelUri": model.get("uri"),
+                "modelSha256": model.get("sha256"),
+            }
+        )
+    return out
+
+
+def rollback(spec: Spec, revision: int | None = None) -> dict[str, Any]:
+    """`helm rollback` to `revision` (default: the one before the current), then wait for the
+    SeldonDeployment and demand the sample digit from that revision's weights."""
+    old = helm.pick_revision(revisions(spec), revision, f"release {spec.kubernetes.release}")
+    wanted = old["revision"]
+    names = Names.for_spec(spec)
+    t = names.target
+    try:
+        helm.rollback(t, wanted, spec.kubernetes.timeout_seconds)
+    except MlctlError as exc:
+        raise exc.prefixed("helm rollback failed") from exc
+    state = deploy.wait_available(names, spec.kubernetes.timeout_seconds)
+    smoke = deploy.smoke_test(spec, names, old["modelSha256"] or None)
+    return {
+        "release": t.release,
+        "namespace": t.namespace,
+        "to": wanted,
+        "modelUri": old["modelUri"],
+        "modelSha256": old["modelSha256"],
+        "state": state,
+        "smoke": smoke,
+        "revision": (helm.status(t) or {}).get("version"),
+    }
+
+
+# --- status and delete -----------------------------------------------------------------------
+
+
+def status(spec: Spec) -> dict[str, Any]:
+    """The release and its SeldonDeployment as the cluster reports them."""
+    from mlctl.artifacts import artifact_dir, read_local
+
+    names = Names.for_spec(spec)
+    t, name = names.target, names.sdep
+    local = read_local(artifact_dir(spec), verify=False)
+    out: dict[str, Any] = {"release": t.release, "namespace": t.namespace, "exists": False}
+    release = helm.status(t)
+    if release is None:
+        return out
+    values = helm.get_values(t) or {}
+    sdep = kubectl.get_json(t, "sdep", name)
+    state, description = deploy.sdep_state(sdep)
+    deployments = ((sdep or {}).get("status") or {}).get("deploymentStatus") or {}
+    out.update({
+        "exists": True,
+        "revision": release.get("version"),
+        "helmStatus": (release.get("info") or {}).get("status"),
+        "chart": ((release.get("chart") or {}).get("metadata") or {}).get("version"),
+        "seldonDeployment": name,
+        "state": state,
+        "description": description,
+        "replicas": ((sdep or {}).get("status") or {}).get("replicas"),
+        "availableReplicas": sum(int(d.get("availableReplicas") or 0) for d in deployments.values()),
+        "modelUri": (values.get("model") or {}).get("uri"),
+        "modelSha256": (values.get("model") or {}).get("sha256"),
+        # The model this spec trains here, beside the one deployed: equal when the release is current.
+        "localSha256": local.sha256 if local else None,
+    })  # fmt: skip
+    return out
+
+
+def delete(spec: Spec) -> dict[str, Any]:
+    """`helm uninstall` the release and delete its training Jobs; never touches local artifacts or
+    the model store."""
+    t = Names.for_spec(spec).target
+    out: dict[str, Any] = {"release": t.release, "namespace": t.namespace, "uninstalled": False, "jobsDeleted": []}
+    if helm.status(t) is not None:
+        try:
+            helm.uninstall(t, spec.kubernetes.timeout_seconds)
+        except MlctlError as exc:
+            raise exc.prefixed("helm uninstall failed") from exc
+        out["uninstalled"] = True
+    # Training Jobs are applied by kubectl (mlctl train), not owned by the release.
+    selector = f"app.kubernetes.io/instance={t.release},app.kubernetes.io/component=training"
+    for job in kubectl.list_names(t, "job", selector):
+        if kubectl.delete(t, "job", job, wait=False):
+            out["jobsDeleted"].append(job)
+    return out
