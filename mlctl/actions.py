@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlctl import helm
+from mlctl import chart, helm, valuesfile
 from mlctl import render as rendering
-from mlctl.artifacts import artifact_dir, read_local, store_uri, training_hash
+from mlctl.artifacts import artifact_dir, store_uri, training_hash
 from mlctl.errors import UsageError
 from mlctl.secrets import placeholders, resolve_secrets
 from mlctl.spec import Spec
@@ -39,11 +39,6 @@ def validate(path: Path) -> dict:
     return result
 
 
-def _model_sha(spec: Spec) -> str:
-    artifact = read_local(artifact_dir(spec), verify=False)
-    return artifact.sha256 if artifact else ""
-
-
 def render(path: Path, output: Path | None, include_secrets: bool) -> str:
     """The values text for `path`'s spec; written to `output` when given (0600 with secrets)."""
     spec = load_spec(path)
@@ -53,37 +48,13 @@ def render(path: Path, output: Path | None, include_secrets: bool) -> str:
             hint="mlctl render SPEC --include-secrets -o secret-values.yaml",
         )
     secrets = resolve_secrets(spec) if include_secrets else None
-    text = rendering.dump(rendering.build_values(spec, secrets, model_sha256=_model_sha(spec)))
+    text = valuesfile.dump(rendering.build_values(spec, secrets, model_sha256=chart.local_model_sha(spec)))
     if output is not None:
         if include_secrets:
-            rendering.write_private(output, text)
+            valuesfile.write_private(output, text)
         else:
             Path(output).write_text(text, encoding="utf-8")
     return text
-
-
-def rendered_objects(spec: Spec, secrets=None, train_job: bool = False, model_sha256: str | None = None) -> list[dict]:
-    """The objects the chart renders for the spec (`helm template`), credentials redacted unless
-    `secrets` are given; the model digest is the local artifact's unless given."""
-    sha = _model_sha(spec) if model_sha256 is None else model_sha256
-    values = rendering.build_values(
-        spec, secrets or placeholders(spec), model_sha256=sha, training_hash=training_hash(spec), train_job=train_job
-    )
-    return template_values(spec, values, secrets)
-
-
-def template_values(spec: Spec, values: dict, secrets=None) -> list[dict]:
-    """The objects the chart renders from these values (`helm template`, a 0600 values file)."""
-    import yaml
-
-    with rendering.private_values_file(values) as file:
-        text = helm.template(
-            spec.kubernetes.release,
-            [file],
-            namespace=spec.kubernetes.namespace,
-            secrets=secrets.values() if secrets else (),
-        )
-    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 def template(path: Path, pods: bool = False) -> str:
@@ -91,15 +62,15 @@ def template(path: Path, pods: bool = False) -> str:
     the Pods the cluster runs for them instead (operator-injected containers included)."""
     spec = load_spec(path)
     if not pods:
-        values = rendering.build_values(spec, placeholders(spec), model_sha256=_model_sha(spec))
-        with rendering.private_values_file(values) as file:
+        values = rendering.build_values(spec, placeholders(spec), model_sha256=chart.local_model_sha(spec))
+        with valuesfile.private_values_file(values) as file:
             return helm.template(spec.kubernetes.release, [file], namespace=spec.kubernetes.namespace)
     import yaml
 
     from mlctl.pods import cluster_pods
 
     docs = []
-    for pod in cluster_pods(rendered_objects(spec, train_job=True), spec.kubernetes.namespace):
+    for pod in cluster_pods(chart.rendered_objects(spec, train_job=True), spec.kubernetes.namespace):
         services = "".join(
             f"\n# Service {s.name}: " + ", ".join(f"{n} {p}→{t}" for n, (p, t) in s.ports.items()) for s in pod.services
         )

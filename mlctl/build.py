@@ -124,12 +124,12 @@ def registry_auth(spec: Spec) -> dict | None:
     """The .dockerconfigjson of the chart's rendered pull Secret; None without one."""
     if not spec.registry.creates_secret:
         return None
-    from mlctl import render
+    from mlctl import chart
     from mlctl.secrets import Secrets, resolve
 
     assert spec.registry.password is not None  # the spec demands it when it creates the Secret
     secrets = Secrets(registry_password=resolve(spec.registry.password, "registry.password"))
-    return json.loads(render.chart_secret(spec, "templates/secret-registry.yaml", secrets)[".dockerconfigjson"])
+    return json.loads(chart.chart_secret(spec, "templates/secret-registry.yaml", secrets)[".dockerconfigjson"])
 
 
 def stale(spec: Spec, engine_name: str | None = None, root: Path = PROJECT_ROOT) -> dict[str, bool]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlctl import check, helm, kubectl, poll, predict, render, store, tools
+from mlctl import check, helm, kubectl, poll, predict, store, tools, valuesfile
 from mlctl.artifacts import Artifact
 from mlctl.errors import MlctlError, SmokeTestFailed
 from mlctl.release import Names, Release, values_diff
@@ -95,7 +95,7 @@ def deploy(release: Release, artifact: Artifact, plan: DeployPlan) -> DeployResu
     if not plan.up_to_date:
         uploaded = store.ensure_uploaded(spec, artifact, secrets).as_dict()
         try:
-            with render.private_values_file(release.values) as file:
+            with valuesfile.private_values_file(release.values) as file:
                 helm.upgrade(t, [file], k.timeout_seconds, k.create_namespace, secrets=secrets.values())
         except MlctlError as exc:
             raise MlctlError(

@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlctl import actions, helm, podman, predict, render
+from mlctl import chart, helm, podman, predict
 from mlctl.artifacts import metadata_from_log, store_uri, training_hash
 from mlctl.errors import MlctlError
 from mlctl.pods import ClusterPod, cluster_pods
-from mlctl.release import Names, Release, redact
+from mlctl.release import Names, Release, redact, with_credentials
 from mlctl.secrets import resolve_secrets
 from mlctl.spec import Spec
 
@@ -120,7 +120,7 @@ def _release(
         release = Release.build(spec, model_sha256, secrets, train_job=True)
     else:
         release = Release(spec, Names.for_spec(spec), secrets, values)
-    objects = actions.template_values(spec, release.values, secrets)
+    objects = chart.template_values(spec, release.values, secrets)
     pods = {p.role: p for p in cluster_pods(objects, spec.kubernetes.namespace)}
     cluster = podman.Cluster(objects, spec.kubernetes.namespace, state_dir(spec), seeds=_seeds(spec, pods))
     runner = podman.PodRunner(cluster, _labels(spec), on_event=on_event, on_log=on_log, secrets=secrets.values())
@@ -312,7 +312,7 @@ def rollback(spec: Spec, report: Report, revision: int | None = None) -> dict[st
     old = helm.pick_revision(revisions(spec), revision, f"{k.namespace}/{k.release} under podman")
     wanted = old["revision"]
     secrets = resolve_secrets(spec)
-    release = _release(spec, secrets, values=render.with_credentials(old["values"], secrets))
+    release = _release(spec, secrets, values=with_credentials(old["values"], secrets))
     port, _ = _step("serve", lambda: _serve(spec, release, report))
     base = _step("check", lambda: _check(release, port, report))
     return {

@@ -9,6 +9,7 @@ credentials, so plans, diffs and recorded revisions show `***` instead.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,3 +112,15 @@ def values_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[st
             a, b = (tools.MASK if a else a), (tools.MASK if b else b)
         changes.append({"path": path, "old": a, "new": b})
     return changes
+
+
+def with_credentials(values: dict[str, Any], secrets: Secrets) -> dict[str, Any]:
+    """A copy of `values` (say, a recorded revision's, credentials redacted) with `secrets` where
+    build_values puts them."""
+    out = copy.deepcopy(values)
+    out["registry"]["password"] = secrets.registry_password or ""
+    out["storage"]["credentials"] = {
+        "access_key_id": secrets.storage_access_key_id or "",
+        "secret_access_key": secrets.storage_secret_access_key or "",
+    }
+    return out

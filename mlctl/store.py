@@ -58,7 +58,7 @@ def rclone_binary() -> str:
 def remote_env(spec: Spec, secrets: Secrets) -> dict[str, str]:
     """The RCLONE_CONFIG_<REMOTE>_* settings of the store, as the chart's storage Secret holds them
     (rendered by helm, decoded in memory), with the endpoint as this machine reaches it."""
-    from mlctl import render
+    from mlctl import chart
 
     store, storage = spec.model_store, spec.storage
     remote = f"RCLONE_CONFIG_{store.scheme.upper()}_"
@@ -67,7 +67,7 @@ def remote_env(spec: Spec, secrets: Secrets) -> dict[str, str]:
         # credentials from this machine's environment (env_auth: AWS_*, GOOGLE_APPLICATION_…).
         env = {remote + k.upper(): v for k, v in storage.rclone.items()} | {remote + "ENV_AUTH": "true"}
     else:
-        env = render.chart_secret(spec, "templates/secret-storage.yaml", secrets)
+        env = chart.chart_secret(spec, "templates/secret-storage.yaml", secrets)
     endpoint = os.environ.get(ENDPOINT_ENV) or storage.upload_endpoint
     if endpoint:
         env[remote + "ENDPOINT"] = endpoint

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import yaml
 
-from mlctl import helm, kubectl, poll, render, tools
+from mlctl import helm, kubectl, poll, render, tools, valuesfile
 from mlctl.artifacts import StoredArtifact, TrainResult, metadata_from_log, store_uri, training_hash
 from mlctl.errors import MlctlError
 from mlctl.secrets import Secrets, resolve_secrets
@@ -49,7 +49,7 @@ def render_job(spec: Spec, secrets: Secrets, digest: str) -> list[dict]:
     if spec.kubernetes.service_account.create:
         templates.insert(0, SERVICE_ACCOUNT_TEMPLATE)
     k = spec.kubernetes
-    with render.private_values_file(values) as file:
+    with valuesfile.private_values_file(values) as file:
         text = helm.template(k.release, [file], namespace=k.namespace, secrets=secrets.values(), show_only=templates)
     objects = [doc for doc in yaml.safe_load_all(text) if doc]
     for obj in objects:

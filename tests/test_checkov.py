@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlctl import actions, images
+from mlctl import chart, images
 from mlctl.pods import cluster_pods
 from mlctl.specload import load_spec
 from tests.chart.helpers import find_helm
@@ -54,7 +54,7 @@ def _spec(tmp: Path, hardened: bool) -> Path:
 def _render(tmp: Path, hardened: bool) -> dict[str, str]:
     """Writes the scan's input; returns {checkov resource id: stable name}."""
     spec = load_spec(_spec(tmp, hardened))
-    objects = actions.rendered_objects(spec, train_job=True)
+    objects = chart.rendered_objects(spec, train_job=True)
     pods = cluster_pods(objects, spec.kubernetes.namespace)
     scan = tmp / "scan"
     scan.mkdir()

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from mlctl.errors import UsageError
-from mlctl.render import build_values, dump, write_private
+from mlctl.render import build_values
 from mlctl.secrets import Secrets, placeholders, resolve_secrets
 from mlctl.specload import load_spec
+from mlctl.valuesfile import dump, write_private
 from tests.helpers import REPO
 
 SPEC = REPO / "spec" / "mnist.yaml"

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlctl.render import build_values, private_values_file
+from mlctl.render import build_values
 from mlctl.secrets import resolve_secrets
 from mlctl.spec import DNS_LABEL_MAX, Spec, _quantity_value, min_rest_timeout_ms
+from mlctl.valuesfile import private_values_file
 from tests.chart.helpers import SELDON_SCHEMA, find, find_helm, template, validate_all
 
 pytestmark = [

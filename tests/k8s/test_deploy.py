@@ -10,7 +10,7 @@ import pytest
 
 from mlctl import check, cluster, deploy, helm
 from mlctl.errors import MlctlError, UsageError
-from mlctl.release import Names, Release, redact
+from mlctl.release import Names, Release, redact, with_credentials
 from mlctl.secrets import resolve_secrets
 from mlctl.specload import load_spec
 from tests.k8s.conftest import SECRETS, remote_artifact, write_spec
@@ -439,8 +439,7 @@ def test_a_failed_atomic_upgrade_leaves_the_old_revision_naming_the_old_weights(
 
 
 def test_credentials_go_back_where_build_values_puts_them(spec, secret_env):
-    from mlctl import render
 
     secrets = resolve_secrets(spec)
     values = Release.build(spec, remote_artifact().sha256, secrets).values
-    assert render.with_credentials(redact(values), secrets) == values
+    assert with_credentials(redact(values), secrets) == values
