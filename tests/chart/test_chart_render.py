@@ -579,7 +579,7 @@ def test_job_args_parse_and_write_inside_a_writable_mount(helm, variant):
     """With the chart alone, `python -m model.train` used to exit 2 at once (no --data-dir), and
     through mlctl it trained and then failed: --out was the mount point itself, so the writer's
     temporary sibling landed on the read-only root and the final rename hit the mount."""
-    from model.train import build_parser
+    from model.trainconfig import build_parser
 
     values, ci = JOB_VARIANTS[variant]
     containers, _ = _job_containers(one(render(helm, values, ci=ci), "Job"))

@@ -1,0 +1,173 @@
+"""The training recipe itself: the device and precision, determinism, the one-cycle AdamW loop
+over one normalised tensor, float32 evaluation, and the int8 serving network's calibration.
+model/train.py runs it and writes the artifact."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from model.trainconfig import TrainConfig, UsageError
+
+EVAL_BATCH_SIZE = 1000
+PCT_START = 0.25
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def resolve_device(requested: str, precision: str) -> tuple[str, str]:
+    """Return (device, precision) with 'auto' resolved."""
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available to this torch build")
+    device = requested if requested != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if precision == "auto":
+        if device == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if _cpu_has_native_bf16() else "fp32"
+    if device == "cpu" and precision == "fp16":
+        raise UsageError("--precision fp16 needs --device cuda (use bf16 or fp32 on CPU)")
+    return device, precision
+
+
+def set_determinism(seed: int, device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        # cuBLAS needs this before its first use to be deterministic.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    # warn_only: CUDA max-pool backward has no deterministic kernel; CPU kernels all are.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
+
+
+ProgressFn = Callable[[int, int, int, float, float], None]
+
+
+def pct_start(total_steps: int) -> float:
+    """Warm-up share of the one-cycle schedule: 25 %, but at least two steps (OneCycleLR divides
+    by the warm-up length minus one)."""
+    return max(PCT_START, 2 / total_steps)
+
+
+def _schedule(opt: Any, lr: float, total: int) -> Any:
+    import torch
+
+    if total < 4:  # too short to warm up and anneal: constant rate
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=pct_start(total))
+
+
+def fit(
+    cfg: TrainConfig,
+    data: Any,
+    device: str,
+    precision: str,
+    on_step: ProgressFn | None = None,
+    on_epoch: ProgressFn | None = None,
+) -> Any:
+    """Train a fresh Net on `data` (an MnistData); return the model (on CPU, eval mode)."""
+    import torch
+    import torch.nn.functional as F
+
+    from model.net import Net
+    from model.preprocess import normalize
+
+    n = len(data.train_y) if cfg.limit_train is None else min(cfg.limit_train, len(data.train_y))
+    x = normalize(data.train_x[:n]).to(device).contiguous(memory_format=torch.channels_last)
+    y = torch.as_tensor(data.train_y[:n], dtype=torch.long, device=device)
+
+    model = Net().to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = _schedule(opt, cfg.lr, total)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+
+    step = 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(device)
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        for i in range(steps_per_epoch):
+            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            with torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                out = model(x[idx])
+            # The Net ends in log_softmax; cross_entropy re-normalises log-probabilities to themselves,
+            # which lets it add label smoothing (nll_loss cannot).
+            loss = F.cross_entropy(out.float(), y[idx], label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            loss_sum += loss.detach()
+            step += 1
+            if on_step is not None and (step % 20 == 0 or i == steps_per_epoch - 1):
+                done = min((i + 1) * cfg.batch_size, n)
+                on_step(epoch, step, total, loss.item(), done / (time.perf_counter() - t0))
+        if on_epoch is not None:
+            seconds = time.perf_counter() - t0
+            on_epoch(epoch, step, total, loss_sum.item() / steps_per_epoch, n / seconds)
+    return model.to("cpu").eval()
+
+
+def evaluate(model: Any, images: Any, labels: Any) -> tuple[float, float]:
+    """Accuracy and mean NLL loss of `model` (float32 or int8) on uint8 images."""
+    import torch
+    import torch.nn.functional as F
+
+    from model.preprocess import normalize
+
+    correct, loss = 0, 0.0
+    with torch.inference_mode():
+        for i in range(0, len(labels), EVAL_BATCH_SIZE):
+            x = normalize(images[i : i + EVAL_BATCH_SIZE]).contiguous(memory_format=torch.channels_last)
+            y = torch.as_tensor(labels[i : i + EVAL_BATCH_SIZE], dtype=torch.long)
+            out = model(x)
+            loss += F.nll_loss(out, y, reduction="sum").item()
+            correct += int((out.argmax(1) == y).sum())
+    return correct / len(labels), loss / len(labels)
+
+
+def quantize_for_serving(
+    model: Any, train_x: Any, test_x: Any, test_y: Any, log: Callable[[str], None] = lambda _: None
+) -> dict[str, Any] | None:
+    """Calibrate the int8 serving network (model/quantize.py) on the first training images and
+    evaluate the network serving will build; None where this torch has no x86 int8 engine."""
+    from model import quantize
+    from model.preprocess import normalize
+
+    if not quantize.available():
+        log("int8: this torch build has no x86 quantized engine; serving will use float32")
+        return None
+    images = normalize(train_x[: quantize.CALIBRATION_IMAGES])
+    qparams = quantize.calibrate(model, images)
+    with quantize.quiet():
+        accuracy, loss = evaluate(quantize.build(model, qparams), test_x, test_y)
+    log(f"int8 test accuracy {accuracy:.4f}  loss {loss:.4f}")
+    return {
+        "engine": quantize.ENGINE,
+        "calibration_images": int(images.shape[0]),
+        "qparams": qparams,
+        "test_accuracy": accuracy,
+        "test_loss": round(loss, 6),
+    }
