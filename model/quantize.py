@@ -1,10 +1,11 @@
 """Post-training static int8 quantization of `Net` for CPU serving.
 
-Why: on one CPU core the float32 network costs ~0.42 ms per image, almost all of it conv2, which
-already runs near the core's float32 FMA peak; int8 kernels (x86 engine: fbgemm/oneDNN, VNNI where
-present) cut the network to ~0.14 ms. conv1, conv2 and fc1 run in int8; fc2 (1,280
-multiply-adds) and the log-softmax stay float32, which keeps the log-probabilities within
-~0.1 of float32's (the test set's predictions agree to ≥ 99.9 %).
+Why: almost all of the float32 network's time is conv2, which already runs near a CPU core's
+float32 FMA peak; int8 kernels (x86 engine: fbgemm/oneDNN, VNNI where present) cut the network's
+time about threefold (bench/README.md, "Where the time went", names the CPUs and figures).
+conv1, conv2 and fc1 run in int8; fc2 (1,280 multiply-adds) and the log-softmax stay float32,
+which keeps the log-probabilities close to float32's (tests/serving/test_quantize.py demands
+the same prediction on ≥ 99.8 % of the test set).
 
 What is stored: nothing but numbers. Weights are quantized per output channel from the float32
 weights in model.pt whenever the network is built, which is deterministic; the only
@@ -79,7 +80,7 @@ def _prepare(net: torch.nn.Module) -> torch.nn.Module:
         mapping = mapping.set_module_name(name, None)
     example = torch.zeros(1, 1, 28, 28)
     # FX records a symbolised Python stack per node for error messages; symbolising the first
-    # one imports torch._dynamo, ~1.4 s of every server worker's cold start.
+    # one imports torch._dynamo, most of a server worker's cold start (bench/README.md).
     fx_config = torch.fx.config
     saved = getattr(fx_config, "do_not_emit_stack_traces", None)
     if saved is not None:

@@ -20,8 +20,8 @@ defaults and allowed values are written there once). What they mean here:
 - `TORCH_THREADS` (default 1): intra-op threads per worker. One worker per core with one thread
   each serves this small network best; more threads only contend.
 - `MNIST_PRECISION` (default int8): `int8` serves the network quantized with the activation
-  ranges training recorded in metadata.json (model/quantize.py: ~3× faster, same predictions on
-  ≥ 99.9 % of the test set, log-probabilities within ~0.1); `float32` serves model.pt as
+  ranges training recorded in metadata.json (model/quantize.py: faster, the same predictions on
+  ≥ 99.8 % of the test set); `float32` serves model.pt as
   trained. An artifact without int8 ranges, or a torch without the x86 int8 engine, is served in
   float32 with a warning; the `precision` tag says which ran.
 - `MNIST_MAX_IMAGE_BYTES` / `MNIST_MAX_IMAGE_PIXELS`: the largest accepted image (bytes; width ×
@@ -129,13 +129,13 @@ class MnistClassifier:
             net = int8
             self._memory_format = torch.contiguous_format
         else:
-            # Float32 in channels-last layout: 0.41 ms instead of 0.57 ms per image on one
-            # AVX-512 core, same outputs to 1e-6.
+            # Float32 in channels-last layout: faster than contiguous on the CPUs measured
+            # (bench/README.md), same outputs to 1e-6.
             net = net.to(memory_format=torch.channels_last)
             self._memory_format = torch.channels_last
         self._probe = self._as_input(normalize(np.zeros((28, 28), dtype=np.uint8)))
         # A frozen TorchScript graph, traced here, after the fork. trace's own check_trace is
-        # off (its comparison imports torch.distributed, ~0.7 s of each worker's cold start);
+        # off (its comparison imports torch.distributed, a large share of each worker's cold start);
         # the traced graph is compared with the module below instead.
         with torch.no_grad(), quantize.quiet():
             eager = net(self._probe)
@@ -223,8 +223,8 @@ class MnistClassifier:
         return {"model_sha256": self.sha256 or "", "model_version": self.version, "precision": self.precision}
 
     # No metrics() hook on purpose: the wrapper calls it after every request and then updates
-    # its multiprocessing-Manager store (several IPC round trips) even for an empty list; that
-    # measured ~1 ms per request here, twice the inference. predict() hands its metrics over
+    # its multiprocessing-Manager store (several IPC round trips) even for an empty list, which
+    # costs more than the inference (bench/README.md). predict() hands its metrics over
     # as SeldonResponse runtime metrics instead, batched (see `_record`).
 
     def health_status(self) -> dict[str, Any]:
