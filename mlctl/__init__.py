@@ -1,3 +1,36 @@
-"""mlctl: take the PyTorch MNIST CNN from training to a Seldon Core deployment, from one spec."""
+"""mlctl: take the PyTorch MNIST CNN from training to a Seldon Core deployment, from one spec.
+
+The package is layered. Each row below is a layer, lowest first; a module imports only from its
+own row or earlier ones, the targets never from one another (each may use `targets/shared`),
+and no imports go in a circle. tests/test_layers.py reads this map and holds
+the code to it, so the map is also the list of every module.
+
+    base:               errors result poll _yaml valuesfile
+    spec:               spec specload specdoc secrets artifacts values chartdoc
+    tools:              tools helm kubectl engine images predict pods podspec podsecurity podman
+    chart:              render chart release
+    targets/shared:     check build
+    targets/local:      server local serve
+    targets/podman:     podman_target
+    targets/kubernetes: store deploy cluster train_k8s
+    commands:           train actions apply lifecycle
+    cli:                cli __main__
+
+- base: errors with exit codes, typed results, the one wait loop, bounded YAML, values files.
+- spec: the pydantic spec and its loader and reference; credentials; trained artifacts; the
+  chart's values contract (values.schema.json and the chart README are generated from it).
+- tools: the only modules that know an external program's command line (helm, kubectl, the
+  container engine, podman) or the wire format of the model server (predict); `pods` builds the
+  pods Seldon's operator would, `podspec` maps them to podman's flags.
+- chart: spec → values, what the chart renders from them, and the release computed once per apply.
+- targets: where the model runs. local: the Seldon server as a local process; podman: the
+  release's pods under podman, as the kubelet would run them; kubernetes: the model store, the
+  training Job, helm upgrade and the SeldonDeployment. shared: the sample check every target
+  ends with, and image builds.
+- commands: what each CLI command does, as functions returning data; cli: typer, text and JSON.
+
+The serving side (the network, training, the Seldon model class and its settings) is the
+`model` package beside this one, which imports nothing from mlctl.
+"""
 
 __version__ = "0.1.0"
