@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from model import trainconfig as recipe
 from model.settings import DEFAULTS as SERVING_DEFAULTS
 from model.settings import PRECISIONS
 
@@ -243,17 +244,17 @@ class TrainingSpec(Strict):
     """Training image (model/train.Dockerfile), run by the cluster's Job and the podman target.
     Without a tag, `mlctl build` tags it with a digest of what goes into it."""
 
-    epochs: int = Field(3, ge=1, le=100)
+    epochs: int = Field(recipe.DEFAULT_EPOCHS, ge=1, le=100)
     """Passes over the training set."""
-    batch_size: int = Field(128, ge=1, le=8192)
+    batch_size: int = Field(recipe.DEFAULT_BATCH_SIZE, ge=1, le=8192)
     """Images per optimiser step."""
-    learning_rate: float = Field(0.005, gt=0, le=10)
+    learning_rate: float = Field(recipe.DEFAULT_LR, gt=0, le=10)
     """Peak learning rate of the one-cycle schedule (AdamW)."""
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    label_smoothing: float = Field(recipe.DEFAULT_LABEL_SMOOTHING, ge=0, lt=1)
     """Cross-entropy label smoothing."""
-    weight_decay: float = Field(0.01, ge=0, lt=1)
+    weight_decay: float = Field(recipe.DEFAULT_WEIGHT_DECAY, ge=0, lt=1)
     """Decoupled weight decay."""
-    seed: int = Field(1, ge=0, le=2**32 - 1)
+    seed: int = Field(recipe.DEFAULT_SEED, ge=0, le=2**32 - 1)
     """Random seed: the same seed, settings and data give the same weights."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto` uses a GPU (with mixed precision) when one is visible."""

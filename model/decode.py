@@ -23,9 +23,10 @@ What the image path does, in order:
 5. Pad to a square with the (now black) background, keeping the aspect ratio, and resize to 28×28.
    A 28×28 input is taken as is, so an MNIST test image round-trips to exactly its pixels.
 
-Arrays (JSON `ndarray`/`tensor`) are taken as already-MNIST-oriented pixels shaped (28, 28),
-(784,), (1, 28, 28), (1, 784) or (1, 1, 28, 28): a float array whose values all lie in [0, 1] is
-scaled by 255 (ToTensor's scale), anything else must lie in 0..255; both are rounded to uint8.
+Arrays (JSON `ndarray`/`tensor`) are taken as already-MNIST-oriented pixels: one image shaped
+(28, 28) or (784,), or a batch of N shaped (N, 784), (N, 28, 28) or (N, 1, 28, 28), N at most
+the server's MNIST_MAX_BATCH. A float array whose values all lie in [0, 1] is scaled by 255
+(ToTensor's scale), anything else must lie in 0..255; both are rounded to uint8.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from model.settings import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from model.settings import DEFAULT_MAX_BATCH, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 try:  # libjpeg-turbo in one C call: ~7 µs for a 28×28 JPEG where Pillow takes ~55 µs
     import simplejpeg
@@ -48,7 +49,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 # JPEG colour spaces libjpeg-turbo converts to grayscale itself; others (CMYK, YCCK) go to Pillow.
 FAST_JPEG_COLORSPACES = ("Gray", "YCbCr", "RGB")
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
-ARRAY_SHAPES = ((SIDE, SIDE), (SIDE * SIDE,), (1, SIDE, SIDE), (1, SIDE * SIDE), (1, 1, SIDE, SIDE))
+# The array shapes taken, as the error for any other shape words them; N is the batch.
+ARRAY_SHAPES = "(28, 28), (784,), (N, 784), (N, 28, 28) or (N, 1, 28, 28)"
 
 
 class InputError(ValueError):
@@ -133,18 +135,36 @@ def _decode_jpeg_fast(data: bytes, max_pixels: int) -> np.ndarray | None:
     return decoded[..., 0]
 
 
-def array_to_pixels(features: object) -> np.ndarray:
-    """Take a JSON ndarray/tensor payload as MNIST-oriented pixels; return a (28, 28) uint8 grid."""
+def _batch_size(shape: tuple[int, ...]) -> int | None:
+    """N for an accepted array shape (1 for a single image), None for any other shape."""
+    if shape in ((SIDE, SIDE), (SIDE * SIDE,)):
+        return 1
+    if len(shape) >= 2 and shape[1:] in ((SIDE * SIDE,), (SIDE, SIDE), (1, SIDE, SIDE)):
+        return shape[0]
+    return None
+
+
+def array_to_pixels(features: object, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
+    """Take a JSON ndarray/tensor payload as MNIST-oriented pixels; return (N, 28, 28) uint8
+    grids, N = 1 for a single image."""
     try:
         arr = np.asarray(features)
     except (ValueError, TypeError) as e:
         raise InputError(f"data is not a numeric array: {e}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
         raise InputError(f"data must be numbers, got {arr.dtype} values")
-    if arr.shape not in ARRAY_SHAPES:
-        accepted = ", ".join(str(s) for s in ARRAY_SHAPES)
-        raise InputError(f"data shaped {arr.shape}; accepted shapes are {accepted}")
-    values = arr.astype(np.float64).reshape(SIDE, SIDE)
+    n = _batch_size(arr.shape)
+    if n is None:
+        raise InputError(f"data shaped {arr.shape}; accepted shapes are {ARRAY_SHAPES}")
+    if n < 1:
+        raise InputError(f"data shaped {arr.shape} holds no image")
+    if n > max_batch:
+        raise InputError(
+            f"a batch of {n} images; this server takes at most {max_batch} per request (MNIST_MAX_BATCH)",
+            status=413,
+            reason="MICROSERVICE_PAYLOAD_TOO_LARGE",
+        )
+    values = arr.astype(np.float64).reshape(n, SIDE, SIDE)
     if not np.isfinite(values).all():
         raise InputError("data contains NaN or infinite values")
     lo, hi = float(values.min()), float(values.max())

@@ -14,16 +14,31 @@ from typing import Any
 
 from model.trainconfig import TrainConfig, UsageError
 
-EVAL_BATCH_SIZE = 1000
+EVAL_BATCH_SIZE = 100  # the frozen graph's fastest here (bench/README.md)
 PCT_START = 0.25
 
 
-def _cpu_has_native_bf16() -> bool:
+# The CPU features that decide which kernels oneDNN picks here; recorded in metadata.json.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU training ran on: its model name and the CPU_FEATURES it has."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+        text = ""
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+    present = set(flags.group(1).split()) if flags else set()
+    return {
+        "model": model.group(1).strip() if model else "unknown",
+        "features": [f for f in CPU_FEATURES if f in present],
+    }
+
+
+def _cpu_has_native_bf16() -> bool:
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_description()["features"]))
 
 
 def resolve_device(requested: str, precision: str) -> tuple[str, str]:
@@ -87,12 +102,14 @@ def fit(
 
     from model.net import Net
     from model.preprocess import normalize
+    from model.trainnet import TrainingNet, as_net
 
     n = len(data.train_y) if cfg.limit_train is None else min(cfg.limit_train, len(data.train_y))
     x = normalize(data.train_x[:n]).to(device).contiguous(memory_format=torch.channels_last)
     y = torch.as_tensor(data.train_y[:n], dtype=torch.long, device=device)
 
-    model = Net().to(device).to(memory_format=torch.channels_last)
+    # On CPU the same network, computed more cheaply (model/trainnet.py); CUDA runs Net itself.
+    model = (TrainingNet() if device == "cpu" else Net()).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -100,6 +117,11 @@ def fit(
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    averaged = None
+    if cfg.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
 
     step = 0
     for epoch in range(1, cfg.epochs + 1):
@@ -119,6 +141,8 @@ def fit(
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             loss_sum += loss.detach()
             step += 1
             if on_step is not None and (step % 20 == 0 or i == steps_per_epoch - 1):
@@ -127,22 +151,35 @@ def fit(
         if on_epoch is not None:
             seconds = time.perf_counter() - t0
             on_epoch(epoch, step, total, loss_sum.item() / steps_per_epoch, n / seconds)
-    return model.to("cpu").eval()
+    return as_net(model if averaged is None else averaged.module)
 
 
-def evaluate(model: Any, images: Any, labels: Any) -> tuple[float, float]:
-    """Accuracy and mean NLL loss of `model` (float32 or int8) on uint8 images."""
+def evaluate(model: Any, images: Any, labels: Any, channels_last: bool = True) -> tuple[float, float]:
+    """Accuracy and mean NLL loss of `model` (float32 or int8) on uint8 images, in batches of
+    EVAL_BATCH_SIZE through a frozen TorchScript trace of it, the graph serving runs (about twice
+    as fast as the module here; the same outputs to float rounding). Float32 inputs go in
+    channels-last layout as serving's, int8 ones (`channels_last=False`) contiguous."""
     import torch
     import torch.nn.functional as F
 
     from model.preprocess import normalize
 
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    batches = [
+        (
+            normalize(images[i : i + EVAL_BATCH_SIZE]).contiguous(memory_format=layout),
+            torch.as_tensor(labels[i : i + EVAL_BATCH_SIZE], dtype=torch.long),
+        )
+        for i in range(0, len(labels), EVAL_BATCH_SIZE)
+    ]
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        graph = torch.jit.freeze(torch.jit.trace(model.eval(), batches[0][0], check_trace=False))
     correct, loss = 0, 0.0
-    with torch.inference_mode():
-        for i in range(0, len(labels), EVAL_BATCH_SIZE):
-            x = normalize(images[i : i + EVAL_BATCH_SIZE]).contiguous(memory_format=torch.channels_last)
-            y = torch.as_tensor(labels[i : i + EVAL_BATCH_SIZE], dtype=torch.long)
-            out = model(x)
+    with torch.no_grad():
+        for x, y in batches:
+            out = graph(x)
             loss += F.nll_loss(out, y, reduction="sum").item()
             correct += int((out.argmax(1) == y).sum())
     return correct / len(labels), loss / len(labels)
@@ -162,7 +199,7 @@ def quantize_for_serving(
     images = normalize(train_x[: quantize.CALIBRATION_IMAGES])
     qparams = quantize.calibrate(model, images)
     with quantize.quiet():
-        accuracy, loss = evaluate(quantize.build(model, qparams), test_x, test_y)
+        accuracy, loss = evaluate(quantize.build(model, qparams), test_x, test_y, channels_last=False)
     log(f"int8 test accuracy {accuracy:.4f}  loss {loss:.4f}")
     return {
         "engine": quantize.ENGINE,

@@ -7,9 +7,10 @@ deadlocks inside Conv2d.
 
 Input: a multipart `binData` image (any common raster format, size or mode; see
 `model.decode` for the decode steps and the inversion heuristic) or a JSON
-`ndarray`/`tensor` of MNIST-oriented pixels. Either becomes a 28×28 uint8 grid and goes through
-`model.preprocess.normalize`, the same function training uses. Output: the (1, 10)
-log-probability row, which the wrapper answers as the tutorial's
+`ndarray`/`tensor` of MNIST-oriented pixels: one image, or a batch of up to MNIST_MAX_BATCH
+(N×784, N×28×28, N×1×28×28). Either becomes 28×28 uint8 grids and goes through
+`model.preprocess.normalize`, the same function training uses. Output: the (N, 10)
+log-probability rows, which the wrapper answers as the tutorial's
 `{"data": {"names": ["t:0", …], "tensor": {"shape": [1, 10], "values": […]}}, "meta": …}`.
 
 Settings: the environment only, read through `model.settings.ServingSettings` (names,
@@ -26,6 +27,7 @@ defaults and allowed values are written there once). What they mean here:
   float32 with a warning; the `precision` tag says which ran.
 - `MNIST_MAX_IMAGE_BYTES` / `MNIST_MAX_IMAGE_PIXELS`: the largest accepted image (bytes; width ×
   height, checked from the header before decoding); the request body may be 64 KiB more.
+- `MNIST_MAX_BATCH` (64): the most images one JSON request may carry; a larger batch is a 413.
 - `MNIST_METRICS_FLUSH_S` (0.5): custom metrics are summed in the worker and handed to the
   wrapper with the first response after this many seconds (0: every response), which keeps
   the data the wrapper pickles through its multiprocessing Manager on each request small.
@@ -90,6 +92,7 @@ class MnistClassifier:
         self.torch_threads = settings.torch_threads
         self.max_image_bytes = settings.max_image_bytes
         self.max_image_pixels = settings.max_image_pixels
+        self.max_batch = settings.max_batch
         self.metrics_flush_s = settings.metrics_flush_s
         self.metadata: dict[str, Any] = {}
         self.sha256: str | None = None
@@ -178,22 +181,24 @@ class MnistClassifier:
     # -- the prediction ----------------------------------------------------------------------
 
     def predict(self, X: Any, features_names: Any = None, **kwargs: Any) -> SeldonResponse:
-        """Classify one digit.
+        """Classify one digit, or a batch of them.
 
         Parameters
         ----------
         X : bytes or array-like
             Image bytes from a multipart `binData` file, or MNIST-oriented pixels from a JSON
-            `ndarray`/`tensor` shaped (28, 28), (784,), (1, 28, 28), (1, 784) or (1, 1, 28, 28),
-            as floats in [0, 1] or numbers in 0..255.
+            `ndarray`/`tensor`: one image shaped (28, 28) or (784,), or N images shaped (N, 784),
+            (N, 28, 28) or (N, 1, 28, 28) with N ≤ MNIST_MAX_BATCH, as floats in [0, 1] or
+            numbers in 0..255.
         features_names : list of str, optional
             Ignored.
 
         Returns
         -------
         SeldonResponse
-            `.data` is the (1, 10) numpy row of log-probabilities of the digits 0–9; `.tags`
-            carries `predicted_class`; `.metrics` the custom metrics due for hand-over.
+            `.data` is the (N, 10) numpy array of log-probabilities of the digits 0–9; `.tags`
+            carries `predicted_class` (the first image's) and `predicted_classes` (every
+            image's); `.metrics` the custom metrics due for hand-over.
         """
         model = self._require_model()
         start = time.perf_counter()
@@ -206,14 +211,16 @@ class MnistClassifier:
                     "binData, or pixels as JSON data.ndarray"
                 )
             else:
-                pixels = array_to_pixels(X)
+                pixels = array_to_pixels(X, self.max_batch)
         except InputError as e:
             raise SeldonMicroserviceException(e.message, status_code=e.status, reason=e.reason) from None
         with torch.inference_mode():
-            row = model(self._as_input(normalize(pixels))).numpy()
-        predicted = int(row.argmax())
+            rows = model(self._as_input(normalize(pixels))).numpy()
+        predicted = rows.argmax(axis=1).tolist()
         metrics = self._record(predicted, (time.perf_counter() - start) * 1000.0)
-        return SeldonResponse(row, tags={"predicted_class": predicted}, metrics=metrics)
+        return SeldonResponse(
+            rows, tags={"predicted_class": predicted[0], "predicted_classes": predicted}, metrics=metrics
+        )
 
     # -- optional wrapper hooks --------------------------------------------------------------
 
@@ -290,8 +297,8 @@ class MnistClassifier:
             )
         return self._model
 
-    def _record(self, predicted: int, ms: float) -> list[dict[str, Any]]:
-        """Count this prediction; return the metrics due for hand-over (usually none).
+    def _record(self, predicted: list[int], ms: float) -> list[dict[str, Any]]:
+        """Count this request's predictions; return the metrics due for hand-over (usually none).
 
         Custom metrics: COUNTER `mnist_predictions_total{digit}` and COUNTER
         `mnist_predict_ms_total` (decode + inference milliseconds; divide by the prediction count
@@ -300,7 +307,8 @@ class MnistClassifier:
         """
         now = time.monotonic()
         with self._metrics_lock:
-            self._pending_counts[predicted] += 1
+            for digit in predicted:
+                self._pending_counts[digit] += 1
             self._pending_ms += ms
             if now - self._last_flush < self.metrics_flush_s:
                 return []

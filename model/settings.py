@@ -21,6 +21,7 @@ PRECISIONS = ("int8", "float32")
 """int8: the network quantized with the activation ranges training recorded; float32: as trained."""
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 25_000_000
+DEFAULT_MAX_BATCH = 64
 
 
 class SettingsError(ValueError):
@@ -64,6 +65,7 @@ class ServingSettings:
     max_image_pixels: int = _setting(
         DEFAULT_MAX_PIXELS, "MNIST_MAX_IMAGE_PIXELS", "largest accepted width × height", minimum=1
     )
+    max_batch: int = _setting(DEFAULT_MAX_BATCH, "MNIST_MAX_BATCH", "most images one JSON request may carry", minimum=1)
     metrics_flush_s: float = _setting(
         0.5, "MNIST_METRICS_FLUSH_S", "seconds custom metrics are summed before they are handed on", minimum=0
     )

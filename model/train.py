@@ -18,7 +18,9 @@ command line is model/trainconfig.py; the recipe below, model/fit.py; this modul
 The recipe (fast on a 2-core CPU, ≥ 99 % test accuracy): the whole training set normalised once
 with `model.preprocess.normalize` and held as one tensor; no DataLoader; AdamW under a one-cycle
 schedule; label smoothing; channels_last; bfloat16 autocast where the CPU has native bf16
-(AVX512-BF16/AMX) and on CUDA, float32 otherwise. Evaluation is float32; then the int8 serving
+(AVX512-BF16/AMX) and on CUDA, float32 otherwise; on CPU the same network computed more cheaply
+(`model.trainnet.TrainingNet`). metadata.json records what was chosen (precision, network, the
+CPU's model and features). Evaluation is float32, through the frozen graph serving runs; then the int8 serving
 network (model/quantize.py) is calibrated on the first 1,024 training images, evaluated too, and
 its activation ranges and accuracy recorded under `int8` in metadata.json.
 
@@ -43,7 +45,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from model.fit import ProgressFn, evaluate, fit, pct_start, quantize_for_serving, resolve_device, set_determinism
+from model.fit import (
+    ProgressFn,
+    cpu_description,
+    evaluate,
+    fit,
+    pct_start,
+    quantize_for_serving,
+    resolve_device,
+    set_determinism,
+)
 from model.trainconfig import EXIT_USAGE, TrainConfig, UsageError, config_from_args
 
 
@@ -82,7 +93,7 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
     hyper = {
         k: v
         for k, v in asdict(cfg).items()
-        if k in ("batch_size", "lr", "label_smoothing", "weight_decay", "limit_train", "limit_test")
+        if k in ("batch_size", "lr", "label_smoothing", "weight_decay", "ema", "limit_train", "limit_test")
     }
     total_steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
     hyper.update(
@@ -92,6 +103,7 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
         precision=precision,
         threads=threads,
         channels_last=True,
+        network="TrainingNet" if device == "cpu" else "Net",
     )
     metadata = {
         "format": artifact.FORMAT,
@@ -103,6 +115,7 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
         "data_sha256": dict(data.sha256),
         "torch_version": torch.__version__,
         "device": device,
+        "cpu": cpu_description() if device == "cpu" else None,
         "training_hash": cfg.training_hash,
         "train_seconds": round(train_seconds, 3),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),

@@ -138,3 +138,22 @@ def test_a_document_nested_thousands_deep_is_a_spec_error_not_a_crash(tmp_path: 
     file.write_text("apiVersion: mlctl/v1\nname: " + "[" * 3000 + "]" * 3000 + "\n")
     with pytest.raises(SpecError, match="nests too deeply"):
         load_spec(file)
+
+
+def test_the_example_spec_and_the_spec_defaults_train_the_models_own_recipe():
+    """The recipe is written once, in model/trainconfig.py: the spec's defaults are it, and the
+    example spec spells it out unchanged."""
+    from model import trainconfig as recipe
+
+    expected = {
+        "epochs": recipe.DEFAULT_EPOCHS,
+        "batch_size": recipe.DEFAULT_BATCH_SIZE,
+        "learning_rate": recipe.DEFAULT_LR,
+        "label_smoothing": recipe.DEFAULT_LABEL_SMOOTHING,
+        "weight_decay": recipe.DEFAULT_WEIGHT_DECAY,
+        "seed": recipe.DEFAULT_SEED,
+    }
+    example = load_spec(REPO / "spec" / "mnist.yaml").training
+    default = Spec.model_validate({"apiVersion": "mlctl/v1", "name": "mnist"}).training
+    for training in (example, default):
+        assert {k: getattr(training, k) for k in expected} == expected

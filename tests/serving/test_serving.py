@@ -24,6 +24,7 @@ from mlctl.predict import PredictError, encode_multipart, predict_image
 from mlctl.server import LocalServer, ServerConfig, ServerError
 from model.decode import InputError, _median_above_127, array_to_pixels, decode_image
 from model.preprocess import normalize
+from model.settings import DEFAULTS
 
 REPO = Path(__file__).resolve().parents[2]
 N_ACCURACY = 1000  # enough that a 99 % model cannot fall under 98.5 % by sampling luck
@@ -69,9 +70,28 @@ def test_png_decode_matches_training_preprocessing(mnist_test):
 
 def test_arrays_in_both_scales_give_the_training_tensor(mnist_test):
     img = mnist_test[0][7]
-    assert np.array_equal(array_to_pixels(img.astype(np.int64).tolist()), img)
-    assert np.array_equal(array_to_pixels((img / 255.0).reshape(1, 784).tolist()), img)
-    assert np.array_equal(array_to_pixels(img.reshape(1, 1, 28, 28)), img)
+    assert np.array_equal(array_to_pixels(img.astype(np.int64).tolist()), img[None])
+    assert np.array_equal(array_to_pixels(img.reshape(784).tolist()), img[None])
+    assert np.array_equal(array_to_pixels((img / 255.0).reshape(1, 784).tolist()), img[None])
+    assert np.array_equal(array_to_pixels(img.reshape(1, 1, 28, 28)), img[None])
+
+
+@pytest.mark.parametrize("shape", [(16, 784), (16, 28, 28), (16, 1, 28, 28)])
+def test_a_batch_in_every_accepted_shape_gives_its_images_in_order(mnist_test, shape):
+    images = mnist_test[0][:16]
+    assert np.array_equal(array_to_pixels(images.reshape(shape).tolist()), images)
+    assert np.array_equal(array_to_pixels((images / 255.0).reshape(shape)), images)
+
+
+def test_a_batch_over_the_bound_is_a_413_and_an_empty_one_a_400(mnist_test):
+    images = mnist_test[0][:5]
+    assert array_to_pixels(images, max_batch=5).shape == (5, 28, 28)
+    with pytest.raises(InputError, match=r"a batch of 5 images; this server takes at most 4 .*MNIST_MAX_BATCH") as e:
+        array_to_pixels(images, max_batch=4)
+    assert e.value.status == 413
+    with pytest.raises(InputError, match="holds no image") as e:
+        array_to_pixels(np.zeros((0, 784)))
+    assert e.value.status == 400
 
 
 @pytest.mark.parametrize(
@@ -343,6 +363,37 @@ def test_json_ndarray_input_matches_the_image_path(server, mnist_test):
     assert status == 200
     by_image = predict_image(server.url, encode(img, "PNG")).raw["data"]["tensor"]["values"]
     np.testing.assert_allclose(answer["data"]["ndarray"][0], by_image, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_json_batch_is_answered_row_by_row_as_single_images_are(server, mnist_test):
+    images, labels = mnist_test
+    batch = images[100:132]
+    body = json.dumps({"data": {"ndarray": batch.reshape(32, 784).tolist()}}).encode()
+    status, answer = post_raw(server.url + "/api/v1.0/predictions", body, "application/json")
+    assert status == 200, answer
+    rows = np.asarray(answer["data"]["ndarray"])
+    assert rows.shape == (32, 10)
+    singles = [predict_image(server.url, encode(img, "PNG")).raw["data"]["tensor"]["values"] for img in batch]
+    np.testing.assert_allclose(rows, np.asarray(singles).reshape(32, 10), atol=1e-5)
+    assert answer["meta"]["tags"]["predicted_classes"] == rows.argmax(1).tolist()
+    assert (rows.argmax(1) == labels[100:132]).mean() >= 0.95
+    # The tensor form, N×1×28×28, answers a tensor N×10.
+    tensor = {"shape": [4, 1, 28, 28], "values": images[:4].ravel().tolist()}
+    status, answer = post_raw(
+        server.url + "/api/v1.0/predictions", json.dumps({"data": {"tensor": tensor}}).encode(), "application/json"
+    )
+    assert status == 200 and answer["data"]["tensor"]["shape"] == [4, 10]
+
+
+@pytest.mark.slow
+def test_a_batch_over_the_servers_bound_is_refused_and_the_server_goes_on(server, mnist_test):
+    images, labels = mnist_test
+    too_many = DEFAULTS.max_batch + 1
+    body = json.dumps({"data": {"ndarray": np.zeros((too_many, 784), np.uint8).tolist()}}).encode()
+    status, answer = post_raw(server.url + "/api/v1.0/predictions", body, "application/json")
+    assert status == 413 and f"at most {DEFAULTS.max_batch}" in answer["status"]["info"]
+    assert predict_image(server.url, encode(images[5], "PNG")).cls == int(labels[5])
 
 
 def _bad_requests(tmp_jpeg: bytes) -> list[tuple[str, bytes, str, int, str]]:
