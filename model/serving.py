@@ -254,7 +254,12 @@ class MnistClassifier:
 
     def init_metadata(self) -> dict[str, Any]:
         """What /metadata answers. Runs in the parent before the fork, so no torch work here."""
-        custom = {"torch": torch.__version__, "model_uri": self.model_uri, "precision": self.requested_precision}
+        custom = {
+            "torch": torch.__version__,
+            "model_uri": self.model_uri,
+            "precision": self.requested_precision,
+            "max_batch": str(self.max_batch),
+        }
         versions: list[str] = []
         try:
             metadata = json.loads((Path(self.model_uri) / "metadata.json").read_text())
@@ -273,11 +278,13 @@ class MnistClassifier:
             "name": "mnist-classifier",
             "versions": versions,
             "platform": "pytorch",
+            # -1: a batch of up to MNIST_MAX_BATCH images (model.decode names every shape taken).
             "inputs": [
                 {"messagetype": "binData"},
                 {"messagetype": "ndarray", "schema": {"shape": [28, 28]}},
+                {"messagetype": "ndarray", "schema": {"shape": [-1, 784]}},
             ],
-            "outputs": [{"messagetype": "tensor", "schema": {"names": CLASS_NAMES, "shape": [1, 10]}}],
+            "outputs": [{"messagetype": "tensor", "schema": {"names": CLASS_NAMES, "shape": [-1, 10]}}],
             "custom": custom,
         }
 

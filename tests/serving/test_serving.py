@@ -467,7 +467,9 @@ def test_health_metadata_and_metrics_endpoints(server, mnist_test):
         assert json.loads(r.read())["jsonData"]["status"] == "ok"
     with urllib.request.urlopen(server.url + "/metadata", timeout=5) as r:
         meta = json.loads(r.read())
-    assert meta["name"] == "mnist-classifier" and meta["outputs"][0]["schema"]["shape"] == [1, 10]
+    assert meta["name"] == "mnist-classifier" and meta["outputs"][0]["schema"]["shape"] == [-1, 10]
+    assert {"messagetype": "ndarray", "schema": {"shape": [-1, 784]}} in meta["inputs"]
+    assert meta["custom"]["max_batch"] == str(DEFAULTS.max_batch)
     with urllib.request.urlopen(server.metrics_url, timeout=5) as r:
         text = r.read().decode()
     assert f'digit="{int(mnist_test[1][0])}"' in text and "mnist_predict_ms_total" in text
