@@ -52,6 +52,9 @@ def test_small_run_learns_and_writes_the_contract(small_run, mnist_dir):
     assert meta["sha256"] == artifact.sha256_file(out / "model.pt")
     assert (meta["train_examples"], meta["test_examples"], meta["epochs"], meta["seed"]) == (4000, 1000, 2, 3)
     assert meta["hyperparameters"]["batch_size"] == 64
+    # What the run chose: the cheaper training network on CPU, and the CPU it ran on.
+    assert meta["hyperparameters"]["network"] == "TrainingNet" and meta["hyperparameters"]["ema"] == 0.0
+    assert meta["cpu"]["model"] and isinstance(meta["cpu"]["features"], list)
     assert set(meta["data_sha256"]) == {p.name.removesuffix(".gz") for p in mnist_dir.glob("*.gz")}
     assert meta["torch_version"] == torch.__version__ and meta["device"] == "cpu"
     assert meta["training_hash"] is None and meta["train_seconds"] > 0
@@ -84,6 +87,23 @@ def test_same_seed_same_weights_other_seed_other_weights(mnist_dir, train_cli, t
     shutil.move(tmp_path / "7", tmp_path / "7-first")
     assert sha("7") == first
     assert sha("8") != first
+
+
+@pytest.mark.slow
+def test_ema_saves_the_averaged_weights(mnist_dir, train_cli, tmp_path):
+    runs = {}
+    for ema in ("0", "0.9"):
+        out = tmp_path / ema
+        p = train_cli(
+            "--data-dir", str(mnist_dir), "--out", str(out), "--seed", "4", "--threads", "1", "--ema", ema, *TINY
+        )
+        assert p.returncode == 0, p.stderr
+        runs[ema] = (one_json_line(p.stdout), torch.load(out / "model.pt", weights_only=True))
+    (plain_meta, plain), (ema_meta, averaged) = runs["0"], runs["0.9"]
+    assert plain_meta["hyperparameters"]["ema"] == 0.0 and ema_meta["hyperparameters"]["ema"] == 0.9
+    assert plain.keys() == averaged.keys() == Net().state_dict().keys()
+    assert not torch.equal(plain["fc1.weight"], averaged["fc1.weight"])  # the same run, its average saved
+    Net().load_state_dict(averaged)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
