@@ -22,3 +22,24 @@ def run_mlctl(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, t
         timeout=timeout,
         env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
     )
+
+
+class FakeClock:
+    """mlctl.poll's clock for tests: time moves only when a wait sleeps, by as much as it asks.
+    With `yield_s`, each sleep also yields the CPU for at most that much real time, so that a
+    real stand-in process (the fake `kubectl port-forward`'s server) gets to start."""
+
+    def __init__(self, now: float = 0.0, yield_s: float = 0.0) -> None:
+        self.now, self.yield_s = now, yield_s
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.yield_s:
+            import time
+
+            time.sleep(min(seconds, self.yield_s))

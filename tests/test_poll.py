@@ -5,30 +5,18 @@ from __future__ import annotations
 import pytest
 
 from mlctl import poll
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.helpers import FakeClock
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
     monkeypatch.setattr(poll, "_clock", fake)
     monkeypatch.setattr(poll, "_sleep", fake.sleep)
     return fake
 
 
-def answers(*values, clock: Clock | None = None, takes: float = 0.0):
+def answers(*values, clock: FakeClock | None = None, takes: float = 0.0):
     """A probe that returns `values` in turn, each call taking `takes` seconds of the clock."""
     it = iter(values)
 

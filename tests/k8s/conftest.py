@@ -7,7 +7,6 @@ import hashlib
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from mlctl import poll  # noqa: E402 (needs the path above)
 from mlctl.artifacts import LocalArtifact, StoredArtifact, read_local  # noqa: E402
 from mlctl.specload import load_spec  # noqa: E402
 from tests.chart.helpers import find_helm  # noqa: E402
+from tests.helpers import FakeClock  # noqa: E402
 from tests.k8s.fakes import FakeTools, env_for  # noqa: E402
 
 # Distinctive values, so a leak anywhere is found by a plain substring search.
@@ -79,29 +79,10 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_tmp: Path) ->
     return tools
 
 
-class FakeClock:
-    """mlctl.poll's clock: time moves only when a wait sleeps, by as much as it asks. Each sleep
-    also yields the CPU for at most YIELD_S of real time, so that a real stand-in process (the
-    fake `kubectl port-forward`'s server) gets to start within the wait's fake 30 s."""
-
-    YIELD_S = 0.02
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        time.sleep(min(seconds, self.YIELD_S))
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
+    # Real time yields up to 20 ms per sleep: the fake port-forward's server must start.
+    fake = FakeClock(now=1000.0, yield_s=0.02)
     monkeypatch.setattr(poll, "_clock", fake)
     monkeypatch.setattr(poll, "_sleep", fake.sleep)
     return fake
