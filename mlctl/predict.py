@@ -1,12 +1,22 @@
-"""An HTTP client for the model server: post one image as multipart `binData`, read the digit.
+"""An HTTP client for the model server: post one image, read the digit, in either engine's protocol.
 
-Standard library only (urllib), so mlctl needs no HTTP dependency. The server answers the
-Seldon v1 shape `{"data": {"names": [...], "tensor": {"shape": [1, 10], "values": [...]}}}` (or
-`ndarray`) holding log-probabilities; `Prediction.scores` are those as probabilities.
+Standard library only (urllib), so mlctl needs no HTTP dependency. Protocols (`PROTOCOLS`):
+
+- `seldon`: the image as multipart `binData` to `/api/v1.0/predictions`; the answer is Seldon's
+  `{"data": {"names": [...], "tensor": {"shape": [1, 10], "values": [...]}}, "meta": {"tags": …}}`
+  (or `ndarray`);
+- `v2`: the Open Inference Protocol, as KServe serves it: the image bytes as a base64 `BYTES`
+  tensor named `image` to `/v2/models/<model>/infer`; the answer's output `t` holds the row;
+- `v1`: KServe's V1, `{"instances": [{"b64": …}]}` to `/v1/models/<model>:predict`; the answer is
+  `{"predictions": [[…]]}`.
+
+Every answer holds log-probabilities; `Prediction.scores` are those as probabilities, and
+`Prediction.model_sha256` the weights the server says it answered with.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -22,6 +32,9 @@ from mlctl.errors import MlctlError
 
 DEFAULT_ENDPOINT = "/api/v1.0/predictions"
 DEFAULT_TIMEOUT_S = 10.0
+PROTOCOLS = ("seldon", "v2", "v1")
+ENGINE_PROTOCOL = {"seldon": "seldon", "kserve": "v2"}
+"""The protocol mlctl speaks to each engine's server (its smoke tests, `mlctl predict`'s default)."""
 
 
 class PredictError(MlctlError):
@@ -40,15 +53,35 @@ class Prediction:
     """Probabilities of the digits 0–9 (they sum to 1)."""
     raw: dict[str, Any]
     """The server's whole JSON answer."""
+    model_sha256: str | None = None
+    """The weights the server says it answered with (Seldon's model_sha256 tag; V2's
+    `parameters.model_sha256`), None when it does not say."""
+
+
+def endpoint_for(protocol: str, model: str) -> str:
+    """The path a protocol posts one prediction to."""
+    return {
+        "seldon": DEFAULT_ENDPOINT,
+        "v2": f"/v2/models/{model}/infer",
+        "v1": f"/v1/models/{model}:predict",
+    }[protocol]
+
+
+def cli_flags(protocol: str, model: str) -> str:
+    """The `mlctl predict` flags that speak `protocol` to `model` ("" for the default, seldon)."""
+    return "" if protocol == "seldon" else f" --protocol {protocol} --model {model}"
 
 
 def predict_image(
     url: str,
     image: str | os.PathLike[str] | bytes,
-    endpoint: str = DEFAULT_ENDPOINT,
+    endpoint: str | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
+    protocol: str = "seldon",
+    model: str = "mnist",
 ) -> Prediction:
-    """Post an image file (or its bytes) to `url + endpoint`; return the parsed prediction."""
+    """Post an image file (or its bytes) to `url + endpoint` (default: the protocol's own path
+    for `model`) in `protocol`; return the parsed prediction."""
     if isinstance(image, (bytes, bytearray)):
         data, filename = bytes(image), "image"
     else:
@@ -58,10 +91,19 @@ def predict_image(
         except OSError as e:
             raise PredictError(f"cannot read {path}: {e.strerror or e}") from e
         filename = path.name
-    body, content_type = encode_multipart("binData", filename, data)
-    target = url.rstrip("/") + "/" + endpoint.lstrip("/")
+    if protocol == "seldon":
+        body, content_type = encode_multipart("binData", filename, data)
+    else:
+        b64 = base64.b64encode(data).decode("ascii")
+        request = (
+            {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]}
+            if protocol == "v2"
+            else {"instances": [{"b64": b64}]}
+        )
+        body, content_type = json.dumps(request).encode(), "application/json"
+    target = url.rstrip("/") + "/" + (endpoint or endpoint_for(protocol, model)).lstrip("/")
     answer = post(target, body, content_type, timeout)
-    return parse_prediction(answer)
+    return parse_prediction(answer, protocol)
 
 
 def encode_multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
@@ -100,16 +142,35 @@ def post(url: str, body: bytes, content_type: str, timeout: float) -> dict[str, 
     return answer
 
 
-def parse_prediction(answer: dict[str, Any]) -> Prediction:
-    """Read the ten log-probabilities from a Seldon v1 answer (tensor or ndarray)."""
+def _first_row(values: Any) -> Any:
+    while isinstance(values, list) and len(values) == 1 and isinstance(values[0], list):
+        values = values[0]
+    return values
+
+
+def _row_and_sha(answer: dict[str, Any], protocol: str) -> tuple[Any, Any]:
+    """(the first row of scores, the weights' sha256) as each protocol's answer carries them."""
+    if protocol == "v2":
+        outputs = answer.get("outputs") if isinstance(answer.get("outputs"), list) else []
+        row = next((o.get("data") for o in outputs if isinstance(o, dict) and o.get("name") == "t"), None)
+        parameters = answer.get("parameters") if isinstance(answer.get("parameters"), dict) else {}
+        return (row[:10] if isinstance(row, list) else None), parameters.get("model_sha256")
+    if protocol == "v1":
+        predictions = answer.get("predictions")
+        return (_first_row(predictions[:1]) if isinstance(predictions, list) else None), None
     data = answer.get("data") if isinstance(answer.get("data"), dict) else {}
     values: Any = None
     if isinstance(data.get("tensor"), dict):
         values = data["tensor"].get("values")
     elif "ndarray" in data:
-        values = data["ndarray"]
-        while isinstance(values, list) and len(values) == 1 and isinstance(values[0], list):
-            values = values[0]
+        values = _first_row(data["ndarray"])
+    tags = (answer.get("meta") or {}).get("tags") if isinstance(answer.get("meta"), dict) else None
+    return values, (tags or {}).get("model_sha256")
+
+
+def parse_prediction(answer: dict[str, Any], protocol: str = "seldon") -> Prediction:
+    """Read the ten log-probabilities (and the weights' sha256) from an answer in `protocol`."""
+    values, sha = _row_and_sha(answer, protocol)
     if (
         not isinstance(values, list)
         or len(values) != 10
@@ -121,12 +182,20 @@ def parse_prediction(answer: dict[str, Any]) -> Prediction:
     exps = [math.exp(v - top) for v in values]
     total = sum(exps)
     scores = [e / total for e in exps]
-    return Prediction(cls=max(range(10), key=scores.__getitem__), scores=scores, raw=answer)
+    return Prediction(
+        cls=max(range(10), key=scores.__getitem__),
+        scores=scores,
+        raw=answer,
+        model_sha256=sha if isinstance(sha, str) else None,
+    )
 
 
 def _server_message(body: bytes) -> str:
+    """Seldon's `{"status": {"info", "reason"}}` or KServe's `{"error": …}`, else the text."""
     try:
         parsed = json.loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+            return parsed["error"]
         info = parsed["status"]["info"]
         reason = parsed["status"].get("reason")
         return f"{info} ({reason})" if reason else str(info)

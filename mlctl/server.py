@@ -1,9 +1,11 @@
-"""Run the real Seldon Core v1 model server (seldon-core-microservice) locally.
+"""Run the real model server locally: Seldon Core v1's (seldon-core-microservice) or KServe's.
 
-The server lives in its own environment (.venv-serve: seldon-core pins old Flask/click), so mlctl
-starts it as a subprocess: argv built here, its own process group so the gunicorn workers and the
-metrics server stop with it, readiness = `/health/ping` and then `/health/status` (a real
-prediction in a worker) answering 200. Nothing here imports torch or seldon_core.
+Each server lives in its own environment (.venv-serve: seldon-core pins old Flask/click;
+.venv-kserve: the KServe SDK), so mlctl starts it as a subprocess: argv built here, its own
+process group so every worker stops with it, readiness = each path of `readiness_paths` answering
+200 in turn (Seldon: `/health/ping`, then `/health/status`, a real prediction in a worker;
+KServe: `/v2/health/live`, then the model's `/v2/models/<name>/ready`). Nothing here imports torch,
+seldon_core or kserve.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 MODEL_CLASS = "model.serving.MnistClassifier"
 SERVER_BIN = "seldon-core-microservice"
 ENV_SERVER_BIN = "MLCTL_SERVE_BIN"
+KSERVE_MODULE = "model.kserve_server"
+ENV_KSERVE_PYTHON = "MLCTL_KSERVE_PYTHON"
 LOG_TAIL_LINES = 40
 
 
@@ -58,12 +62,16 @@ class ServerConfig:
     """int8 or float32 (model/settings.py)."""
     model_class: str = MODEL_CLASS
     host: str = "127.0.0.1"
-    """Where clients reach it; the wrapper itself always binds 0.0.0.0."""
+    """Where clients reach it; both servers bind 0.0.0.0."""
     extra_env: dict[str, str] = field(default_factory=dict)
+    engine: str = "seldon"
+    """seldon (seldon-core-microservice) or kserve (`python -m model.kserve_server`)."""
+    model_name: str = "mnist"
+    """The model's name in KServe's V1/V2 paths."""
 
     @classmethod
-    def for_spec(cls, serving: ServingSpec, model_dir: Path, port: int) -> ServerConfig:
-        """The spec's serving settings (workers, threads, precision, host) on `port`."""
+    def for_spec(cls, serving: ServingSpec, model_dir: Path, port: int, model_name: str = "mnist") -> ServerConfig:
+        """The spec's serving settings (engine, workers, threads, precision, host) on `port`."""
         return cls(
             model_dir=model_dir,
             http_port=port,
@@ -72,7 +80,16 @@ class ServerConfig:
             torch_threads=serving.torch_threads,
             precision=serving.precision,
             host=serving.local.host,
+            engine=serving.engine,
+            model_name=model_name,
         )
+
+    @property
+    def readiness_paths(self) -> tuple[str, ...]:
+        """The paths that answer 200 once the server serves, in the order to ask them."""
+        if self.engine == "kserve":
+            return ("/v2/health/live", f"/v2/models/{self.model_name}/ready")
+        return ("/health/ping", "/health/status")
 
 
 def port_is_free(port: int) -> bool:
@@ -114,6 +131,22 @@ def server_binary() -> str:
     )
 
 
+def kserve_python() -> str:
+    """The Python that runs the KServe server: $MLCTL_KSERVE_PYTHON, or .venv-kserve's."""
+    explicit = os.environ.get(ENV_KSERVE_PYTHON)
+    if explicit:
+        if os.access(explicit, os.X_OK):
+            return explicit
+        raise ServerError(f"${ENV_KSERVE_PYTHON}={explicit} is not an executable file")
+    local = repo_root() / ".venv-kserve" / "bin" / "python"
+    if os.access(local, os.X_OK):
+        return str(local)
+    raise ServerError(
+        f"the KServe runtime's Python was not found at {local}",
+        hint=f"create it with scripts/setup.sh (it makes .venv-kserve), or set {ENV_KSERVE_PYTHON}",
+    )
+
+
 def model_package_parent() -> Path:
     """The folder holding the `model` package, found without importing it (it imports torch)."""
     spec = importlib.util.find_spec("model")
@@ -127,6 +160,15 @@ def model_package_parent() -> Path:
 
 def server_argv(cfg: ServerConfig, binary: str | None = None) -> list[str]:
     """The exact command line (ports must be concrete)."""
+    if cfg.engine == "kserve":
+        return [
+            binary or kserve_python(), "-m", KSERVE_MODULE,
+            f"--model_name={cfg.model_name}",
+            f"--http_port={cfg.http_port}",
+            f"--grpc_port={cfg.grpc_port}",
+            f"--workers={cfg.workers}",
+            "--enable_grpc=false",
+        ]  # fmt: skip
     return [
         binary or server_binary(),
         cfg.model_class,
@@ -163,7 +205,7 @@ def server_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[st
 
 
 class LocalServer:
-    """A running seldon-core-microservice; use as a context manager.
+    """A running model server (either engine); use as a context manager.
 
     >>> with LocalServer(ServerConfig(model_dir=Path("out"))) as srv:   # doctest: +SKIP
     ...     predict_image(srv.url, "seven.png")
@@ -175,13 +217,13 @@ class LocalServer:
         *,
         start_timeout: float = 90.0,
         log_path: Path | None = None,
-        readiness: tuple[str, ...] = ("/health/ping", "/health/status"),
+        readiness: tuple[str, ...] | None = None,
     ):
         ports = {k: getattr(cfg, k) or free_port() for k in ("http_port", "grpc_port", "metrics_port")}
         self.cfg = ServerConfig(**{**cfg.__dict__, **ports})
         self.start_timeout = start_timeout
         self.log_path = log_path
-        self.readiness = readiness
+        self.readiness = readiness or self.cfg.readiness_paths
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
         self.ready_after_s: float | None = None
@@ -193,7 +235,8 @@ class LocalServer:
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self.cfg.host}:{self.cfg.metrics_port}/metrics"
+        port = self.cfg.http_port if self.cfg.engine == "kserve" else self.cfg.metrics_port
+        return f"http://{self.cfg.host}:{port}/metrics"
 
     @property
     def argv(self) -> list[str]:

@@ -1,4 +1,6 @@
-"""The MNIST model: network, data, preprocessing, training entrypoint and the Seldon class.
+"""The MNIST model: network, data, preprocessing, training entrypoint, the served network
+(inference.py) and the two servers over it: the Seldon class (serving.py) and the KServe runtime
+(kserve_server.py).
 
 This package stands alone: it never imports mlctl, so the training and serving images carry
 only this folder.

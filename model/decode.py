@@ -144,6 +144,16 @@ def _batch_size(shape: tuple[int, ...]) -> int | None:
     return None
 
 
+def check_batch_size(n: int, max_batch: int) -> None:
+    """A 413 for more than `max_batch` images in one request (every engine's wording)."""
+    if n > max_batch:
+        raise InputError(
+            f"a batch of {n} images; this server takes at most {max_batch} per request (MNIST_MAX_BATCH)",
+            status=413,
+            reason="MICROSERVICE_PAYLOAD_TOO_LARGE",
+        )
+
+
 def array_to_pixels(features: object, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
     """Take a JSON ndarray/tensor payload as MNIST-oriented pixels; return (N, 28, 28) uint8
     grids, N = 1 for a single image."""
@@ -158,12 +168,7 @@ def array_to_pixels(features: object, max_batch: int = DEFAULT_MAX_BATCH) -> np.
         raise InputError(f"data shaped {arr.shape}; accepted shapes are {ARRAY_SHAPES}")
     if n < 1:
         raise InputError(f"data shaped {arr.shape} holds no image")
-    if n > max_batch:
-        raise InputError(
-            f"a batch of {n} images; this server takes at most {max_batch} per request (MNIST_MAX_BATCH)",
-            status=413,
-            reason="MICROSERVICE_PAYLOAD_TOO_LARGE",
-        )
+    check_batch_size(n, max_batch)
     values = arr.astype(np.float64).reshape(n, SIDE, SIDE)
     if not np.isfinite(values).all():
         raise InputError("data contains NaN or infinite values")

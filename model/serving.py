@@ -37,44 +37,35 @@ defaults and allowed values are written there once). What they mean here:
 gRPC (`GRPC_WORKERS` ≥ 1, the wrapper's own server on the port the operator declares, 9500)
 takes the same `binData` or tensor input; bad input is answered with INVALID_ARGUMENT and the
 same message as the REST 400 (see `model.wrapper_fixes.grpc_status_for_bad_input`).
+
+The network itself (loading, the checks, int8 or float32, the probe, the metadata facts) is
+`model.inference.MnistModel`, shared with the KServe runtime (model/kserve_server.py); this class
+adapts it to the wrapper's hooks and errors.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import logging
-import os
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.user_model import SeldonResponse
 
-from model import quantize
-from model.artifact import ArtifactError, read_artifact
 from model.decode import (
     InputError,
     array_to_pixels,
     decode_image,
 )
-from model.net import Net
-from model.preprocess import normalize
-from model.settings import ServingSettings
+from model.inference import OUTPUT_NAMES, MnistModel, UnhealthyModel
+from model.settings import REQUEST_OVERHEAD_BYTES, ServingSettings
 from model.wrapper_fixes import (
-    REQUEST_OVERHEAD_BYTES,
     grpc_status_for_bad_input,
     request_guard,
     skip_empty_metric_updates,
 )
 
-log = logging.getLogger(__name__)
-
-CLASS_NAMES = [f"t:{i}" for i in range(10)]
+CLASS_NAMES = list(OUTPUT_NAMES)
 
 
 class MnistClassifier:
@@ -85,20 +76,11 @@ class MnistClassifier:
         # graph `parameters` as keyword arguments, which this class does not take.
         settings = ServingSettings.from_env()
         self.settings = settings
-        self.model_uri = settings.model_uri
-        self.expected_sha256 = settings.model_sha256 or None
-        self.requested_precision = settings.precision
-        self.precision = settings.precision  # what load() ends up serving
-        self.torch_threads = settings.torch_threads
+        self.model = MnistModel(settings)  # loaded in load(), in each worker
         self.max_image_bytes = settings.max_image_bytes
         self.max_image_pixels = settings.max_image_pixels
         self.max_batch = settings.max_batch
         self.metrics_flush_s = settings.metrics_flush_s
-        self.metadata: dict[str, Any] = {}
-        self.sha256: str | None = None
-        self._model: torch.nn.Module | None = None
-        self._probe: torch.Tensor | None = None
-        self._memory_format = torch.contiguous_format
         self._metrics_lock = threading.Lock()
         self._pending_counts = [0] * 10
         self._pending_ms = 0.0
@@ -115,68 +97,7 @@ class MnistClassifier:
 
     def load(self) -> None:
         """Read metadata.json, verify the weights' sha256, load them; runs in each worker."""
-        torch.set_num_threads(self.torch_threads)
-        try:  # format, sha256, and the digest the deployment names (MODEL_SHA256)
-            weights, metadata = read_artifact(self.model_uri, expected_sha256=self.expected_sha256)
-        except ArtifactError as e:
-            log.error("not serving %s: %s", self.model_uri, e)  # the worker never boots: never ready
-            raise
-        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-        net = Net()
-        net.load_state_dict(state)
-        net.eval()
-        self.metadata = metadata
-        self.sha256 = metadata["sha256"]
-        self.precision, int8 = self._int8_or_float(net, metadata)
-        if int8 is not None:
-            net = int8
-            self._memory_format = torch.contiguous_format
-        else:
-            # Float32 in channels-last layout: faster than contiguous on the CPUs measured
-            # (bench/README.md), same outputs to 1e-6.
-            net = net.to(memory_format=torch.channels_last)
-            self._memory_format = torch.channels_last
-        self._probe = self._as_input(normalize(np.zeros((28, 28), dtype=np.uint8)))
-        # A frozen TorchScript graph, traced here, after the fork. trace's own check_trace is
-        # off (its comparison imports torch.distributed, a large share of each worker's cold start);
-        # the traced graph is compared with the module below instead.
-        with torch.no_grad(), quantize.quiet():
-            eager = net(self._probe)
-            net = torch.jit.freeze(torch.jit.trace(net, self._probe, check_trace=False))
-        with torch.inference_mode():
-            for _ in range(3):  # warm-up: the profiling runs of a frozen graph happen here
-                out = net(self._probe)
-        if tuple(out.shape) != (1, 10):
-            raise ArtifactError(f"{self.model_uri}: the network answers shape {tuple(out.shape)}, not (1, 10)")
-        if not torch.allclose(out, eager, atol=1e-4):
-            raise ArtifactError(f"{self.model_uri}: the traced network answers differently from the module")
-        self._model = net
-        log.info(
-            "loaded %s (sha256 %s, %s) in pid %d with %d torch thread(s)",
-            self.model_uri,
-            self.sha256,
-            self.precision,
-            os.getpid(),
-            self.torch_threads,
-        )
-
-    def _int8_or_float(self, net: torch.nn.Module, metadata: dict[str, Any]) -> tuple[str, torch.nn.Module | None]:
-        """("int8", the int8 network) when asked for and possible, else ("float32", None)."""
-        if self.requested_precision != "int8":
-            return "float32", None
-        recorded = metadata.get("int8")
-        why = None
-        if not quantize.available():
-            why = "this torch build has no x86 int8 engine"
-        elif not isinstance(recorded, dict) or "qparams" not in recorded:
-            why = "the artifact records no int8 activation ranges (trained before int8 serving)"
-        else:
-            try:
-                return "int8", quantize.build(net, recorded["qparams"])
-            except quantize.QuantizationError as e:
-                why = str(e)
-        log.warning("serving float32, not int8: %s", why)
-        return "float32", None
+        self.model.load()
 
     # -- the prediction ----------------------------------------------------------------------
 
@@ -200,7 +121,7 @@ class MnistClassifier:
             carries `predicted_class` (the first image's) and `predicted_classes` (every
             image's); `.metrics` the custom metrics due for hand-over.
         """
-        model = self._require_model()
+        self._require_loaded()
         start = time.perf_counter()
         try:
             if isinstance(X, (bytes, bytearray, memoryview)):
@@ -214,8 +135,7 @@ class MnistClassifier:
                 pixels = array_to_pixels(X, self.max_batch)
         except InputError as e:
             raise SeldonMicroserviceException(e.message, status_code=e.status, reason=e.reason) from None
-        with torch.inference_mode():
-            rows = model(self._as_input(normalize(pixels))).numpy()
+        rows = self.model.predict(pixels)
         predicted = rows.argmax(axis=1).tolist()
         metrics = self._record(predicted, (time.perf_counter() - start) * 1000.0)
         return SeldonResponse(
@@ -236,47 +156,18 @@ class MnistClassifier:
 
     def health_status(self) -> dict[str, Any]:
         """A tiny real prediction (a blank image) behind /health/status, usable as a probe."""
-        model = self._require_model()
-        with torch.inference_mode():
-            row = model(self._probe).numpy()
-        if not np.isfinite(row).all():
-            raise SeldonMicroserviceException(
-                "health check: the model answered non-finite scores",
-                status_code=500,
-                reason="MICROSERVICE_INTERNAL_ERROR",
-            )
-        return {
-            "status": "ok",
-            "model_sha256": self.sha256,
-            "precision": self.precision,
-            "probe_class": int(row.argmax()),
-        }
+        self._require_loaded()
+        try:
+            return self.model.health()
+        except UnhealthyModel as e:
+            raise SeldonMicroserviceException(str(e), status_code=500, reason="MICROSERVICE_INTERNAL_ERROR") from None
 
     def init_metadata(self) -> dict[str, Any]:
         """What /metadata answers. Runs in the parent before the fork, so no torch work here."""
-        custom = {
-            "torch": torch.__version__,
-            "model_uri": self.model_uri,
-            "precision": self.requested_precision,
-            "max_batch": str(self.max_batch),
-        }
-        versions: list[str] = []
-        try:
-            metadata = json.loads((Path(self.model_uri) / "metadata.json").read_text())
-        except (OSError, ValueError):
-            metadata = {}
-        if isinstance(metadata, dict):
-            for key in ("format", "sha256", "test_accuracy", "training_hash", "created"):
-                if key in metadata:
-                    custom[key] = str(metadata[key])
-            int8 = metadata.get("int8")
-            if isinstance(int8, dict) and "test_accuracy" in int8:
-                custom["int8_test_accuracy"] = str(int8["test_accuracy"])
-            if isinstance(metadata.get("sha256"), str):
-                versions = [metadata["sha256"][:12]]
+        described = self.model.describe()
         return {
             "name": "mnist-classifier",
-            "versions": versions,
+            "versions": described["versions"],
             "platform": "pytorch",
             # -1: a batch of up to MNIST_MAX_BATCH images (model.decode names every shape taken).
             "inputs": [
@@ -285,24 +176,28 @@ class MnistClassifier:
                 {"messagetype": "ndarray", "schema": {"shape": [-1, 784]}},
             ],
             "outputs": [{"messagetype": "tensor", "schema": {"names": CLASS_NAMES, "shape": [-1, 10]}}],
-            "custom": custom,
+            "custom": described["custom"],
         }
 
     # -- helpers -----------------------------------------------------------------------------
 
     @property
+    def sha256(self) -> str | None:
+        return self.model.sha256
+
+    @property
+    def precision(self) -> str:
+        return self.model.precision
+
+    @property
     def version(self) -> str:
-        return (self.sha256 or "")[:12]
+        return self.model.version
 
-    def _as_input(self, batch: torch.Tensor) -> torch.Tensor:
-        return batch.contiguous(memory_format=self._memory_format)
-
-    def _require_model(self) -> torch.nn.Module:
-        if self._model is None:
+    def _require_loaded(self) -> None:
+        if not self.model.loaded:
             raise SeldonMicroserviceException(
                 "the model is not loaded yet", status_code=503, reason="MICROSERVICE_NOT_READY"
             )
-        return self._model
 
     def _record(self, predicted: list[int], ms: float) -> list[dict[str, Any]]:
         """Count this request's predictions; return the metrics due for hand-over (usually none).

@@ -22,6 +22,9 @@ PRECISIONS = ("int8", "float32")
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 25_000_000
 DEFAULT_MAX_BATCH = 64
+REQUEST_OVERHEAD_BYTES = 64 * 1024
+"""Room for the multipart envelope or a JSON array around an image: a request body may be this much
+more than MNIST_MAX_IMAGE_BYTES (both engines refuse a larger one with 413)."""
 
 
 class SettingsError(ValueError):

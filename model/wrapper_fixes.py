@@ -20,8 +20,6 @@ from seldon_core.utils import extract_request_parts_json
 from werkzeug.exceptions import HTTPException
 
 PREDICT_PATHS = ("/predict", "/api/v1.0/predictions", "/api/v0.1/predictions")
-# Room for the multipart envelope or a JSON array around the image limit.
-REQUEST_OVERHEAD_BYTES = 64 * 1024
 
 
 def skip_empty_metric_updates() -> bool:

@@ -3,6 +3,8 @@
 #   .venv        mlctl + training (torch 2.13.0 CPU) + test tools
 #   .venv-serve  the seldon-core serving runtime (requirements/serve.txt), kept apart because
 #                seldon-core pins old Flask/click/jsonschema/numpy
+#   .venv-kserve the KServe runtime (requirements/kserve.txt: `python -m model.kserve_server`),
+#                kept apart from .venv-serve because kserve needs numpy 2, protobuf 6 and FastAPI
 #   .venv-checkov  checkov (requirements/checkov.txt), the rule set the tests run over the release
 #   .mlctl/bin   helm and kubectl when they are not on PATH (scripts/fetch-tools.sh)
 set -euo pipefail
@@ -17,6 +19,10 @@ log "installing mlctl[train,dev] into .venv"
 if [ ! -x .venv-serve/bin/python ]; then log "creating .venv-serve"; "$PY" -m venv .venv-serve; fi
 log "installing the serving runtime into .venv-serve"
 .venv-serve/bin/pip install -q --disable-pip-version-check -c requirements/constraints.txt -r requirements/serve.txt
+
+if [ ! -x .venv-kserve/bin/python ]; then log "creating .venv-kserve"; "$PY" -m venv .venv-kserve; fi
+log "installing the KServe runtime into .venv-kserve"
+.venv-kserve/bin/pip install -q --disable-pip-version-check -c requirements/constraints.txt -r requirements/kserve.txt
 
 if [ ! -x .venv-checkov/bin/python ]; then log "creating .venv-checkov"; "$PY" -m venv .venv-checkov; fi
 log "installing checkov into .venv-checkov"

@@ -65,6 +65,18 @@ def test_the_serving_image_sets_the_defaults():
     } <= set(set_here)
 
 
+def test_the_kserve_image_sets_the_model_defaults():
+    """model/kserve.Dockerfile sets the model's settings it sets to DEFAULTS, and none of those only
+    the Seldon server reads (model/kserve_server.py never does)."""
+    env = _dockerfile_env(REPO / "model" / "kserve.Dockerfile")
+    expected = DEFAULTS.to_env()
+    set_here = {k: v for k, v in env.items() if k in expected}
+    assert set_here == {k: expected[k] for k in set_here}
+    assert {env_name(s) for s in ("torch_threads", "precision", "model_uri")} <= set(set_here)
+    seldon_only = {env_name(s) for s in ("workers", "threads", "grpc_workers", "metrics_flush_s")}
+    assert not seldon_only & set(env)
+
+
 @pytest.mark.skipif(find_helm() is None, reason="no helm binary (run scripts/fetch-tools.sh)")
 def test_the_chart_sets_the_defaults_under_the_same_names():
     """The chart's model container env, with values.yaml's defaults, is DEFAULTS' environment."""

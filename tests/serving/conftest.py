@@ -1,5 +1,6 @@
 """Fixtures for the serving tests: MNIST test images, a well-trained model (trained once, cached),
-and one real multi-worker seldon-core-microservice on loopback."""
+one real multi-worker seldon-core-microservice and one real multi-worker KServe server
+(`python -m model.kserve_server` from .venv-kserve) on loopback."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from mlctl.errors import MlctlError
-from mlctl.server import LocalServer, ServerConfig, server_binary
+from mlctl.server import LocalServer, ServerConfig, kserve_python, server_binary
 
 REPO = Path(__file__).resolve().parents[2]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
@@ -92,4 +93,37 @@ def server(trained_model_dir: Path, serve_bin: str) -> Iterator[LocalServer]:
         extra_env={"MNIST_METRICS_FLUSH_S": "0", "MNIST_MAX_IMAGE_BYTES": str(1024 * 1024)},
     )
     with LocalServer(cfg) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def kserve_bin() -> str:
+    """.venv-kserve's Python (scripts/setup.sh makes it; CI always has it)."""
+    try:
+        return kserve_python()
+    except MlctlError as e:
+        pytest.skip(f"no KServe runtime: {e} (scripts/setup.sh makes .venv-kserve; CI always has it)")
+
+
+class KServeWithGrpc(LocalServer):
+    """The KServe server as `mlctl serve` runs it, plus its OIP gRPC server on `cfg.grpc_port`, which
+    the image runs (mlctl turns it off: Knative gives a predictor one port)."""
+
+    @property
+    def argv(self) -> list[str]:
+        return ["--enable_grpc=true" if a == "--enable_grpc=false" else a for a in super().argv]
+
+
+@pytest.fixture(scope="module")
+def kserve_server(trained_model_dir: Path, kserve_bin: str) -> Iterator[LocalServer]:
+    """One real KServe server (`python -m model.kserve_server`): 2 spawned uvicorn workers, each
+    loading the model itself, gRPC in the parent; a 1 MiB image limit, small enough to send past."""
+    cfg = ServerConfig(
+        model_dir=trained_model_dir,
+        engine="kserve",
+        workers=2,
+        extra_env={"MNIST_MAX_IMAGE_BYTES": str(1024 * 1024)},
+    )
+    with KServeWithGrpc(cfg, start_timeout=120) as srv:
+        assert "--enable_grpc=true" in srv.argv
         yield srv
