@@ -7,7 +7,7 @@ the code to it, so the map is also the list of every module.
 
     base:               errors result poll _yaml valuesfile
     spec:               spec specload specdoc secrets artifacts values chartdoc
-    tools:              tools helm kubectl engine images predict pods podspec podsecurity podman
+    tools:              tools helm kubectl engine images predict kserve_pods pods podspec podsecurity podman
     chart:              render chart release
     targets/shared:     check build
     targets/local:      server local serve
@@ -21,7 +21,8 @@ the code to it, so the map is also the list of every module.
   chart's values contract (values.schema.json and the chart README are generated from it).
 - tools: the only modules that know an external program's command line (helm, kubectl, the
   container engine, podman) or the wire format of the model server (predict); `pods` builds the
-  pods Seldon's operator would, `podspec` maps them to podman's flags.
+  pods Seldon's operator would (`kserve_pods` those of KServe's controller), `podspec` maps them
+  to podman's flags.
 - chart: spec → values, what the chart renders from them, and the release computed once per apply.
 - targets: where the model runs. local: the Seldon server as a local process; podman: the
   release's pods under podman, as the kubelet would run them; kubernetes: the model store, the

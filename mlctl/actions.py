@@ -19,6 +19,7 @@ def describe(spec: Spec) -> dict:
     return {
         "name": spec.name,
         "target": spec.target,
+        "engine": spec.serving.engine,
         "runner": spec.training.runner.kind,
         "trainingHash": digest,
         "artifact": str(artifact_dir(spec, digest)),
@@ -32,8 +33,8 @@ def validate(path: Path) -> dict:
     spec = load_spec(path)
     result = describe(spec)
     result["summary"] = (
-        f"project {spec.name}, target {spec.target}, {spec.training.runner.kind} training "
-        f"({spec.training.epochs} epochs, hash {result['trainingHash'][:12]}), "
+        f"project {spec.name}, target {spec.target}, engine {spec.serving.engine}, "
+        f"{spec.training.runner.kind} training ({spec.training.epochs} epochs, hash {result['trainingHash'][:12]}), "
         f"model store {spec.model_store.uri}, release {spec.kubernetes.namespace}/{spec.kubernetes.release}"
     )
     return result

@@ -132,18 +132,24 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
         state, action = local.ensure(spec, artifact)
     except MlctlError as exc:
         raise _step("serve", exc) from exc
-    report(
-        "serve",
-        "up to date" if action == "up to date" else "changed",
-        f"{action}: seldon-core-microservice at {state.url} (pid {state.pid}, log {state.log})",
-    )
     from mlctl import check as sample_check
     from mlctl import predict
 
-    check = sample_check.check_sample(state.url, expected_sha256=artifact.sha256)  # SmokeTestFailed when wrong
+    engine = spec.serving.engine
+    what = "seldon-core-microservice" if engine == "seldon" else "KServe ModelServer"
+    report(
+        "serve",
+        "up to date" if action == "up to date" else "changed",
+        f"{action}: {what} at {state.url} (pid {state.pid}, log {state.log})",
+    )
+    protocol = predict.ENGINE_PROTOCOL[engine]
+    # Through the engine's own endpoint; SmokeTestFailed when wrong.
+    check = sample_check.check_sample(state.url, expected_sha256=artifact.sha256, protocol=protocol, model=spec.name)
     report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
     result.summary = {
-        "url": state.url + predict.DEFAULT_ENDPOINT,
+        "url": state.url + predict.endpoint_for(protocol, spec.name),
+        "protocol": protocol,
+        "predictFlags": predict.cli_flags(protocol, spec.name),
         "baseUrl": state.url,
         "modelSha256": artifact.sha256,
         "testAccuracy": artifact.test_accuracy,

@@ -40,7 +40,6 @@ from mlctl.tools import PROJECT_ROOT
 
 Deps = Literal["auto", "host", "index"]
 WHEELHOUSE_MOUNT = "/wheels"
-REQUIREMENTS = ("requirements/serve.txt", "requirements/train.txt")
 CONSTRAINTS = "requirements/constraints.txt"
 
 
@@ -76,22 +75,28 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "mlctl"
 
 
-def _wheelhouse_key(root: Path) -> str:
+def _wheelhouse_key(requirements: tuple[str, ...], root: Path) -> str:
     h = hashlib.sha256(f"{sys.version_info[:2]} {platform.machine()}".encode())
-    for rel in (CONSTRAINTS, *REQUIREMENTS):
-        h.update((root / rel).read_bytes())
+    for rel in (CONSTRAINTS, *requirements):
+        h.update(rel.encode() + b"\0" + (root / rel).read_bytes())
     return h.hexdigest()[:16]
 
 
-def wheelhouse(cache: Path, root: Path = PROJECT_ROOT, on_progress: Callable[[str], None] = lambda _: None) -> Path:
-    """Every wheel the images install, resolved by this machine's pip (cached by requirements)."""
-    out = cache / _wheelhouse_key(root)
+def wheelhouse(
+    cache: Path,
+    requirements: tuple[str, ...],
+    root: Path = PROJECT_ROOT,
+    on_progress: Callable[[str], None] = lambda _: None,
+) -> Path:
+    """Every wheel these requirements files install, resolved by this machine's pip (cached by
+    their content)."""
+    out = cache / _wheelhouse_key(requirements, root)
     if (out / ".complete").is_file():
         return out
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for req in REQUIREMENTS:
+    for req in requirements:
         on_progress(f"resolving {req} into a wheelhouse")
         argv = [
             sys.executable,
@@ -139,7 +144,7 @@ def stale(spec: Spec, engine_name: str | None = None, root: Path = PROJECT_ROOT)
     return {
         refs[r.role].reference: engines.image_label(engine, refs[r.role].reference, engines.CONTENT_LABEL)
         != images.content_digest(r, root)
-        for r in images.RECIPES
+        for r in images.recipes(spec)
     }
 
 
@@ -166,7 +171,8 @@ def build(
     result = BuildResult(engine.name, deps)
     refs = images.resolve(spec, root)
     house: Path | None = None
-    for recipe in [r for r in images.RECIPES if r.role in roles]:
+    chosen = [r for r in images.recipes(spec) if r.role in roles]
+    for recipe in chosen:
         ref = refs[recipe.role]
         content = images.content_digest(recipe, root)
         t0 = time.monotonic()
@@ -174,7 +180,8 @@ def build(
         if built:
             build_args, volumes = {}, []
             if deps == "host":
-                house = house or wheelhouse(cache_dir() / "wheelhouse", root, on_progress)
+                needs = tuple(sorted({r.requirements for r in chosen}))
+                house = house or wheelhouse(cache_dir() / "wheelhouse", needs, root, on_progress)
                 build_args = {"PIP_INSTALL_ARGS": f"--no-index --find-links {WHEELHOUSE_MOUNT}"}
                 volumes = [(house, WHEELHOUSE_MOUNT)]
             on_progress(f"building {ref.reference} ({recipe.dockerfile})")

@@ -23,23 +23,29 @@ def _unreachable_or_failing(exc: Exception) -> bool:
 
 
 def check_sample(
-    base: str, endpoint: str = predict.DEFAULT_ENDPOINT, expected_sha256: str | None = None
+    base: str,
+    endpoint: str | None = None,
+    expected_sha256: str | None = None,
+    protocol: str = "seldon",
+    model: str = "mnist",
 ) -> dict[str, Any]:
-    """Post the chart's sample digit to `base + endpoint` (retrying an unreachable or failing
-    server) and demand its true label, and with `expected_sha256` that the answer comes from those
-    weights (the model_sha256 tag); used for the local server, podman and the cluster alike."""
+    """Post the chart's sample digit to `base + endpoint` (default: the protocol's path for
+    `model`) in `protocol`, retrying an unreachable or failing server, and demand its true label,
+    and with `expected_sha256` that the answer comes from those weights; used for the local
+    server, podman and the cluster alike, through either engine's own endpoint."""
     png, label = SAMPLE_PNG.read_bytes(), int(SAMPLE_LABEL.read_text().strip())
+    endpoint = endpoint or predict.endpoint_for(protocol, model)
     url = base.rstrip("/") + endpoint
     try:
         answer = poll.retry(
-            lambda: predict.predict_image(base, png, endpoint=endpoint),
+            lambda: predict.predict_image(base, png, endpoint=endpoint, protocol=protocol),
             attempts=ATTEMPTS,
             every_s=RETRY_SECONDS,
             retry_if=_unreachable_or_failing,
         )
     except predict.PredictError as exc:
         raise SmokeTestFailed(f"smoke test: POST {url} failed: {exc.message}") from exc
-    served = ((answer.raw.get("meta") or {}).get("tags") or {}).get("model_sha256")
+    served = answer.model_sha256
     if expected_sha256 and served != expected_sha256:
         raise SmokeTestFailed(
             f"smoke test: {url} serves the weights {str(served)[:12]}…, not {expected_sha256[:12]}…",

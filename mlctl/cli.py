@@ -246,15 +246,15 @@ def _apply_text(result) -> str:
         return (
             f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
             f"predictions (the predictor Service, published): {s['url']}\n"
-            f"  mlctl predict IMAGE --url {s['baseUrl']}\n"
+            f"  mlctl predict IMAGE --url {s['baseUrl']}{s.get('predictFlags', '')}\n"
             f"stop it with: mlctl delete {s['spec']} --target podman"
         )
     if result.target == "local":
+        curl = f"  curl -F binData=@{s['sample']} {s['url']}\n" if s["protocol"] == "seldon" else ""
         return (
             f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
-            f"predictions: {s['url']}\n"
-            f"  curl -F binData=@{s['sample']} {s['url']}\n"
-            f"  mlctl predict {s['sample']} --url {s['baseUrl']}\n"
+            f"predictions: {s['url']}\n{curl}"
+            f"  mlctl predict {s['sample']} --url {s['baseUrl']}{s['predictFlags']}\n"
             f"stop it with: mlctl delete {s['spec']}"
         )
     return (
@@ -268,14 +268,17 @@ def serve(
     spec: SpecArg,
     port: Annotated[int | None, typer.Option("--port", "-p", help="HTTP port (default: serving.local.port).")] = None,
 ) -> None:
-    """Run the real Seldon model server on the trained artifact, in the foreground (Ctrl-C stops it)."""
+    """Run the engine's real model server on the trained artifact, in the foreground (Ctrl-C stops it)."""
+    from mlctl import predict as predicting
     from mlctl import serve as serving
 
     with serving.serve(spec, port) as srv:
+        protocol = predicting.ENGINE_PROTOCOL[srv.cfg.engine]
         err.print(f"serving {srv.cfg.model_dir} with {srv.cfg.workers} workers (ready in {srv.ready_after_s:.1f} s)")
-        _write(f"{srv.url}/api/v1.0/predictions")
+        _write(srv.url + predicting.endpoint_for(protocol, srv.cfg.model_name))
         sys.stdout.flush()
-        err.print(f"try: mlctl predict IMAGE --url {srv.url}    (Ctrl-C stops the server)")
+        flags = predicting.cli_flags(protocol, srv.cfg.model_name)
+        err.print(f"try: mlctl predict IMAGE --url {srv.url}{flags}    (Ctrl-C stops the server)")
         serving.wait_until_interrupted(srv)
     err.print("stopped")
 
@@ -289,17 +292,36 @@ def predict(
         ),
     ],
     url: Annotated[str, typer.Option("--url", help="The server's base URL.")] = "http://127.0.0.1:9000",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="seldon (multipart binData; engine seldon), v2 (the Open Inference Protocol; engine "
+            "kserve) or v1 (KServe's V1).",
+        ),
+    ] = "seldon",
+    model: Annotated[str, typer.Option("--model", help="The model's name in v2/v1 paths (the spec's name).")] = "mnist",
     endpoint: Annotated[
-        str, typer.Option("--endpoint", help="/api/v1.0/predictions or /predict.")
-    ] = "/api/v1.0/predictions",
+        str | None,
+        typer.Option(
+            "--endpoint",
+            help="Override the path: e.g. /predict (seldon). Default: /api/v1.0/predictions, "
+            "/v2/models/MODEL/infer or /v1/models/MODEL:predict.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Post each image as multipart `binData` and print the predicted digit and its scores."""
+    """Post each image to the model server and print the predicted digit and its scores."""
     from rich.table import Table
 
     from mlctl import predict as predicting
 
-    results = [(p, predicting.predict_image(url, p, endpoint=endpoint)) for p in images]
+    if protocol not in predicting.PROTOCOLS:
+        raise typer.BadParameter(
+            f"{protocol!r} is not one of: {', '.join(predicting.PROTOCOLS)}", param_hint="--protocol"
+        )
+    results = [(p, predicting.predict_image(url, p, endpoint=endpoint, protocol=protocol, model=model)) for p in images]
     if as_json:
         _emit({"predictions": [{"image": str(p), "class": r.cls, "scores": r.scores} for p, r in results]}, True, "")
         return

@@ -31,7 +31,7 @@ def revisions(spec: Spec) -> list[dict[str, Any]]:
 
 def rollback(spec: Spec, revision: int | None = None) -> dict[str, Any]:
     """`helm rollback` to `revision` (default: the one before the current), then wait for the
-    SeldonDeployment and demand the sample digit from that revision's weights."""
+    SeldonDeployment (or InferenceService) and demand the sample digit from that revision's weights."""
     old = helm.pick_revision(revisions(spec), revision, f"release {spec.kubernetes.release}")
     wanted = old["revision"]
     names = Names.for_spec(spec)
@@ -58,30 +58,39 @@ def rollback(spec: Spec, revision: int | None = None) -> dict[str, Any]:
 
 
 def status(spec: Spec) -> dict[str, Any]:
-    """The release and its SeldonDeployment as the cluster reports them."""
+    """The release and its SeldonDeployment (or InferenceService) as the cluster reports them."""
     from mlctl.artifacts import artifact_dir, read_local
 
     names = Names.for_spec(spec)
-    t, name = names.target, names.sdep
+    t, name = names.target, names.served
     local = read_local(artifact_dir(spec), verify=False)
     out: dict[str, Any] = {"release": t.release, "namespace": t.namespace, "exists": False}
     release = helm.status(t)
     if release is None:
         return out
     values = helm.get_values(t) or {}
-    sdep = kubectl.get_json(t, "sdep", name)
-    state, description = deploy.sdep_state(sdep)
-    deployments = ((sdep or {}).get("status") or {}).get("deploymentStatus") or {}
+    kind, _ = names.resource.split("/", 1)
+    served = kubectl.get_json(t, kind, name)
+    state, description = (deploy.isvc_state if names.engine == "kserve" else deploy.sdep_state)(served)
+    served_status = (served or {}).get("status") or {}
+    if names.engine == "kserve":  # KServe's status has no replica counts; its URL instead
+        replicas = available = None
+        out["url"] = served_status.get("url")
+    else:
+        deployments = served_status.get("deploymentStatus") or {}
+        replicas = served_status.get("replicas")
+        available = sum(int(d.get("availableReplicas") or 0) for d in deployments.values())
     out.update({
         "exists": True,
         "revision": release.get("version"),
         "helmStatus": (release.get("info") or {}).get("status"),
         "chart": ((release.get("chart") or {}).get("metadata") or {}).get("version"),
-        "seldonDeployment": name,
+        "engine": names.engine,
+        ("inferenceService" if names.engine == "kserve" else "seldonDeployment"): name,
         "state": state,
         "description": description,
-        "replicas": ((sdep or {}).get("status") or {}).get("replicas"),
-        "availableReplicas": sum(int(d.get("availableReplicas") or 0) for d in deployments.values()),
+        "replicas": replicas,
+        "availableReplicas": available,
         "modelUri": (values.get("model") or {}).get("uri"),
         "modelSha256": (values.get("model") or {}).get("sha256"),
         # The model this spec trains here, beside the one deployed: equal when the release is current.

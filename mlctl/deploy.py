@@ -1,10 +1,11 @@
 """`mlctl apply --target kubernetes`: plan, then upload, upgrade, wait and check.
 
 deploy = upload the artifact → `helm upgrade --install --atomic --wait` with a 0600 values file →
-wait for the SeldonDeployment to be Available → post the chart's sample digit and demand the
-right class. Each failure names its step. The values come from the `Release`, built once per
-apply; credentials are compared in memory only: plans, diffs, results and errors show `***`.
-Status, revisions, rollback and delete of a release that stands are in mlctl/cluster.py.
+wait for the SeldonDeployment to be Available (or the InferenceService Ready, engine kserve) →
+post the chart's sample digit through the engine's own protocol and demand the right class. Each
+failure names its step. The values come from the `Release`, built once per apply; credentials
+are compared in memory only: plans, diffs, results and errors show `***`. Status, revisions,
+rollback and delete of a release that stands are in mlctl/cluster.py.
 """
 
 from __future__ import annotations
@@ -123,33 +124,67 @@ def sdep_state(sdep: dict | None) -> tuple[str, str]:
     return status.get("state") or ("absent" if sdep is None else "Unknown"), status.get("description") or ""
 
 
+def isvc_state(isvc: dict | None) -> tuple[str, str]:
+    """("Ready" or "NotReady", the Ready condition's reason and message) of an InferenceService;
+    KServe has no Failed state, so a NotReady one is waited on until the timeout."""
+    if isvc is None:
+        return "absent", ""
+    conditions = ((isvc.get("status") or {}).get("conditions")) or []
+    ready = next((c for c in conditions if isinstance(c, dict) and c.get("type") == "Ready"), None)
+    if ready is None:
+        return "Unknown", ""
+    why = ": ".join(str(ready[k]) for k in ("reason", "message") if ready.get(k))
+    return ("Ready" if ready.get("status") == "True" else "NotReady"), why
+
+
+# What "serving" means per engine: the kubectl wait jsonpath and value, how to read the object.
+_READY = {
+    "seldon": ("{.status.state}", "Available", sdep_state),
+    "kserve": ('{.status.conditions[?(@.type=="Ready")].status}', "True", isvc_state),
+}
+
+
+def served_state(names: Names) -> tuple[str, str]:
+    """(state, description) of the release's SeldonDeployment or InferenceService."""
+    kind, name = names.resource.split("/", 1)
+    return _READY[names.engine][2](kubectl.get_json(names.target, kind, name))
+
+
 def wait_available(names: Names, timeout_s: float) -> str:
-    """Wait for the SeldonDeployment's `status.state` to be Available: `kubectl wait` watches for
-    it in rounds of POLL_SECONDS, and between rounds the object is read, so that a Failed state
-    ends the wait at once (kubectl wait knows only one wanted value) and a kubectl whose wait
-    fails for any reason still sees Available. MlctlError on Failed or timeout."""
-    t, name = names.target, names.sdep
+    """Wait for the SeldonDeployment's `status.state` to be Available (the InferenceService's
+    Ready condition to be True): `kubectl wait` watches for it in rounds of POLL_SECONDS, and
+    between rounds the object is read, so that a Failed state ends the wait at once (kubectl wait
+    knows only one wanted value) and a kubectl whose wait fails for any reason still sees it.
+    MlctlError on Failed or timeout."""
+    t, resource = names.target, names.resource
+    jsonpath, wanted, _ = _READY[names.engine]
+    ready = "Available" if names.engine == "seldon" else "Ready"
     last = ("absent", "")
 
     def available() -> str | None:
         nonlocal last
-        if kubectl.wait_for(t, f"sdep/{name}", "{.status.state}", "Available", timeout_s=int(POLL_SECONDS)):
-            return "Available"
-        last = sdep_state(kubectl.get_json(t, "sdep", name))
+        if kubectl.wait_for(t, resource, jsonpath, wanted, timeout_s=int(POLL_SECONDS)):
+            return ready
+        last = served_state(names)
         state, description = last
         if state == "Failed":
             raise MlctlError(
-                f"rollout failed: SeldonDeployment {name} is Failed: {description or 'no description'}",
-                hint=f"kubectl describe sdep/{name} -n {t.namespace}",
+                f"rollout failed: {names.kind} {names.served} is Failed: {description or 'no description'}",
+                hint=f"kubectl describe {resource} -n {t.namespace}",
             )
-        return state if state == "Available" else None
+        return state if state == ready else None
 
     def timed_out() -> str:
         state, description = last
+        selector = (
+            f"serving.kserve.io/inferenceservice={names.served}"
+            if names.engine == "kserve"
+            else f"seldon-deployment-id={names.served}"
+        )
         raise MlctlError(
-            f"rollout timed out: SeldonDeployment {name} is {state} after {timeout_s:.0f}s"
+            f"rollout timed out: {names.kind} {names.served} is {state} after {timeout_s:.0f}s"
             + (f": {description}" if description else ""),
-            hint=f"kubectl get pods -n {t.namespace} -l seldon-deployment-id={name}",
+            hint=f"kubectl get pods -n {t.namespace} -l {selector}",
         )
 
     return poll.until(available, deadline=poll.deadline_in(timeout_s), every_s=POLL_SECONDS, on_timeout=timed_out)
@@ -160,15 +195,21 @@ def wait_available(names: Names, timeout_s: float) -> str:
 
 def smoke_test(spec: Spec, names: Names, expected_sha256: str | None = None) -> dict[str, Any]:
     """Post the chart's sample digit through the ingress endpoint, or a port-forward to the
-    predictor Service; the answer's argmax must be the digit's label."""
+    predictor Service, in the engine's protocol; the answer's argmax must be the digit's label.
+    Seldon's ingress path is /seldon/<namespace>/<name>/…; KServe's endpoint is the
+    InferenceService's own URL (its status.url), so the V2 path goes straight under it."""
     k = spec.kubernetes
+    protocol = predict.ENGINE_PROTOCOL[names.engine]
     if k.endpoint:
+        prefix = f"/seldon/{k.namespace}/{names.served}" if names.engine == "seldon" else ""
         return check.check_sample(
-            k.endpoint, f"/seldon/{k.namespace}/{names.sdep}{predict.DEFAULT_ENDPOINT}", expected_sha256
+            k.endpoint, prefix + predict.endpoint_for(protocol, names.model), expected_sha256, protocol=protocol
         )
     try:
         with kubectl.port_forward(names.target, names.predictor_service, names.service_port) as port:
-            result = check.check_sample(f"http://127.0.0.1:{port}", expected_sha256=expected_sha256)
+            result = check.check_sample(
+                f"http://127.0.0.1:{port}", expected_sha256=expected_sha256, protocol=protocol, model=names.model
+            )
     except SmokeTestFailed:
         raise
     except MlctlError as exc:  # the port-forward itself

@@ -1,4 +1,5 @@
-"""The two images mlctl builds, what goes into each, and the tag that content gives them.
+"""The images mlctl builds (training, and each engine's serving image), what goes into each, and
+the tag that content gives them.
 
 An image is its Dockerfile plus the files that Dockerfile's COPY instructions name, and nothing
 else: `stage` copies exactly those into a fresh build context, and `content_digest` hashes
@@ -33,9 +34,23 @@ class Recipe:
     """`serving` or `training`."""
     dockerfile: str
     """Path relative to the project root."""
+    requirements: str
+    """The requirements file its pip installs (with requirements/constraints.txt)."""
 
 
-RECIPES = (Recipe("serving", "model/seldon.Dockerfile"), Recipe("training", "model/train.Dockerfile"))
+SERVING = {
+    "seldon": Recipe("serving", "model/seldon.Dockerfile", "requirements/serve.txt"),
+    "kserve": Recipe("serving", "model/kserve.Dockerfile", "requirements/kserve.txt"),
+}
+"""The serving image of each engine (spec.serving.engine)."""
+TRAINING = Recipe("training", "model/train.Dockerfile", "requirements/train.txt")
+RECIPES = (*SERVING.values(), TRAINING)
+"""Every image mlctl knows how to build."""
+
+
+def recipes(spec: Spec) -> tuple[Recipe, Recipe]:
+    """The images a spec deploys: its engine's serving image and the training image."""
+    return SERVING[spec.serving.engine], TRAINING
 
 
 @dataclass(frozen=True)
@@ -169,10 +184,10 @@ def record_push(spec: Spec, reference: str, digest: str) -> None:
 
 def resolve(spec: Spec, root: Path = PROJECT_ROOT) -> dict[str, ImageRef]:
     """{role: ImageRef} for the spec: its tag, or the content digest's first characters."""
-    named = {"serving": spec.serving.image, "training": spec.training.image}
+    named = {"serving": spec.serving.engine_image, "training": spec.training.image}
     pushed = _pushed(spec)
     out = {}
-    for recipe in RECIPES:
+    for recipe in recipes(spec):
         repository, tag, digest = parse(named[recipe.role])
         derived = not tag
         tag = tag or content_digest(recipe, root)[:TAG_LENGTH]

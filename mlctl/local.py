@@ -1,9 +1,10 @@
-"""The local target: one Seldon model server per spec, running in the background on this machine.
+"""The local target: one model server per spec, running in the background on this machine.
 
 `mlctl apply` (target local) starts it detached and records it in `<output>/../run/<name>.json`;
 a second apply with the same artifact and serving settings finds it alive and changes nothing;
 `mlctl status` reads the record; `mlctl delete` stops the process group. The server itself is
-the real `seldon-core-microservice` (mlctl/server.py starts it).
+the engine's real one, `seldon-core-microservice` or KServe's ModelServer (mlctl/server.py
+starts it).
 """
 
 from __future__ import annotations
@@ -50,13 +51,16 @@ def _state_file(spec: Spec) -> Path:
 def _settings(spec: Spec) -> str:
     s = spec.serving
     payload = [s.workers, s.threads, s.torch_threads, s.precision, s.local.port, s.local.host, s.rest_timeout_ms]
+    if s.engine != "seldon":  # the Seldon record's hash stays what it was
+        payload += [s.engine, spec.name]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
 def _alive(pid: int) -> bool:
-    """The recorded server still runs: the pid exists and (a recycled pid is not ours) is Seldon's."""
+    """The recorded server still runs: the pid exists and (a recycled pid is not ours) is a model
+    server's (Seldon's binary, or the KServe runtime's module)."""
     try:
-        return any("seldon" in part for part in psutil.Process(pid).cmdline())
+        return any("seldon" in part or server.KSERVE_MODULE in part for part in psutil.Process(pid).cmdline())
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
     except psutil.AccessDenied:  # someone else's process: alive, and not provably ours
@@ -78,7 +82,7 @@ def current(spec: Spec) -> LocalState | None:
 
 def start(spec: Spec, artifact: Artifact, ready_timeout: float = 120) -> LocalState:
     """Start the server detached (its own session, output to a log file) and wait until it
-    answers a real prediction (/health/status)."""
+    is ready (Seldon: a real prediction, /health/status; KServe: the model's ready endpoint)."""
     run_dir = _run_dir(spec)
     run_dir.mkdir(parents=True, exist_ok=True)
     port = spec.serving.local.port
@@ -86,7 +90,7 @@ def start(spec: Spec, artifact: Artifact, ready_timeout: float = 120) -> LocalSt
         raise MlctlError(
             f"port {port} is already in use", hint="stop what uses it, or set serving.local.port in the spec"
         )
-    cfg = server.ServerConfig.for_spec(spec.serving, artifact.path, port)
+    cfg = server.ServerConfig.for_spec(spec.serving, artifact.path, port, model_name=spec.name)
     log = run_dir / f"{spec.name}.log"
     # Not used as a context manager: the server is meant to outlive this command.
     srv = server.LocalServer(cfg, start_timeout=ready_timeout, log_path=log).start()

@@ -7,6 +7,7 @@
   admission webhook's defaults, then its controller's Deployment, Services, storage
   initializer and (unless `seldon.io/no-engine`) executor. Each step names the function of
   SeldonIO/seldon-core at tag v1.17.1 it follows, so a reviewer can read them side by side;
+- with engine kserve, the InferenceService's predictor pod instead (mlctl/kserve_pods.py);
 - the `helm test` pod, as rendered.
 
 It is pure (data in, data out). `mlctl template --pods` prints the result; the podman target
@@ -23,6 +24,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from mlctl import kserve_pods
 from mlctl.errors import MlctlError
 
 SDEP_KIND = ("machinelearning.seldon.io/v1", "SeldonDeployment")
@@ -101,6 +103,9 @@ def cluster_pods(objects: list[dict], namespace: str, operator: OperatorConfig =
     for obj in objects:
         if (obj.get("apiVersion"), obj.get("kind")) == SDEP_KIND:
             pods.extend(predictor_pods(obj, namespace, operator))
+        elif (obj.get("apiVersion"), obj.get("kind")) == kserve_pods.ISVC_KIND:
+            owner, pod, service, ports = kserve_pods.predictor_pod(obj, namespace)
+            pods.append(ClusterPod("predictor", owner, pod, (Service(service, namespace, ports),)))
     for obj in objects:
         if (obj.get("apiVersion"), obj.get("kind")) == ("v1", "Pod"):
             pods.append(ClusterPod("test", f"Pod/{obj['metadata']['name']}", _as_pod(obj, namespace)))

@@ -19,8 +19,9 @@ from mlctl.spec import Spec
 
 PREDICTOR = "default"
 # The predictor Service's REST port: the model's own 9000 with seldon.io/no-engine, the
-# executor's 8000 with it (the chart's mnist-seldon.servicePort; tests hold the two together).
-MODEL_PORT, EXECUTOR_PORT = 9000, 8000
+# executor's 8000 with it, KServe's 80 (the chart's mnist-seldon.servicePort; tests hold the
+# two together).
+MODEL_PORT, EXECUTOR_PORT, KSERVE_PORT = 9000, 8000, 80
 # Values that carry credentials; a path ending in ".*" covers everything under it.
 SECRET_PATHS = ("registry.password", "storage.credentials.*")
 
@@ -30,20 +31,32 @@ class Names:
     """Where the release lives and the names of the objects mlctl talks to."""
 
     target: helm.Target
-    sdep: str
-    """The SeldonDeployment: the chart's fullname, which mlctl's values set (render.fullname)."""
+    served: str
+    """The SeldonDeployment or InferenceService: the chart's fullname, which mlctl's values set
+    (render.fullname)."""
     predictor_service: str
     service_port: int
+    engine: str = "seldon"
+    model: str = "mnist"
+    """The model's name in KServe's V1/V2 paths (the spec's name)."""
 
     @classmethod
     def for_spec(cls, spec: Spec) -> Names:
-        sdep = render.fullname(spec)
-        return cls(
-            target=helm.Target.for_spec(spec),
-            sdep=sdep,
-            predictor_service=f"{sdep}-{PREDICTOR}",
-            service_port=EXECUTOR_PORT if spec.serving.executor else MODEL_PORT,
-        )
+        served = render.fullname(spec)
+        if spec.serving.engine == "kserve":  # KServe's PredictorServiceName, port 80 → 8080
+            service, port = f"{served}-predictor", KSERVE_PORT
+        else:
+            service, port = f"{served}-{PREDICTOR}", EXECUTOR_PORT if spec.serving.executor else MODEL_PORT
+        return cls(helm.Target.for_spec(spec), served, service, port, spec.serving.engine, spec.name)
+
+    @property
+    def resource(self) -> str:
+        """kubectl's name for the served object: `sdep/NAME` or `isvc/NAME`."""
+        return f"{'isvc' if self.engine == 'kserve' else 'sdep'}/{self.served}"
+
+    @property
+    def kind(self) -> str:
+        return "InferenceService" if self.engine == "kserve" else "SeldonDeployment"
 
 
 @dataclass(frozen=True)

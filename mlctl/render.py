@@ -94,6 +94,7 @@ def build_values(
                 "annotations": dict(k.service_account.annotations),
             },
             "serving": {
+                "engine": serving.engine,
                 "image": _image(images["serving"], serving.image_pull_policy),
                 "replicas": serving.replicas,
                 "workers": serving.workers,
@@ -101,8 +102,12 @@ def build_values(
                 "torchThreads": serving.torch_threads,
                 "precision": serving.precision,
                 "restTimeoutMs": serving.rest_timeout_ms,
-                "grpc": serving.grpc,
+                "grpc": serving.grpc_enabled,
                 "executor": {"enabled": serving.executor},
+                "kserve": {
+                    "deploymentMode": serving.kserve.deployment_mode,
+                    "storageInitializer": {"image": _third_party(serving.kserve.storage_initializer_image)},
+                },
                 "resources": _resources(serving.resources),
                 "autoscaling": {
                     "enabled": serving.autoscaling.enabled,

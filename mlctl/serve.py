@@ -1,4 +1,4 @@
-"""`mlctl serve`: the real Seldon server on the spec's trained artifact, in the foreground."""
+"""`mlctl serve`: the spec's engine's real server on its trained artifact, in the foreground."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def serve(path: Path, port: int | None = None) -> Iterator[server.LocalServer]:
             hint=f"run `mlctl train {path}` (or `mlctl apply {path}`) first",
         )
     port = port or spec.serving.local.port
-    cfg = server.ServerConfig.for_spec(spec.serving, artifact.path, port)
+    cfg = server.ServerConfig.for_spec(spec.serving, artifact.path, port, model_name=spec.name)
     if not server.port_is_free(port):
         raise MlctlError(
             f"port {port} is already in use",

@@ -328,21 +328,48 @@ class LocalServing(Strict):
     """HTTP port of the REST endpoints."""
 
 
-class ServingSpec(Strict):
-    """The Seldon model server."""
+KSERVE_STORE_SCHEMES = ("s3", "pvc")
+"""Stores the KServe path supports: S3 (credentials from the storage Secret, KServe's way) and
+PVCs. KServe also reads gs:// and Azure, with credentials in other forms this spec cannot name yet."""
+ENGINES = ("seldon", "kserve")
+"""The model servers mlctl deploys: Seldon Core v1 (its Python wrapper) or KServe (its SDK)."""
 
+
+class KServeSpec(Strict):
+    """What only the KServe engine uses."""
+
+    image: Image = "ghcr.io/example/mnist-kserve"
+    """Serving image (model/kserve.Dockerfile: the KServe SDK's ModelServer, no seldon-core),
+    tagged like `serving.image`."""
+    deployment_mode: Literal["Standard", "Knative"] = "Standard"
+    """The InferenceService's serving.kserve.io/deploymentMode: `Standard` (a Deployment and a
+    Service; formerly RawDeployment) or `Knative` (a Knative Service, scale to zero; formerly
+    Serverless)."""
+    storage_initializer_image: Image = "kserve/storage-initializer:v0.20.0"
+    """KServe's storage-initializer image. The chart declares the init container itself, hardened
+    (KServe 0.20 injects it with no securityContext, which Pod Security "restricted" refuses, and
+    injects nothing when one of that name exists). Append @sha256:… to pin it."""
+
+
+class ServingSpec(Strict):
+    """The model server."""
+
+    engine: Literal[ENGINES] = "seldon"
+    """The model server: `seldon` (Seldon Core v1, a SeldonDeployment) or `kserve` (KServe, an
+    InferenceService speaking KServe's V1 and the Open Inference Protocol V2). The same trained
+    artifact and the same answers either way."""
     image: Image = "ghcr.io/example/mnist-seldon"
-    """Serving image (model/seldon.Dockerfile). Without a tag, `mlctl build` tags it with a
-    digest of what goes into it (Dockerfile, requirements, model code), so changed model code
-    means a new image."""
+    """Seldon serving image (model/seldon.Dockerfile). Without a tag, `mlctl build` tags it with
+    a digest of what goes into it (Dockerfile, requirements, model code), so changed model code
+    means a new image. Engine kserve uses `kserve.image`."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     """When the kubelet pulls the image."""
     replicas: int = Field(1, ge=0, le=100)
     """Model pods when autoscaling is off."""
     workers: int = Field(SERVING_DEFAULTS.workers, ge=1, le=64)
-    """gunicorn worker processes per pod (GUNICORN_WORKERS)."""
+    """Worker processes per pod (Seldon: GUNICORN_WORKERS; KServe: the ModelServer's --workers)."""
     threads: int = Field(SERVING_DEFAULTS.threads, ge=1, le=64)
-    """Threads per gunicorn worker (GUNICORN_THREADS)."""
+    """Threads per gunicorn worker (GUNICORN_THREADS); engine seldon only."""
     torch_threads: int = Field(SERVING_DEFAULTS.torch_threads, ge=1, le=64)
     """torch intra-op threads per worker (TORCH_THREADS)."""
     precision: Literal[PRECISIONS] = SERVING_DEFAULTS.precision
@@ -351,16 +378,19 @@ class ServingSpec(Strict):
     float32 on ≥ 99.8 % of the test set; bench/README.md has the figures); `float32` runs the
     weights as trained."""
     rest_timeout_ms: int = Field(MIN_REST_TIMEOUT_MS, ge=MIN_REST_TIMEOUT_MS, le=600000)
-    """The seldon.io/rest-timeout annotation (ms). The wrapper also makes it gunicorn's worker
-    timeout in whole seconds, and that clock runs while each worker starts, so it must cover
-    worker start-up (see `_timeout_covers_worker_start`)."""
-    grpc: bool = SERVING_DEFAULTS.grpc_workers > 0
+    """The request timeout (ms). Seldon: the seldon.io/rest-timeout annotation, which the wrapper
+    also makes gunicorn's worker timeout in whole seconds; that clock runs while each worker
+    starts, so it must cover worker start-up (see `_timeout_covers_worker_start`). KServe: the
+    predictor's `timeout`, in whole seconds rounded up."""
+    grpc: bool | None = None
     """Serve Seldon's gRPC API (one more process, ~40 MB) on the port the operator declares,
-    9500; false leaves that port unanswered."""
+    9500; false leaves that port unanswered. Unset: on with engine seldon. Engine seldon only:
+    mlctl's KServe predictor serves REST (V1 and V2) on one port, as Knative requires."""
     executor: bool = False
     """Keep Seldon's executor (seldon-container-engine) in the model pods. The 1.17.1 operator
     gives it no capability drop and no field to add one, so such pods meet Pod Security
-    `baseline`, not `restricted`; without it the predictor Service reaches the model's port 9000."""
+    `baseline`, not `restricted`; without it the predictor Service reaches the model's port 9000.
+    Engine seldon only."""
     resources: Resources = Resources(requests={"cpu": "1", "memory": "512Mi"}, limits={"cpu": "2", "memory": "1Gi"})
     """Resources of the model container."""
     autoscaling: Autoscaling = Field(default_factory=dict)
@@ -369,9 +399,43 @@ class ServingSpec(Strict):
     """Health probes."""
     local: LocalServing = Field(default_factory=dict)
     """Local serving (`mlctl serve`)."""
+    kserve: KServeSpec = Field(default_factory=dict)
+    """Engine kserve only: its image and deployment mode."""
+
+    @property
+    def grpc_enabled(self) -> bool:
+        """Whether the model server answers gRPC: `grpc`, or the engine's default."""
+        return self.engine == "seldon" and (self.grpc if self.grpc is not None else SERVING_DEFAULTS.grpc_workers > 0)
+
+    @property
+    def engine_image(self) -> str:
+        """The serving image of the engine in use."""
+        return self.kserve.image if self.engine == "kserve" else self.image
+
+    @model_validator(mode="after")
+    def _fields_fit_the_engine(self) -> ServingSpec:
+        # Judged by value, not by presence, so a dumped spec (every default written out) loads again.
+        if self.engine == "seldon":
+            if self.kserve != KServeSpec():
+                raise Problem("applies to engine kserve only; this spec's serving.engine is seldon", "kserve")
+            return self
+        seldon_only = {
+            "executor": (self.executor, "Seldon's executor (seldon-container-engine); KServe's pods have none"),
+            "grpc": (self.grpc, "Seldon's gRPC API; mlctl's KServe predictor serves REST (V1 and V2) on one port"),
+            "threads": (
+                self.threads != SERVING_DEFAULTS.threads,
+                "gunicorn threads per worker; the KServe ModelServer's workers are asyncio processes",
+            ),
+        }
+        for key, (used, what) in seldon_only.items():
+            if used:
+                raise Problem(f"engine seldon only ({what}): remove it for engine kserve", key)
+        return self
 
     @model_validator(mode="after")
     def _timeout_covers_worker_start(self) -> ServingSpec:
+        if self.engine != "seldon":
+            return self
         cpus = _quantity_value(self.resources.limits.get("cpu") or self.resources.requests.get("cpu") or "1")
         need_ms = min_rest_timeout_ms(self.workers, cpus)
         if self.rest_timeout_ms < need_ms:
@@ -579,6 +643,19 @@ class Spec(Strict):
     """Model-store credentials."""
     kubernetes: KubernetesSpec = Field(default_factory=dict)
     """Cluster target."""
+
+    @model_validator(mode="after")
+    def _store_fits_the_engine(self) -> Spec:
+        scheme = self.model_store.scheme
+        if self.serving.engine == "kserve" and scheme not in KSERVE_STORE_SCHEMES:
+            raise Problem(
+                f"{scheme}:// is not a store mlctl gives KServe's storage initializer: use "
+                + " or ".join(f"{s}://" for s in KSERVE_STORE_SCHEMES)
+                + (" (minio:// is rclone's name for an S3 remote)" if scheme == "minio" else ""),
+                "modelStore",
+                "uri",
+            )
+        return self
 
     @model_validator(mode="after")
     def _store_credentials(self) -> Spec:

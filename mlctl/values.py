@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from mlctl.spec import DNS_LABEL_MAX, DNS_LABEL_PATTERN, MIN_REST_TIMEOUT_MS, QUANTITY_PATTERN
+from mlctl.spec import DNS_LABEL_MAX, DNS_LABEL_PATTERN, ENGINES, MIN_REST_TIMEOUT_MS, QUANTITY_PATTERN
 from model.settings import DEFAULTS as SERVING_DEFAULTS
 from model.settings import PRECISIONS
 
@@ -231,11 +231,32 @@ class Executor(Values):
     off sets seldon.io/no-engine."""
 
 
-class Serving(Values):
-    """The model server (Seldon Core v1 Python wrapper)."""
+class KServeInitializer(Values):
+    """KServe's storage initializer, declared by the chart (resources: storage.initializer's)."""
 
+    image: TaggedImage = Field(
+        default_factory=lambda: TaggedImage(repository="kserve/storage-initializer", tag="v0.20.0")
+    )
+    """The storage-initializer image (entrypoint: download args[0] into args[1])."""
+
+
+class KServe(Values):
+    """What only engine kserve uses."""
+
+    deployment_mode: Literal["Standard", "Knative"] = "Standard"
+    """serving.kserve.io/deploymentMode: Standard (a Deployment and a Service; formerly
+    RawDeployment) or Knative (formerly Serverless)."""
+    storage_initializer: KServeInitializer = Field(default_factory=KServeInitializer)
+    """KServe's storage initializer."""
+
+
+class Serving(Values):
+    """The model server: Seldon Core v1's Python wrapper or KServe's ModelServer."""
+
+    engine: Literal[ENGINES] = "seldon"
+    """seldon renders a SeldonDeployment; kserve an InferenceService (serving.kserve.io/v1beta1)."""
     image: Image = Field(default_factory=lambda: Image(repository="ghcr.io/example/mnist-seldon"))
-    """The serving image (model/seldon.Dockerfile)."""
+    """The serving image: model/seldon.Dockerfile's, or model/kserve.Dockerfile's for kserve."""
     replicas: Annotated[int, Field(ge=0)] = 1
     """Number of model pods when autoscaling is off."""
     workers: Annotated[int, Field(ge=1)] = SERVING_DEFAULTS.workers
@@ -247,13 +268,16 @@ class Serving(Values):
     precision: Literal[PRECISIONS] = SERVING_DEFAULTS.precision
     """MNIST_PRECISION: int8 (quantized with the activation ranges training recorded) or float32."""
     rest_timeout_ms: Annotated[int, Field(ge=MIN_REST_TIMEOUT_MS)] = MIN_REST_TIMEOUT_MS
-    """The seldon.io/rest-timeout annotation in ms. The wrapper also makes it gunicorn's worker
-    timeout in whole seconds, which covers each worker's start: at least 5000."""
+    """Request timeout in ms. seldon: the seldon.io/rest-timeout annotation, which the wrapper
+    also makes gunicorn's worker timeout in whole seconds (it covers each worker's start: at
+    least 5000); kserve: the predictor's timeout, in seconds rounded up."""
     grpc: bool = SERVING_DEFAULTS.grpc_workers > 0
-    """Serve Seldon's gRPC API on port 9500 (GRPC_WORKERS=1); the operator declares that port
-    either way."""
+    """seldon: serve Seldon's gRPC API on port 9500 (GRPC_WORKERS=1); the operator declares that
+    port either way. kserve: must be false (REST only, on one port)."""
     executor: Executor = Field(default_factory=Executor)
-    """Seldon's executor (seldon-container-engine)."""
+    """Seldon's executor (seldon-container-engine); seldon only."""
+    kserve: KServe = Field(default_factory=KServe)
+    """Engine kserve only."""
     resources: Resources = Field(
         default_factory=lambda: Resources(
             requests={"cpu": "1", "memory": "512Mi"}, limits={"cpu": "2", "memory": "1Gi"}

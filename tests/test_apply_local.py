@@ -1,6 +1,6 @@
 """`mlctl apply` on the local target, for real: train a small model, start the real Seldon
 server, check the sample digit; a second apply changes nothing; status and delete; and
-`mlctl serve` + `mlctl predict` end to end."""
+`mlctl serve` + `mlctl predict` end to end; then the same artifact on KServe's server."""
 
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_spec(folder: Path, port: int, workers: int = 2) -> Path:
-    spec = folder / "spec.yaml"
+def write_spec(folder: Path, port: int, workers: int = 2, engine: str = "seldon") -> Path:
+    spec = folder / ("spec.yaml" if engine == "seldon" else f"{engine}.yaml")
     spec.write_text(
         "apiVersion: mlctl/v1\nname: tiny\n"
         f"data: {{dir: {MNIST_DIR}, download: false}}\n"
         "training: {epochs: 1, limitTrain: 2000, limitTest: 500, output: models}\n"
-        f"serving: {{workers: {workers}, local: {{port: {port}}}}}\n"
+        f"serving: {{engine: {engine}, workers: {workers}, local: {{port: {port}}}}}\n"
     )
     return spec
 
@@ -166,3 +166,34 @@ def test_serve_on_a_busy_port_says_so(project, mlctl):
         p = mlctl("serve", str(spec), "--port", str(busy.getsockname()[1]))
     assert p.returncode == 1
     assert "is already in use" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_engine_kserve_serves_the_same_artifact_through_v2(project, mlctl):
+    """The one-line switch: no retraining (the training hash ignores the engine), KServe's real
+    server on the same artifact, the smoke test through V2, `mlctl predict --protocol v2`."""
+    folder, _ = project
+    spec = write_spec(folder, free_port(), engine="kserve")
+    try:
+        p = mlctl("apply", str(spec))
+        assert p.returncode == 0, p.stderr
+        assert "= train" in p.stderr and "KServe ModelServer at" in p.stderr
+        assert "sample digit 7 → predicted 7" in p.stderr
+        assert "/v2/models/tiny/infer" in p.stdout and "--protocol v2 --model tiny" in p.stdout
+        status = json.loads(mlctl("status", str(spec), "--json").stdout)
+        assert status["running"] and status["upToDate"] and alive(status["pid"])
+        base = status["url"]
+        v2 = mlctl("predict", str(DIGIT), "--url", base, "--protocol", "v2", "--model", "tiny", "--json")
+        v1 = mlctl("predict", str(DIGIT), "--url", base, "--protocol", "v1", "--model", "tiny", "--json")
+        assert v2.returncode == 0 and v1.returncode == 0, v2.stderr + v1.stderr
+        (a,), (b,) = json.loads(v2.stdout)["predictions"], json.loads(v1.stdout)["predictions"]
+        assert a["class"] == b["class"] == 7
+        assert max(abs(x - y) for x, y in zip(a["scores"], b["scores"], strict=True)) < 1e-6
+        again = json.loads(mlctl("apply", str(spec), "--json").stdout)
+        assert again["changed"] is False
+    finally:
+        gone = mlctl("delete", str(spec))
+    assert gone.returncode == 0 and "stopped the local server" in gone.stdout
+    deadline = time.monotonic() + 10
+    while alive(status["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(status["pid"])

@@ -52,11 +52,11 @@ def test_copy_from_a_url_is_refused():
         images.copy_sources("ADD https://example.com/x.tgz /x\n")
 
 
-@pytest.mark.parametrize("recipe", images.RECIPES, ids=lambda r: r.role)
+@pytest.mark.parametrize("recipe", images.RECIPES, ids=lambda r: r.dockerfile)
 def test_the_shipped_dockerfiles_take_requirements_and_the_model_package(recipe):
     files = images.context_files(recipe)
     assert recipe.dockerfile in files
-    assert "requirements/constraints.txt" in files and "model/net.py" in files
+    assert "requirements/constraints.txt" in files and recipe.requirements in files and "model/net.py" in files
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
     assert not [f for f in files if f.startswith(("mlctl/", "tests/", ".venv"))]
 
@@ -70,7 +70,7 @@ def _copy_project(tmp_path: Path) -> Path:
 
 def test_content_tag_follows_model_code_not_stray_files(tmp_path: Path):
     root = _copy_project(tmp_path)
-    serving = images.RECIPES[0]
+    serving = images.SERVING["seldon"]
     before = images.content_digest(serving, root)
     (root / "model" / "__pycache__").mkdir()
     (root / "model" / "__pycache__" / "net.cpython-311.pyc").write_bytes(b"stray")
@@ -83,7 +83,7 @@ def test_content_tag_follows_model_code_not_stray_files(tmp_path: Path):
 
 def test_stage_holds_exactly_the_context(tmp_path: Path):
     root = _copy_project(tmp_path)
-    recipe = images.RECIPES[1]
+    recipe = images.TRAINING
     dockerfile = images.stage(recipe, tmp_path / "ctx", root)
     staged = sorted(str(p.relative_to(tmp_path / "ctx")) for p in (tmp_path / "ctx").rglob("*") if p.is_file())
     assert dockerfile == tmp_path / "ctx" / recipe.dockerfile
@@ -100,10 +100,21 @@ def test_resolve_derives_tags_and_pins_pushed_digests(tmp_path: Path):
     assert refs["serving"].reference == "reg.example/team/serve:1.0" and not refs["serving"].derived
     training = refs["training"]
     assert training.derived and training.repository == "ghcr.io/example/mnist-train"
-    assert training.tag == images.content_digest(images.RECIPES[1])[: images.TAG_LENGTH]
+    assert training.tag == images.content_digest(images.TRAINING)[: images.TAG_LENGTH]
     assert training.pinned == training.reference
     digest = "sha256:" + "ab" * 32
     images.record_push(spec, training.reference, digest)
     again = images.resolve(spec)["training"]
     assert again.digest == digest and again.pinned == f"{training.reference}@{digest}"
     assert images.resolve(spec)["serving"].digest == ""
+
+
+def test_the_serving_image_is_the_engines(tmp_path: Path):
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text("apiVersion: mlctl/v1\nserving: {engine: kserve, kserve: {image: reg.example/team/ks}}\n")
+    spec = load_spec(spec_file)
+    assert images.recipes(spec) == (images.SERVING["kserve"], images.TRAINING)
+    serving = images.resolve(spec)["serving"]
+    assert serving.repository == "reg.example/team/ks"
+    assert serving.tag == images.content_digest(images.SERVING["kserve"])[: images.TAG_LENGTH]
+    assert serving.tag != images.content_digest(images.SERVING["seldon"])[: images.TAG_LENGTH]

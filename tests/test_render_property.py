@@ -1,6 +1,7 @@
 """Property: every valid spec renders with the real `helm template`, and every rendered object is
 valid — Kubernetes kinds against kubernetes-validate's schemas (strict), the SeldonDeployment
-against the v1.17.1 CRD schema. Secret values given by environment variable decode back out of
+against the v1.17.1 CRD schema, the InferenceService (engine kserve) against KServe v0.20.0's
+strict schema. Secret values given by environment variable decode back out of
 the rendered Secrets.
 """
 
@@ -15,13 +16,14 @@ from hypothesis import strategies as st
 
 from mlctl.render import build_values
 from mlctl.secrets import resolve_secrets
-from mlctl.spec import DNS_LABEL_MAX, Spec, _quantity_value, min_rest_timeout_ms
+from mlctl.spec import DNS_LABEL_MAX, ENGINES, KSERVE_STORE_SCHEMES, Spec, _quantity_value, min_rest_timeout_ms
 from mlctl.valuesfile import private_values_file
-from tests.chart.helpers import SELDON_SCHEMA, find, find_helm, template, validate_all
+from tests.chart.helpers import KSERVE_SCHEMA, SELDON_SCHEMA, find, find_helm, template, validate_all
 
 pytestmark = [
     pytest.mark.skipif(find_helm() is None, reason="no helm binary (run scripts/fetch-tools.sh)"),
     pytest.mark.skipif(not SELDON_SCHEMA.is_file(), reason=f"{SELDON_SCHEMA} not found (../shared beside the repo)"),
+    pytest.mark.skipif(not KSERVE_SCHEMA.is_file(), reason=f"{KSERVE_SCHEMA} not found (../shared beside the repo)"),
 ]
 
 EXAMPLES = 40
@@ -44,15 +46,16 @@ def resources(draw):
 
 @st.composite
 def specs(draw) -> dict:
-    scheme = draw(st.sampled_from(["s3", "gs", "pvc"]))
+    engine = draw(st.sampled_from(ENGINES))
+    scheme = draw(st.sampled_from(["s3", "gs", "pvc"] if engine == "seldon" else list(KSERVE_STORE_SCHEMES)))
     uri = f"{scheme}://{draw(label)}/{draw(label)}"
     spec: dict = {"apiVersion": "mlctl/v1", "name": draw(label), "modelStore": {"uri": uri}}
     lo = draw(st.integers(1, 100))
+    image = f"registry.example.com/{draw(label)}:{draw(st.sampled_from(['1.0', 'latest', 'v2']))}"
     spec["serving"] = {
-        "image": f"registry.example.com/{draw(label)}:{draw(st.sampled_from(['1.0', 'latest', 'v2']))}",
+        "engine": engine,
         "replicas": draw(st.integers(0, 100)),
         "workers": draw(st.integers(1, 64)),
-        "threads": draw(st.integers(1, 64)),
         "torchThreads": draw(st.integers(1, 64)),
         "precision": draw(st.sampled_from(["int8", "float32"])),
         "resources": draw(resources()),
@@ -62,7 +65,15 @@ def specs(draw) -> dict:
     cpus = _quantity_value(str((served["resources"].get("limits") or served["resources"]["requests"])["cpu"]))
     # The shortest timeout the spec accepts for these workers and CPUs, or more.
     served["restTimeoutMs"] = min_rest_timeout_ms(served["workers"], cpus) + draw(st.sampled_from([0, 1000, 55000]))
-    served["grpc"], served["executor"] = draw(st.booleans()), draw(st.booleans())
+    if engine == "seldon":
+        served["image"], served["threads"] = image, draw(st.integers(1, 64))
+        served["grpc"], served["executor"] = draw(st.booleans()), draw(st.booleans())
+    else:
+        served["kserve"] = {
+            "image": image,
+            "deploymentMode": draw(st.sampled_from(["Standard", "Knative"])),
+            "storageInitializerImage": f"registry.example.com/{draw(label)}:v0.20.0",
+        }
     if draw(st.booleans()):
         spec["training"] = {
             "runner": {"kind": "kubernetes", "gpus": draw(st.integers(0, 16)), "resources": draw(resources())}
@@ -98,7 +109,8 @@ def test_every_valid_spec_renders_valid_objects(raw, train_job, credentials_in_e
     validate_all(objects)
 
     kinds = [o["kind"] for o in objects]
-    assert kinds.count("SeldonDeployment") == 1
+    kserve = spec.serving.engine == "kserve"
+    assert (kinds.count("SeldonDeployment"), kinds.count("InferenceService")) == ((0, 1) if kserve else (1, 0))
     assert ("Job" in kinds) == train_job
     secrets = {o["type"]: o for o in find(objects, "Secret")}
     if spec.registry.creates_secret:
@@ -112,12 +124,15 @@ def test_every_valid_spec_renders_valid_objects(raw, train_job, credentials_in_e
         remote = spec.model_store.scheme.upper()
         assert data[f"RCLONE_CONFIG_{remote}_ACCESS_KEY_ID"] == ENV["T_KEY_ID"]
         assert data[f"RCLONE_CONFIG_{remote}_SECRET_ACCESS_KEY"] == ENV["T_SECRET"]
+        if kserve:  # the keys KServe's storage initializer reads
+            assert (data["AWS_ACCESS_KEY_ID"], data["AWS_SECRET_ACCESS_KEY"]) == (ENV["T_KEY_ID"], ENV["T_SECRET"])
     else:
         assert "Opaque" not in secrets
     COUNTER["examples"] += 1
+    COUNTER[spec.serving.engine] += 1
 
 
-COUNTER = {"examples": 0}
+COUNTER = {"examples": 0, "seldon": 0, "kserve": 0}
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +148,7 @@ def test_property_examples_ran():
     if COUNTER["examples"] == 0:
         pytest.skip("run together with test_every_valid_spec_renders_valid_objects")
     assert COUNTER["examples"] >= EXAMPLES // 2
+    assert COUNTER["seldon"] and COUNTER["kserve"], COUNTER
 
 
 @pytest.mark.parametrize("major", ["helm4", "helm3"])

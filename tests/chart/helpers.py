@@ -35,6 +35,8 @@ CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 # CI runs in a fresh clone with ../shared beside it.
 SHARED = REPO.parent / "shared"
 SELDON_SCHEMA = SHARED / "schemas" / "seldondeployment-v1.json"
+# KServe v0.20.0's InferenceService CRD as strict JSON Schema (see its README beside it).
+KSERVE_SCHEMA = SHARED / "schemas" / "kserve" / "inferenceservice-v1beta1-strict.json"
 MNIST_DIR = SHARED / "data" / "mnist"
 # A recent Kubernetes the chart targets; kubernetes-validate picks its schemas for this version.
 K8S_VERSION = "1.31"
@@ -223,16 +225,34 @@ def seldon_validator() -> jsonschema.protocols.Validator:
     return jsonschema.Draft7Validator(schema)
 
 
+@functools.cache
+def kserve_validator() -> jsonschema.protocols.Validator:
+    """The strict file as shipped: it already forbids unknown fields and fixes apiVersion/kind."""
+    if not KSERVE_SCHEMA.is_file():
+        raise FileNotFoundError(f"InferenceService schema not found: {KSERVE_SCHEMA}")
+    return jsonschema.Draft7Validator(json.loads(KSERVE_SCHEMA.read_text()))
+
+
+CRD_VALIDATORS = {
+    ("machinelearning.seldon.io/v1", "SeldonDeployment"): seldon_validator,
+    ("serving.kserve.io/v1beta1", "InferenceService"): kserve_validator,
+}
+VALIDATED: dict[str, int] = {}
+"""Objects validate_object passed, by kind (the closing notes report them)."""
+
+
 def validate_object(obj: dict, k8s_version: str = K8S_VERSION) -> None:
     """Raise (jsonschema / kubernetes_validate ValidationError) unless obj is valid and strict."""
-    if obj.get("apiVersion") == "machinelearning.seldon.io/v1" and obj.get("kind") == "SeldonDeployment":
-        errors = sorted(seldon_validator().iter_errors(obj), key=lambda e: list(e.absolute_path))
+    crd = CRD_VALIDATORS.get((obj.get("apiVersion"), obj.get("kind")))
+    if crd is not None:
+        errors = sorted(crd().iter_errors(obj), key=lambda e: list(e.absolute_path))
         if errors:
             raise jsonschema.ValidationError(
                 "; ".join(f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
             )
-        return
-    kubernetes_validate.validate(obj, k8s_version, strict=True)
+    else:
+        kubernetes_validate.validate(obj, k8s_version, strict=True)
+    VALIDATED[obj["kind"]] = VALIDATED.get(obj["kind"], 0) + 1
 
 
 def validate_all(objects: Iterable[dict], k8s_version: str = K8S_VERSION) -> None:

@@ -12,7 +12,6 @@ import pytest
 from tests.chart.helpers import (
     CI_VALUES,
     HelmFailed,
-    find,
     helm_binaries,
     lint,
     one,
@@ -39,6 +38,7 @@ def test_ci_variants_exist():
         "autoscaling-values",
         "train-gpu-values",
         "train-pvc-values",
+        "kserve-values",
     } <= names
 
 
@@ -52,7 +52,8 @@ def test_lint_strict(each_helm, variant):
 def test_rendered_objects_are_valid(each_helm, seldon_schema, variant):
     objects = template(helm=each_helm, **_args(variant))
     validate_all(objects)
-    assert len(find(objects, "SeldonDeployment")) == 1
+    served = "InferenceService" if variant is not None and variant.stem.startswith("kserve") else "SeldonDeployment"
+    assert [o["kind"] for o in objects if o["kind"] in ("SeldonDeployment", "InferenceService")] == [served]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

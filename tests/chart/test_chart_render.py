@@ -48,7 +48,7 @@ def test_seldondeployment_shape(helm):
     sdep = one(objects, "SeldonDeployment")
     assert sdep["metadata"]["name"] == FULLNAME
     assert sdep["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
-    assert sdep["metadata"]["labels"]["helm.sh/chart"] == "mnist-seldon-0.2.0"
+    assert sdep["metadata"]["labels"]["helm.sh/chart"] == "mnist-seldon-0.3.0"
     assert sdep["spec"]["annotations"] == {"seldon.io/rest-timeout": "5000"}
     p = predictor(objects)
     assert p["name"] == "default" and p["replicas"] == 1
@@ -488,7 +488,7 @@ def test_chart_upgrade_alone_leaves_the_pod_templates_alone(helm, tmp_path):
     shutil.copytree(CHART, chart)
     meta = (chart / "Chart.yaml").read_text()
     (chart / "Chart.yaml").write_text(
-        meta.replace("version: 0.2.0", "version: 9.9.9").replace('appVersion: "0.1.0"', 'appVersion: "9.9.9"')
+        meta.replace("version: 0.3.0", "version: 9.9.9").replace('appVersion: "0.1.0"', 'appVersion: "9.9.9"')
     )
     values = {
         **S3,

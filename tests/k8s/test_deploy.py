@@ -292,6 +292,7 @@ def test_status_and_delete(fakes, spec, secret_env):
         "revision": 5,
         "helmStatus": "deployed",
         "chart": "0.1.0",
+        "engine": "seldon",
         "seldonDeployment": "mnist",
         "state": "Available",
         "description": "",
@@ -335,7 +336,7 @@ def test_sdep_name_matches_the_chart(spec, secret_env):
     for release in ("mnist", "prod-mnist-seldon"):
         s = spec.model_copy(update={"kubernetes": spec.kubernetes.model_copy(update={"release": release})})
         objects = template(Release.build(s, remote_artifact().sha256).values, release=release)
-        assert one(objects, "SeldonDeployment")["metadata"]["name"] == Names.for_spec(s).sdep
+        assert one(objects, "SeldonDeployment")["metadata"]["name"] == Names.for_spec(s).served
 
 
 def test_service_port_matches_the_chart(spec, secret_env):

@@ -1,10 +1,13 @@
 """`helm test` check: post a real MNIST digit to the predictions endpoint and demand the right class.
 
 Standard library only (it runs in a bare python image). Reads PREDICT_URL, SAMPLE_PNG and
-SAMPLE_LABEL from the environment; retries while the Service warms up (ATTEMPTS, RETRY_SECONDS);
-exits 0 only when the answer's argmax equals the digit's true label.
+SAMPLE_LABEL from the environment, and PROTOCOL: `seldon` (multipart binData, Seldon's answer)
+or `v2` (the Open Inference Protocol: the PNG as a base64 BYTES tensor named `image`, the answer's
+output `t`); retries while the Service warms up (ATTEMPTS, RETRY_SECONDS); exits 0 only when the
+answer's argmax equals the digit's true label.
 """
 
+import base64
 import json
 import os
 import sys
@@ -28,8 +31,19 @@ def multipart(field: str, filename: str, payload: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
+def v2_request(payload: bytes) -> tuple[bytes, str]:
+    tensor = {"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(payload).decode()]}
+    return json.dumps({"inputs": [tensor]}).encode(), "application/json"
+
+
 def scores(answer: dict) -> list[float]:
-    """The first row of a Seldon v1 answer, whether it came back as ndarray or tensor."""
+    """The first row of a Seldon v1 answer (ndarray or tensor), or of a V2 answer's output `t`."""
+    if "outputs" in answer:
+        for output in answer["outputs"]:
+            if output.get("name") == "t":
+                width = output["shape"][-1]
+                return [float(x) for x in output["data"][:width]]
+        raise ValueError(f"no output named t in the answer: {answer}")
     data = answer.get("data") or {}
     if "ndarray" in data:
         row = data["ndarray"]
@@ -52,7 +66,11 @@ def main() -> int:
         label = int(f.read().strip())
     attempts = int(os.environ.get("ATTEMPTS", "10"))
     pause = float(os.environ.get("RETRY_SECONDS", "3"))
-    body, content_type = multipart("binData", "digit.png", png)
+    protocol = os.environ.get("PROTOCOL", "seldon")
+    if protocol == "v2":
+        body, content_type = v2_request(png)
+    else:
+        body, content_type = multipart("binData", "digit.png", png)
     for attempt in range(1, attempts + 1):
         request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
         try:

@@ -13,8 +13,11 @@ chart name so a parent chart cannot shadow them.
   mnist-seldon.serviceAccountName    the ServiceAccount every pod runs as ("" for the namespace's default)
   mnist-seldon.podSecurityContext    the restricted pod securityContext for a uid (call with dict "uid" N)
   mnist-seldon.securityContext       the restricted container securityContext every container gets
-  mnist-seldon.predictorService      the Service Seldon creates for the predictor
-  mnist-seldon.servicePort           its REST port: 9000 (the model) without the executor, 8000 with it
+  mnist-seldon.predictorService      the Service Seldon (or KServe) creates for the predictor
+  mnist-seldon.servicePort           its REST port: Seldon's 9000 (the model) without the executor,
+                                     8000 with it; KServe's 80
+  mnist-seldon.predictPath           the path a client posts one prediction to: Seldon's
+                                     /api/v1.0/predictions, or V2's /v2/models/<model>/infer
   mnist-seldon.initializerName       "<model.name>-model-initializer", the init container the operator looks for
   mnist-seldon.provisionVolume       "<model.name>-provision-location", the emptyDir it fills
   mnist-seldon.modelSource           what the initializer copies: model.uri, or the claim's folder under /mnt/pvc
@@ -26,7 +29,9 @@ chart name so a parent chart cannot shadow them.
   mnist-seldon.storageSecretName     the rclone Secret: storage.existingSecret or ours
   mnist-seldon.createStorageSecret   "true" when the chart creates the rclone Secret
   mnist-seldon.useStorageSecret      "true" when the model's storage initializer gets a Secret
-  mnist-seldon.storageSecretData     the data map of our rclone Secret (for the Secret and its checksum)
+  mnist-seldon.storageSecretData     the data map of our rclone Secret (for the Secret and its checksum),
+                                     with engine kserve also the AWS_ and S3_ env of KServe's initializer
+  mnist-seldon.s3Endpoint            storage.config.endpoint without its scheme ("" when none)
   mnist-seldon.rcloneTarget          "remote:bucket/path" for the training Job's upload
   mnist-seldon.trainingClaim         JSON {claimName, subPath} of a pvc:// model.uri ("" claim: object storage)
   mnist-seldon.validateValues        gathers every problem in the values and fails once with all of them
@@ -117,7 +122,18 @@ and falls back to "seldon-<md5>" past 63 characters; validateValues rejects that
 name stays predictable for NOTES.txt and the test pod.
 */}}
 {{- define "mnist-seldon.predictorService" -}}
+{{- if eq .Values.serving.engine "kserve" }}
+{{- /* KServe's PredictorServiceName (pkg/constants, v0.20.0): "<isvc>-predictor", port 80 → 8080. */}}
+{{- printf "%s-predictor" (include "mnist-seldon.fullname" .) }}
+{{- else }}
 {{- printf "%s-default" (include "mnist-seldon.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "mnist-seldon.predictPath" -}}
+{{- if eq .Values.serving.engine "kserve" }}
+{{- printf "/v2/models/%s/infer" .Values.model.name }}
+{{- else }}/api/v1.0/predictions{{ end }}
 {{- end }}
 
 {{- /*
@@ -126,7 +142,7 @@ port (the first port of its container Service, 9000); otherwise at the executor'
 (seldondeployment_controller.go createComponents, v1.17.1).
 */}}
 {{- define "mnist-seldon.servicePort" -}}
-{{- if .Values.serving.executor.enabled }}8000{{ else }}9000{{ end }}
+{{- if eq .Values.serving.engine "kserve" }}80{{ else if .Values.serving.executor.enabled }}8000{{ else }}9000{{ end }}
 {{- end }}
 
 {{- /* The operator's names (model_initializer_injector.go, v1.17.1), cut to 63 characters as it cuts them. */}}
@@ -222,6 +238,27 @@ unless storage.config names anonymous itself.
 {{ printf "%s%s" $prefix ($k | upper) }}: {{ $v | b64enc }}
 {{- end }}
 {{- end }}
+{{- if eq .Values.serving.engine "kserve" }}
+{{- /* What KServe's credential builder gives its initializer for an S3 Secret (pkg/credentials/s3, v0.20.0). */}}
+{{- $c := .Values.storage.credentials }}
+{{- $endpoint := toString (.Values.storage.config.endpoint | default "") }}
+{{- $kserve := dict "AWS_ACCESS_KEY_ID" $c.access_key_id "AWS_SECRET_ACCESS_KEY" $c.secret_access_key "AWS_DEFAULT_REGION" (.Values.storage.config.region | default "") }}
+{{- if $endpoint }}
+{{- $_ := set $kserve "AWS_ENDPOINT_URL" $endpoint }}
+{{- $_ := set $kserve "S3_ENDPOINT" (include "mnist-seldon.s3Endpoint" .) }}
+{{- $_ := set $kserve "S3_USE_HTTPS" (ternary "1" "0" (hasPrefix "https://" $endpoint)) }}
+{{- end }}
+{{- range $k := keys $kserve | sortAlpha }}
+{{- $v := get $kserve $k | toString }}
+{{- if $v }}
+{{ $k }}: {{ $v | b64enc }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mnist-seldon.s3Endpoint" -}}
+{{- regexReplaceAll "^https?://" (toString (.Values.storage.config.endpoint | default "")) "" | trimSuffix "/" }}
 {{- end }}
 
 {{- define "mnist-seldon.rcloneTarget" -}}
@@ -243,7 +280,8 @@ folder, the model is served from it. Use with fromJson; an object-storage uri gi
 
 {{- /*
 Bitnami's pattern: collect every message, then fail once, so a user fixes all problems in one
-round instead of one per `helm template`. Called from seldondeployment.yaml, which always renders.
+round instead of one per `helm template`. Called from seldondeployment.yaml, whose first line
+always renders (for either engine).
 */}}
 {{- define "mnist-seldon.validateValues" -}}
 {{- $msgs := list }}
@@ -271,6 +309,17 @@ round instead of one per `helm template`. Called from seldondeployment.yaml, whi
 {{- $as := $v.serving.autoscaling }}
 {{- if and $as.enabled (gt (int $as.minReplicas) (int $as.maxReplicas)) }}
 {{- $msgs = append $msgs (printf "serving.autoscaling.minReplicas (%d) is greater than serving.autoscaling.maxReplicas (%d)" (int $as.minReplicas) (int $as.maxReplicas)) }}
+{{- end }}
+{{- if eq $v.serving.engine "kserve" }}
+{{- if $v.serving.grpc }}
+{{- $msgs = append $msgs "serving.grpc is Seldon's gRPC API: with serving.engine kserve set it to false (the KServe predictor serves REST, V1 and V2, on one port)" }}
+{{- end }}
+{{- if $v.serving.executor.enabled }}
+{{- $msgs = append $msgs "serving.executor.enabled is Seldon's executor: KServe's pods have none, set it to false with serving.engine kserve" }}
+{{- end }}
+{{- if and $scheme (not (has $scheme (list "s3" "pvc"))) }}
+{{- $msgs = append $msgs (printf "model.uri %q: with serving.engine kserve the chart delivers s3:// or pvc:// models" $v.model.uri) }}
+{{- end }}
 {{- end }}
 {{- $svc := include "mnist-seldon.predictorService" . }}
 {{- if gt (len $svc) 63 }}
