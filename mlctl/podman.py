@@ -6,6 +6,8 @@ pod and container command line (mlctl/podspec.py turns the Pod's fields into its
 - creates the pod's shared network namespace on the `mlctl` podman network, answering to the
   DNS names of the Services that route to it (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc`,
   `<svc>.<ns>.svc.cluster.local`), with the ports the caller asks for published on 127.0.0.1;
+  a Service port that is not its targetPort (KServe's 80 → 8080) is redirected to it inside the
+  pod's network namespace, which is kube-proxy's part (`forward_service_ports`);
 - prepares its volumes on the host: emptyDir (fresh, owned by fsGroup as the kubelet does it),
   persistentVolumeClaim (a host folder per claim), configMap and downwardAPI (files);
 - pulls images by their imagePullPolicy with the pod's imagePullSecrets (a 0600 auth file);
@@ -220,9 +222,17 @@ class PodRunner:
     def mask(self, text: str) -> str:
         return tools.masked([text], self.secrets)[0]
 
-    def run(self, pod: ClusterPod, publish: Sequence[int] = (), wait: str = "ready", timeout_s: float = 300) -> PodRun:
+    def run(
+        self,
+        pod: ClusterPod,
+        publish: Sequence[int] = (),
+        wait: str = "ready",
+        timeout_s: float = 300,
+        labels: dict[str, str] | None = None,
+    ) -> PodRun:
         """Create and start the pod; `wait` is "ready" (readiness probes pass), "complete"
-        (every container exits; PodmanError unless all exit 0) or "none" (return once started)."""
+        (every container exits; PodmanError unless all exit 0) or "none" (return once started).
+        `labels` go on the podman pod beside the runner's own."""
         manifest = pod.manifest
         spec = manifest["spec"]
         name = podman_name(self.cluster.namespace, pod.name)
@@ -237,7 +247,7 @@ class PodRunner:
         ensure_network(self.network)
         ports = {p: tools.free_port() for p in publish}
         aliases = [a for s in pod.services for a in ("--network-alias", *s.dns_names()) if a != "--network-alias"]
-        labels = {**self.labels, f"{LABEL}.role": pod.role, f"{LABEL}.pod": pod.name}
+        labels = {**(labels or {}), **self.labels, f"{LABEL}.role": pod.role, f"{LABEL}.pod": pod.name}
         argv = [
             "pod",
             "create",
@@ -254,6 +264,8 @@ class PodRunner:
         _podman(*argv)
         run = PodRun(pod, name, [], ports, time.monotonic())
         self.on_event(f"pod {pod.name} created")
+        for service, port, target in forward_service_ports(name, pod):
+            self.on_event(f"Service {service} port {port} → the pod's {target}")
         with self._pull_auth(manifest) as auth:
             for c in spec.get("initContainers") or []:
                 self._start(run, c, volumes, auth, init=True, timeout_s=timeout_s)
@@ -484,6 +496,42 @@ class PodRunner:
 def _secret_prefix(podman_container: str) -> str:
     """podman secret names are at most 64 characters: a digest of the container's name stands in."""
     return f"mlctl-{hashlib.sha256(podman_container.encode()).hexdigest()[:16]}-"
+
+
+def service_forwards(pod: ClusterPod) -> list[tuple[str, int, int]]:
+    """(Service, port, targetPort) for each Service port of the pod that is not its targetPort."""
+    return sorted({(s.name, port, target) for s in pod.services for port, target in s.ports.values() if port != target})
+
+
+def forward_service_ports(name: str, pod: ClusterPod) -> list[tuple[str, int, int]]:
+    """Make the pod answer on its Services' ports where they differ from the targetPort.
+
+    On a cluster kube-proxy DNATs `<Service>:<port>` to `<pod IP>:<targetPort>`. Here a Service's
+    DNS names are the pod's own network aliases, so the same rewrite goes into the pod's network
+    namespace: an iptables REDIRECT in its nat PREROUTING chain (traffic from other pods; the
+    127.0.0.1 ports mlctl publishes are the targetPorts already). It needs root, as rootful podman
+    does; the pod is started (its infra container) so that the namespace exists.
+    """
+    forwards = service_forwards(pod)
+    if not forwards:
+        return []
+    if os.geteuid() != 0:
+        service, port, target = forwards[0]
+        raise Unsupported(
+            f"pod {pod.name}: Service {service} maps port {port} to {target}, and only root can "
+            "redirect ports in a pod's network namespace",
+            hint="run the podman target as root (rootful podman)",
+        )
+    _podman("pod", "start", name)
+    infra = json.loads(_podman("pod", "inspect", name, "--format", "json"))["InfraContainerID"]
+    pid = _podman("inspect", "--format", "{{.State.Pid}}", infra).strip()
+    for _, port, target in forwards:
+        tools.run(
+            [tools.find_tool("nsenter"), "--target", pid, "--net", "--", tools.find_tool("iptables"), "-w", "-t", "nat",
+             "-A", "PREROUTING", "-p", "tcp", "--dport", str(port), "-j", "REDIRECT", "--to-ports", str(target)],
+            timeout=60,
+        )  # fmt: skip
+    return forwards
 
 
 def published_port(pod: str, port: int) -> int | None:

@@ -2,7 +2,8 @@
 
 `mlctl apply --target podman` renders the chart with the real helm (credentials resolved, in
 memory), turns it into the pods the cluster runs (mlctl/pods.py: Seldon 1.17.1's operator,
-injected containers included) and runs them under podman (mlctl/podman.py):
+injected containers included, or KServe 0.20's controller for engine kserve) and runs them under
+podman (mlctl/podman.py):
 
 1. images: the training and serving images are built when their content changed (mlctl build);
 2. train: the chart's training Job's pod, to completion, unless a Job of the same name (its
@@ -11,8 +12,8 @@ injected containers included) and runs them under podman (mlctl/podman.py):
 3. serve: the predictor pod, replaced when its template changed; the storage initializer
    downloads the model, the model container starts under its securityContext, and mlctl waits
    for its readiness probe;
-4. check: the chart's sample digit through the predictor Service's port, then the chart's own
-   `helm test` pod.
+4. check: the chart's sample digit through the predictor Service's port, in the engine's own
+   protocol (Seldon's, or V2 for KServe), then the chart's own `helm test` pod.
 
 What differs from a cluster, and why (nothing else does):
 - a PersistentVolumeClaim is a host folder, `<state>/claims/<claim>`;
@@ -20,8 +21,10 @@ What differs from a cluster, and why (nothing else does):
   has no internet to download them; the trainer still verifies their checksums), and a
   `data.clusterUri` claim gets them copied in;
 - Services are DNS names on the podman network `mlctl`, and the predictor's port is published on
-  127.0.0.1 for mlctl itself (as `kubectl port-forward` would); a model store the pods reach
-  (e.g. an S3 server) is a container on that network under the endpoint's host name;
+  127.0.0.1 for mlctl itself (as `kubectl port-forward` would); a Service port other than its
+  targetPort (KServe's 80 → 8080) is redirected inside the pod's network namespace, kube-proxy's
+  part (root only); a model store the pods reach (e.g. an S3 server) is a container on that
+  network under the endpoint's host name;
 - probes run while mlctl waits; a container that restarts while starting fails the apply.
 """
 
@@ -50,6 +53,10 @@ DATA_FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
+
+
+SERVICE_PORT_LABEL = f"{podman.LABEL}.service-port"
+"""On the predictor's podman pod: the container port its Service targets (published on 127.0.0.1)."""
 
 
 def state_dir(spec: Spec) -> Path:
@@ -168,9 +175,12 @@ def apply(spec: Spec, report: Report, on_log: Callable[[str], None] = lambda _: 
     release = _release(spec, secrets, model_sha256=metadata["sha256"], on_event=lambda e: on_log(f"serve: {e}"))
     port, ready_after = _step("serve", lambda: _serve(spec, release, report))
     base = _step("check", lambda: _check(release, port, report))
+    protocol = predict.ENGINE_PROTOCOL[spec.serving.engine]
     return {
-        "url": base + predict.DEFAULT_ENDPOINT,
+        "url": base + predict.endpoint_for(protocol, spec.name),
         "baseUrl": base,
+        "protocol": protocol,
+        "predictFlags": predict.cli_flags(protocol, spec.name),
         "modelSha256": metadata["sha256"],
         "testAccuracy": metadata["test_accuracy"],
         "modelUri": release.values["model"]["uri"],
@@ -264,7 +274,10 @@ def _serve(spec: Spec, release: PodmanRelease, report: Report) -> tuple[int, flo
             release.runner.remove(pod["name"])
     port = service_port(predictor)
     run = release.runner.run(
-        predictor, publish=sorted({port, *podman.probe_ports(predictor)}), timeout_s=spec.kubernetes.timeout_seconds
+        predictor,
+        publish=sorted({port, *podman.probe_ports(predictor)}),
+        timeout_s=spec.kubernetes.timeout_seconds,
+        labels={SERVICE_PORT_LABEL: str(port)},  # for `status`, which renders nothing
     )
     _record_revision(spec, release)
     report(
@@ -320,7 +333,7 @@ def rollback(spec: Spec, report: Report, revision: int | None = None) -> dict[st
         "revision": revisions(spec)[-1]["revision"],
         "modelUri": old["modelUri"],
         "modelSha256": old["modelSha256"],
-        "url": base + predict.DEFAULT_ENDPOINT,
+        "url": base + predict.endpoint_for(predict.ENGINE_PROTOCOL[spec.serving.engine], spec.name),
         "baseUrl": base,
     }
 
@@ -330,7 +343,13 @@ def _check(release: PodmanRelease, port: int, report: Report) -> str:
     from mlctl import check as sample_check
 
     base = f"http://127.0.0.1:{port}"
-    check = sample_check.check_sample(base, expected_sha256=release.model_sha256)
+    spec = release.spec
+    check = sample_check.check_sample(
+        base,
+        expected_sha256=release.model_sha256,
+        protocol=predict.ENGINE_PROTOCOL[spec.serving.engine],
+        model=spec.name,
+    )
     report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
     test = release.pods.get("test")
     if test is not None:
@@ -353,7 +372,8 @@ def _step(name: str, action: Callable[[], Any]) -> Any:
 
 
 def service_port(predictor: ClusterPod) -> int:
-    """The predictor Service's REST port (the operator's `<sdep>-<predictor>` Service)."""
+    """The predictor Service's REST target port (Seldon's `<sdep>-<predictor>` Service, or
+    KServe's `<isvc>-predictor`)."""
     return predictor.services[-1].ports["http"][1]
 
 
@@ -391,20 +411,38 @@ def status(spec: Spec) -> dict[str, Any]:
         pass
     predictor = next((p for p in pods if p["labels"].get(f"{podman.LABEL}.role") == "predictor"), None)
     if predictor:
-        from mlctl import predict
-
-        port = podman.published_port(predictor["name"], Names.for_spec(spec).service_port)
-        out["url"] = f"http://127.0.0.1:{port}{predict.DEFAULT_ENDPOINT}" if port else None
+        names = Names.for_spec(spec)
+        # The Service's target port, as _serve labelled the pod; a pod from before the label
+        # was a Seldon one, whose Service port is its target port.
+        target = int(predictor["labels"].get(SERVICE_PORT_LABEL) or names.service_port)
+        port = podman.published_port(predictor["name"], target)
+        protocol = predict.ENGINE_PROTOCOL[names.engine]
+        out["url"] = f"http://127.0.0.1:{port}{predict.endpoint_for(protocol, names.model)}" if port else None
         if port:
-            try:
-                import urllib.request
-
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/status", timeout=5) as r:
-                    health = json.loads(r.read())
-                out["servingSha256"] = (health.get("jsonData") or {}).get("model_sha256")
-            except (OSError, ValueError):
-                out["servingSha256"] = None
+            out["servingSha256"] = serving_sha256(f"http://127.0.0.1:{port}", names.engine, names.model)
     return out
+
+
+def serving_sha256(base: str, engine: str, model: str) -> str | None:
+    """The sha256 of the weights the server at `base` answers with, as it says itself, or None.
+
+    Seldon: the model's `/health/status` (a real prediction; jsonData.model_sha256). KServe: the
+    Open Inference Protocol's model metadata carries versions only (sha256[:12]), so a V2
+    inference of one blank 28×28 image, whose response's parameters name the full sha256.
+    """
+    import urllib.request
+
+    try:
+        if engine == "kserve":
+            blank = {"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [1, 784], "data": [0] * 784}]}
+            url = base + predict.endpoint_for("v2", model)
+            answer = predict.post(url, json.dumps(blank).encode(), "application/json", timeout=5)
+            return predict.parse_prediction(answer, "v2").model_sha256
+        with urllib.request.urlopen(f"{base}/health/status", timeout=5) as r:
+            health = json.loads(r.read())
+        return (health.get("jsonData") or {}).get("model_sha256")
+    except (MlctlError, OSError, ValueError, AttributeError):
+        return None
 
 
 def delete(spec: Spec) -> dict[str, Any]:

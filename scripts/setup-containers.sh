@@ -2,7 +2,8 @@
 # Install and configure what `mlctl build`, the podman target and the container tests need, as
 # root on a Debian machine (idempotent): podman, buildah, runc, debootstrap (a stand-in base
 # image when Docker Hub is out of reach), rclone (the storage initializer's), docker-registry and
-# apache2-utils (a real registry with htpasswd for the tests).
+# apache2-utils (a real registry with htpasswd for the tests), iptables (a Service port that is
+# not its targetPort, KServe's 80 → 8080, redirected in the pod's network namespace).
 #
 # Settings for these machines (../shared/NOTES.md), written only where none exist yet:
 #   /etc/containers/containers.conf  runc (crun fails on their hybrid cgroups), cgroupfs, a file
@@ -15,7 +16,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 if [ "$(id -u)" != 0 ]; then log "not root: skipping system packages (install podman yourself)"; exit 0; fi
 if ! command -v apt-get >/dev/null; then log "no apt-get: skipping system packages"; exit 0; fi
 
-PACKAGES="podman buildah runc debootstrap rclone docker-registry apache2-utils"
+PACKAGES="podman buildah runc iptables debootstrap rclone docker-registry apache2-utils"
 missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || printf '%s ' "$p"; done)
 if [ -n "$missing" ]; then
   log "installing $missing"

