@@ -249,10 +249,13 @@ class LocalServer:
                 hint="point at a folder written by `python -m model.train --out DIR`",
             )
         argv = self.argv
+        # Append mode: the server writes through the same open file (its inherited descriptor),
+        # so our seeks in log_text() must never move where its next line lands.
         if self.log_path is not None:
-            self._log = open(self.log_path, "w+b")
+            self.log_path.write_bytes(b"")
+            self._log = open(self.log_path, "a+b")
         else:
-            self._log = tempfile.TemporaryFile()
+            self._log = tempfile.TemporaryFile(mode="a+b")
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             argv,
