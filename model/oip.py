@@ -1,0 +1,290 @@
+"""KServe's requests → the 28×28 uint8 grids model.inference takes: KServe V1 `instances` and
+Open Inference Protocol (V2) tensors, JSON or the binary tensor extension.
+
+The request shapes (see model/kserve_server.py for the endpoints): V1 instances are images
+`{"b64": …}` / `{"image": {"b64": …}}` or one image's pixels; V2 takes exactly one input, `image`
+(BYTES, shape [N]: base64 strings in JSON, length-prefixed raw bytes in binary) or `pixels`
+(UINT8 or FP32, [N, 28, 28] or [N, 784]). Every malformation is an InputError (model.decode)
+with its 4xx status, or kserve's InvalidInput (400); never a 500. kserve 0.21's own binary
+parser turns BYTES elements into text and lets short bodies escape as 500s, hence
+`binary_request`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
+from pydantic import ValidationError
+
+from model.decode import SIDE, InputError, array_to_pixels, check_batch_size, decode_image
+from model.settings import ServingSettings
+
+IMAGE_INPUT = "image"
+PIXELS_INPUT = "pixels"
+OUTPUT = "t"
+PIXEL_DTYPES = {"UINT8": np.dtype(np.uint8), "FP32": np.dtype("<f4")}
+ACCEPTED_INPUTS = (
+    f"`{IMAGE_INPUT}` (BYTES, shape [N]) or `{PIXELS_INPUT}` (UINT8 or FP32, shape [N, 28, 28] or [N, 784])"
+)
+
+
+class BadRequest(InvalidInput):
+    """An InputError as kserve sees it: gRPC answers INVALID_ARGUMENT (kserve's mapping of
+    InvalidInput), REST the InputError's own status (model/kserve_app.py's handler)."""
+
+    def __init__(self, error: InputError) -> None:
+        super().__init__(error.message)
+        self.status = error.status
+
+
+def _decode_one(data: bytes | str, where: str, settings: ServingSettings) -> np.ndarray:
+    """One image, as raw bytes or a base64 string, → a (28, 28) grid; errors name `where`."""
+    try:
+        if isinstance(data, str):
+            try:
+                data = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise InputError(f"not base64 ({e}); send the image's bytes base64-encoded") from None
+        if not data:
+            raise InputError("empty image: no bytes")
+        return decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    except InputError as e:
+        raise InputError(f"{where}: {e.message}", status=e.status, reason=e.reason) from None
+
+
+def pixels_from_v1(payload: Any, settings: ServingSettings) -> np.ndarray:
+    """KServe V1 `{"instances": [...]}` → (N, 28, 28) uint8."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
+        raise InputError(
+            'expected a JSON object {"instances": [...]}, each instance {"b64": "<base64 image>"}, '
+            '{"image": {"b64": ...}} or one image\'s 28×28 or 784 pixels'
+        )
+    instances = payload["instances"]
+    if not instances:
+        raise InputError("no instances: send at least one image")
+    check_batch_size(len(instances), settings.max_batch)
+    grids = []
+    for i, instance in enumerate(instances):
+        where = f"instances[{i}]"
+        if isinstance(instance, dict) and isinstance(instance.get("image"), dict):
+            instance = instance["image"]
+        if isinstance(instance, dict):
+            if set(instance) != {"b64"} or not isinstance(instance["b64"], str):
+                raise InputError(f'{where}: an image is {{"b64": "<base64 bytes>"}}, got keys {sorted(instance)}')
+            grids.append(_decode_one(instance["b64"], where, settings))
+            continue
+        try:
+            pixels = array_to_pixels(instance, settings.max_batch)
+        except InputError as e:
+            raise InputError(f"{where}: {e.message}", status=e.status, reason=e.reason) from None
+        if pixels.shape[0] != 1:
+            raise InputError(f"{where}: holds {pixels.shape[0]} images; send one image per instance")
+        grids.append(pixels[0])
+    return np.stack(grids)
+
+
+def _raw(tensor: InferInput) -> bytes | None:
+    # The binary extension's (and gRPC raw_input_contents') bytes: kserve keeps them here, where
+    # its own as_numpy reads them.
+    return tensor._raw_data
+
+
+def _split_bytes_tensor(raw: bytes, where: str) -> list[bytes]:
+    """The OIP binary BYTES layout (each element: 4-byte little-endian length, then its bytes)."""
+    items, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InputError(f"{where}: truncated BYTES tensor (a length prefix is cut off)")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InputError(f"{where}: truncated BYTES tensor (element {len(items)} claims {length} bytes)")
+        items.append(bytes(raw[offset : offset + length]))
+        offset += length
+    return items
+
+
+def _image_tensor(tensor: InferInput, settings: ServingSettings) -> np.ndarray:
+    shape = list(tensor.shape)
+    if tensor.datatype != "BYTES":
+        raise InputError(f"input `{IMAGE_INPUT}` must be BYTES (the encoded images), got {tensor.datatype}")
+    if len(shape) != 1 or shape[0] < 1:
+        raise InputError(f"input `{IMAGE_INPUT}` must be shaped [N] (N ≥ 1 images), got {shape}")
+    check_batch_size(shape[0], settings.max_batch)
+    raw = _raw(tensor)
+    items: Any = _split_bytes_tensor(raw, IMAGE_INPUT) if raw is not None else tensor.data
+    if not isinstance(items, list) or len(items) != shape[0]:
+        count = len(items) if isinstance(items, list) else type(items).__name__
+        raise InputError(f"input `{IMAGE_INPUT}` shaped {shape} carries {count} elements")
+    grids = []
+    for i, item in enumerate(items):
+        if not isinstance(item, (bytes, str)):
+            raise InputError(f"{IMAGE_INPUT}[{i}]: expected a base64 string, got {type(item).__name__}")
+        grids.append(_decode_one(item, f"{IMAGE_INPUT}[{i}]", settings))
+    return np.stack(grids)
+
+
+def _pixel_tensor(tensor: InferInput, settings: ServingSettings) -> np.ndarray:
+    shape = list(tensor.shape)
+    dtype = PIXEL_DTYPES.get(tensor.datatype)
+    if dtype is None:
+        raise InputError(f"input `{PIXELS_INPUT}` must be UINT8 or FP32, got {tensor.datatype}")
+    if shape[1:] not in ([SIDE, SIDE], [SIDE * SIDE]) or len(shape) < 2 or shape[0] < 1:
+        raise InputError(f"input `{PIXELS_INPUT}` must be shaped [N, 28, 28] or [N, 784], got {shape}")
+    n = shape[0]
+    check_batch_size(n, settings.max_batch)
+    count = n * SIDE * SIDE
+    raw = _raw(tensor)
+    if raw is not None:
+        if len(raw) != count * dtype.itemsize:
+            raise InputError(
+                f"input `{PIXELS_INPUT}` shaped {shape} needs {count * dtype.itemsize} bytes of "
+                f"{tensor.datatype}, got {len(raw)}"
+            )
+        values = np.frombuffer(raw, dtype=dtype)
+    else:
+        try:
+            values = np.asarray(tensor.data, dtype=np.float64)
+        except (ValueError, TypeError) as e:
+            raise InputError(f"input `{PIXELS_INPUT}`: the data are not numbers ({e})") from None
+        if values.size != count:
+            raise InputError(f"input `{PIXELS_INPUT}` shaped {shape} needs {count} values, got {values.size}")
+        if tensor.datatype == "UINT8":
+            if not np.array_equal(values, np.rint(values)):
+                raise InputError(f"input `{PIXELS_INPUT}` is UINT8: its values must be whole numbers")
+            values = values.astype(np.int64)  # integers: taken as 0..255, never scaled
+    try:
+        return array_to_pixels(values.reshape(n, SIDE, SIDE), settings.max_batch)
+    except InputError as e:
+        raise InputError(f"input `{PIXELS_INPUT}`: {e.message}", status=e.status, reason=e.reason) from None
+
+
+def pixels_from_v2(request: InferRequest, settings: ServingSettings) -> np.ndarray:
+    """An OIP inference request (REST or gRPC) → (N, 28, 28) uint8."""
+    inputs = request.inputs
+    if len(inputs) != 1:
+        names = ", ".join(repr(t.name) for t in inputs) or "none"
+        raise InputError(f"expected exactly one input tensor, {ACCEPTED_INPUTS}; got {len(inputs)}: {names}")
+    for output in request.request_outputs or []:
+        if output.name != OUTPUT:
+            raise InputError(f"unknown output {output.name!r}: this model answers one output, `{OUTPUT}`")
+    tensor = inputs[0]
+    if tensor.name == IMAGE_INPUT:
+        return _image_tensor(tensor, settings)
+    if tensor.name == PIXELS_INPUT:
+        return _pixel_tensor(tensor, settings)
+    raise InputError(f"unknown input tensor {tensor.name!r}; expected {ACCEPTED_INPUTS}")
+
+
+def json_request(body: bytes, model_name: str) -> InferRequest:
+    """A JSON request that came without Content-Type application/json (tritonclient sends none),
+    which FastAPI hands over as bytes."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(
+            f"the body is not JSON ({e}) and has no Inference-Header-Content-Length header "
+            "(the binary tensor extension)"
+        ) from None
+    try:
+        request = InferenceRequest.model_validate(parsed)
+    except ValidationError as e:
+        raise InvalidInput(f"invalid inference request: {problems(e.errors())}") from None
+    return InferRequest.from_inference_request(request, model_name)
+
+
+def binary_request(body: bytes, header_length: str | None, model_name: str) -> InferRequest:
+    """An OIP binary-extension body → InferRequest, every malformation an InvalidInput (400).
+
+    kserve 0.21's own parser turns BYTES elements into UTF-8 text (an image is not: a 500) and
+    lets a short body, a bad length or a missing key escape as a 500. Without the header, the
+    body is JSON.
+    """
+    if header_length is None:
+        return json_request(body, model_name)
+    try:
+        json_length = int(header_length)
+    except ValueError:
+        raise InvalidInput(f"Inference-Header-Content-Length {header_length!r} is not a whole number") from None
+    if not 0 < json_length <= len(body):
+        raise InvalidInput(f"Inference-Header-Content-Length is {json_length}, but the body has {len(body)} bytes")
+    try:
+        header = orjson.loads(body[:json_length])
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"the request's JSON header is not JSON: {e}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
+        raise InvalidInput('the request\'s JSON header must be an object with an "inputs" list')
+    binary, offset, inputs = memoryview(body)[json_length:], 0, []
+    for i, spec in enumerate(header["inputs"]):
+        if not isinstance(spec, dict):
+            raise InvalidInput(f"inputs[{i}] is not an object")
+        name, datatype, shape = spec.get("name"), spec.get("datatype"), spec.get("shape")
+        parameters = spec.get("parameters") or {}
+        if not (
+            isinstance(name, str)
+            and isinstance(datatype, str)
+            and isinstance(shape, list)
+            and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+            and isinstance(parameters, dict)
+        ):
+            raise InvalidInput(f"inputs[{i}] needs a name, a datatype and a shape (whole numbers)")
+        tensor = InferInput(name=name, shape=shape, datatype=datatype, parameters=parameters)
+        size = parameters.get("binary_data_size")
+        if "data" in spec:
+            tensor.data = spec["data"]
+        elif isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+            if offset + size > len(binary):
+                raise InvalidInput(
+                    f"input {name!r}: binary_data_size {size} runs past the body's end "
+                    f"({len(binary) - offset} bytes left)"
+                )
+            tensor._raw_data = bytes(binary[offset : offset + size])  # where kserve keeps it
+            offset += size
+        else:
+            raise InvalidInput(f"input {name!r} has neither data nor a binary_data_size")
+        inputs.append(tensor)
+    if offset != len(binary):
+        raise InvalidInput(f"{len(binary) - offset} bytes after the inputs' binary data belong to no input")
+    outputs = header.get("outputs")
+    if outputs is not None and not (
+        isinstance(outputs, list)
+        and all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs)
+        and all(isinstance(o.get("parameters") or {}, dict) for o in outputs)
+    ):
+        raise InvalidInput('"outputs" must be a list of objects with a name')
+    parameters = header.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidInput('"parameters" must be an object')
+    request_id = header.get("id")
+    return InferRequest(
+        model_name=model_name,
+        infer_inputs=inputs,
+        request_id=request_id if isinstance(request_id, str) else None,
+        parameters=parameters,
+        request_outputs=[RequestedOutput(o["name"], o.get("parameters")) for o in outputs] if outputs else None,
+    )
+
+
+def problems(errors: Sequence[Any]) -> str:
+    """pydantic's error list, the first few, as `where: what; …` (without the `body.bytes`
+    branch of the V2 route's `InferenceRequest | bytes` body, which JSON never matches)."""
+    out = []
+    for e in errors:
+        if e.get("type") == "json_invalid":
+            where = e.get("loc", ("body", "?"))[-1]
+            out.append(f"the body is not JSON ({(e.get('ctx') or {}).get('error', '')} at character {where})")
+            continue
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "InferenceRequest")]
+        if loc == ["bytes"]:
+            continue
+        out.append(f"{'.'.join(loc) or 'body'}: {e.get('msg', '')}")
+    return "; ".join(out[:5])
