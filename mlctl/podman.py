@@ -59,6 +59,8 @@ from mlctl.podspec import (
 )
 
 log = logging.getLogger("mlctl")
+RM_ATTEMPTS = 5
+"""Tries of `podman pod rm` while podman reports a container's mount busy (see PodRunner.remove)."""
 
 NETWORK = "mlctl"
 LABEL = "io.mlctl"
@@ -485,7 +487,14 @@ class PodRunner:
         except tools.ToolError:
             return False
         containers = json.loads(_podman("pod", "inspect", name, "--format", "json")).get("Containers") or []
-        _podman("pod", "rm", "--force", "--time", "2", name, timeout=180)
+        # podman 4.3 sometimes finds a just-stopped container's /dev/shm mount still busy
+        # ("unlinkat …/userdata/shm: device or resource busy"); a moment later the removal works.
+        poll.retry(
+            lambda: _podman("pod", "rm", "--force", "--time", "2", name, timeout=180),
+            attempts=RM_ATTEMPTS,
+            every_s=1.0,
+            retry_if=lambda exc: isinstance(exc, tools.ToolError) and "device or resource busy" in str(exc),
+        )
         prefixes = tuple(_secret_prefix(c.get("Name", "")) for c in containers)
         for secret in _podman("secret", "ls", "--format", "{{.Name}}").split():
             if secret.startswith(prefixes):
