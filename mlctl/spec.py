@@ -562,7 +562,9 @@ class StorageSpec(Strict):
     """Credentials for the model store (an Opaque Secret of rclone RCLONE_CONFIG_* keys)."""
 
     existing_secret: DnsLabel | None = None
-    """Use this existing Secret (RCLONE_CONFIG_<REMOTE>_* keys) instead of creating one."""
+    """Use this existing Secret (RCLONE_CONFIG_<REMOTE>_* keys) instead of creating one; with
+    engine kserve it also needs the keys KServe's initializer reads (AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, and AWS_ENDPOINT_URL/S3_ENDPOINT for a non-AWS endpoint)."""
     rclone: Annotated[
         dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], RcloneValue], AfterValidator(_no_credentials)
     ] = Field(default_factory=lambda: {"type": "s3", "provider": "Minio", "env_auth": "false"})
@@ -606,7 +608,8 @@ class KubernetesSpec(Strict):
     timeout_seconds: int = Field(600, ge=30, le=7200)
     """How long helm --wait and the rollout may take."""
     endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
-    """Base URL of the predictions endpoint through an ingress; empty means port-forward."""
+    """Base URL of the predictions endpoint through an ingress (Seldon's gateway; with engine
+    kserve the InferenceService's own URL, its status.url); empty means port-forward."""
     service_account: ServiceAccountSpec = Field(default_factory=dict)
     """The pods' ServiceAccount (for workload identity)."""
     network_policy: bool = False

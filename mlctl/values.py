@@ -366,7 +366,8 @@ class Storage(Values):
     """Credentials for Seldon's rclone storage initializer and the training upload."""
 
     existing_secret: str = ""
-    """An Opaque Secret with RCLONE_CONFIG_<REMOTE>_* keys to use instead of creating one."""
+    """An Opaque Secret with RCLONE_CONFIG_<REMOTE>_* keys to use instead of creating one (engine
+    kserve: also AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL/S3_ENDPOINT)."""
     remote: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*$")] = "s3"
     """The rclone remote's name, equal to model.uri's scheme."""
     config: RcloneConfig = Field(default_factory=RcloneConfig)
