@@ -115,8 +115,9 @@ def template(
         typer.Option(
             "--pods",
             help="Print the Pods the cluster runs for them instead: the "
-            "training Job's, the predictor's as Seldon 1.17.1's operator builds it "
-            "(injected containers included) and the helm test pod.",
+            "training Job's, the predictor's as Seldon 1.17.1's operator (or, engine kserve, "
+            "KServe 0.20's controller) builds it, injected containers included, and the helm "
+            "test pod.",
         ),
     ] = False,
 ) -> None:
