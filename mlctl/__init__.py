@@ -1,4 +1,4 @@
-"""mlctl: take the PyTorch MNIST CNN from training to a Seldon Core deployment, from one spec.
+"""mlctl: take the PyTorch MNIST CNN from training to a Seldon Core (or KServe) deployment, from one spec.
 
 The package is layered. Each row below is a layer, lowest first; a module imports only from its
 own row or earlier ones, the targets never from one another (each may use `targets/shared`),
@@ -24,14 +24,14 @@ the code to it, so the map is also the list of every module.
   pods Seldon's operator would (`kserve_pods` those of KServe's controller), `podspec` maps them
   to podman's flags.
 - chart: spec → values, what the chart renders from them, and the release computed once per apply.
-- targets: where the model runs. local: the Seldon server as a local process; podman: the
-  release's pods under podman, as the kubelet would run them; kubernetes: the model store, the
-  training Job, helm upgrade and the SeldonDeployment. shared: the sample check every target
-  ends with, and image builds.
+- targets: where the model runs, on either engine (Seldon or KServe). local: the engine's server
+  as a local process; podman: the release's pods under podman, as the kubelet would run them;
+  kubernetes: the model store, the training Job, helm upgrade and the SeldonDeployment or
+  InferenceService. shared: the sample check every target ends with, and image builds.
 - commands: what each CLI command does, as functions returning data; cli: typer, text and JSON.
 
-The serving side (the network, training, the Seldon model class and its settings) is the
-`model` package beside this one, which imports nothing from mlctl.
+The serving side (the network, training, the Seldon model class, the KServe runtime and their
+settings) is the `model` package beside this one, which imports nothing from mlctl.
 """
 
 __version__ = "0.1.0"
