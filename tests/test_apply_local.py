@@ -60,6 +60,14 @@ def alive(pid: int) -> bool:
     return True
 
 
+def assert_exits(pid: int, within_s: float = 10) -> None:
+    """The stopped server's process goes away within `within_s`."""
+    deadline = time.monotonic() + within_s
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid)
+
+
 def test_apply_trains_serves_checks_then_is_idempotent(project, mlctl):
     folder, spec = project
     first = mlctl("apply", str(spec))
@@ -102,10 +110,7 @@ def test_delete_stops_the_server_and_keeps_the_artifact(project, mlctl):
     status = json.loads(mlctl("status", str(spec), "--json").stdout)
     gone = mlctl("delete", str(spec))
     assert gone.returncode == 0 and "stopped the local server" in gone.stdout
-    deadline = time.monotonic() + 10
-    while alive(status["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not alive(status["pid"])
+    assert_exits(status["pid"])
     assert Path(status["artifact"], "model.pt").is_file()
     again = json.loads(mlctl("status", str(spec), "--json").stdout)
     assert again["running"] is False
@@ -193,7 +198,4 @@ def test_engine_kserve_serves_the_same_artifact_through_v2(project, mlctl):
     finally:
         gone = mlctl("delete", str(spec))
     assert gone.returncode == 0 and "stopped the local server" in gone.stdout
-    deadline = time.monotonic() + 10
-    while alive(status["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not alive(status["pid"])
+    assert_exits(status["pid"])
