@@ -123,6 +123,10 @@ def fit(
 
         averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
 
+    # FreezeOut (Brock et al., 2017) for the first layer: conv1 (320 weights) settles early, and
+    # once it stops training no step needs conv2's gradient with respect to its input, about a
+    # fifth of a step here (bench/README.md). AdamW leaves a parameter without a gradient alone.
+    freeze_at = round(total * cfg.freeze_conv1)
     step = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -130,6 +134,8 @@ def fit(
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
+            if step == freeze_at:
+                model.conv1.requires_grad_(False)
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             with torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 out = model(x[idx])

@@ -19,10 +19,12 @@ The recipe (fast on a 2-core CPU, ≥ 99 % test accuracy): the whole training se
 with `model.preprocess.normalize` and held as one tensor; no DataLoader; AdamW under a one-cycle
 schedule; label smoothing; channels_last; bfloat16 autocast where the CPU has native bf16
 (AVX512-BF16/AMX) and on CUDA, float32 otherwise; on CPU the same network computed more cheaply
-(`model.trainnet.TrainingNet`). metadata.json records what was chosen (precision, network, the
-CPU's model and features). Evaluation is float32, through the frozen graph serving runs; then the int8 serving
-network (model/quantize.py) is calibrated on the first 1,024 training images, evaluated too, and
-its activation ranges and accuracy recorded under `int8` in metadata.json.
+(`model.trainnet.TrainingNet`); conv1 stops training after the first fifth of the steps, which
+spares the rest conv2's input gradient (`--freeze-conv1`). metadata.json records what was
+chosen (precision, network, the CPU's model and features). Evaluation is float32, through the
+frozen graph serving runs; then the int8 serving network (model/quantize.py) is calibrated on
+the first 1,024 training images, evaluated too, and its activation ranges and accuracy
+recorded under `int8` in metadata.json.
 
 Deterministic for a fixed seed on the same device, thread count and torch build: seeded
 torch RNG for init and dropout, a seeded generator for shuffling, deterministic algorithms.
@@ -93,7 +95,8 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
     hyper = {
         k: v
         for k, v in asdict(cfg).items()
-        if k in ("batch_size", "lr", "label_smoothing", "weight_decay", "ema", "limit_train", "limit_test")
+        if k
+        in ("batch_size", "lr", "label_smoothing", "weight_decay", "ema", "freeze_conv1", "limit_train", "limit_test")
     }
     total_steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
     hyper.update(

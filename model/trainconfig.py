@@ -21,6 +21,7 @@ DEFAULT_SEED = 1
 DEFAULT_LABEL_SMOOTHING = 0.1
 DEFAULT_WEIGHT_DECAY = 0.01
 DEFAULT_EMA = 0.0
+DEFAULT_FREEZE_CONV1 = 0.2
 
 
 class UsageError(Exception):
@@ -40,6 +41,7 @@ class TrainConfig:
     label_smoothing: float = DEFAULT_LABEL_SMOOTHING
     weight_decay: float = DEFAULT_WEIGHT_DECAY
     ema: float = DEFAULT_EMA
+    freeze_conv1: float = DEFAULT_FREEZE_CONV1
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
@@ -73,6 +75,7 @@ def _number(parse: Callable[[str], Any], ok: Callable[[Any], bool], rule: str) -
 _positive_int = _number(int, lambda v: v >= 1, "≥ 1")
 _positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
 _fraction = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
+_unit_interval = _number(float, lambda v: 0 <= v <= 1, "in [0, 1]")
 _non_negative_float = _number(float, lambda v: v >= 0, "a finite number ≥ 0")
 
 
@@ -110,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="decay of an exponential moving average of the weights, updated every step; the "
         "average is what is evaluated and saved (0: off, the last weights)",
     )
+    p.add_argument(
+        "--freeze-conv1",
+        type=_unit_interval,
+        default=DEFAULT_FREEZE_CONV1,
+        metavar="FRACTION",
+        help="share of the training steps after which conv1's weights stop training, so the "
+        "steps after it skip conv2's input gradient (1: conv1 trains throughout)",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--precision",
@@ -142,6 +153,7 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
         label_smoothing=a.label_smoothing,
         weight_decay=a.weight_decay,
         ema=a.ema,
+        freeze_conv1=a.freeze_conv1,
         device=a.device,
         precision=a.precision,
         threads=a.threads,

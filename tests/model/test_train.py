@@ -106,6 +106,29 @@ def test_ema_saves_the_averaged_weights(mnist_dir, train_cli, tmp_path):
     Net().load_state_dict(averaged)
 
 
+@pytest.mark.slow
+def test_freeze_conv1_stops_conv1_at_its_share_of_the_steps(mnist_dir, train_cli, tmp_path):
+    torch.manual_seed(6)
+    initial = Net().state_dict()  # what the seeded run starts from
+    runs = {}
+    for share in ("0", "1"):
+        out = tmp_path / share
+        p = train_cli(
+            "--data-dir", str(mnist_dir), "--out", str(out), "--seed", "6", "--threads", "1",
+            "--freeze-conv1", share, *TINY,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        runs[share] = (one_json_line(p.stdout), torch.load(out / "model.pt", weights_only=True))
+    (frozen_meta, frozen), (_, trained) = runs["0"], runs["1"]
+    assert frozen_meta["hyperparameters"]["freeze_conv1"] == 0.0
+    # Frozen from the first step: conv1 is exactly its initial weights, the rest trained.
+    assert torch.equal(frozen["conv1.weight"], initial["conv1.weight"])
+    assert torch.equal(frozen["conv1.bias"], initial["conv1.bias"])
+    assert not torch.equal(frozen["conv2.weight"], initial["conv2.weight"])
+    # Never frozen: conv1 trains too.
+    assert not torch.equal(trained["conv1.weight"], initial["conv1.weight"])
+
+
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -230,6 +253,10 @@ ERROR_CASES = {
     "bad-lr": (
         lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--lr", "abc"],
         "argument --lr: 'abc' is not a number",
+    ),
+    "freeze-share-above-one": (
+        lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--freeze-conv1", "1.5"],
+        "argument --freeze-conv1: 1.5 must be in [0, 1]",
     ),
     "bad-hash": (
         lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--training-hash", "xyz"],
