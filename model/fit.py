@@ -124,8 +124,8 @@ def fit(
         averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
 
     # FreezeOut (Brock et al., 2017) for the first layer: conv1 (320 weights) settles early, and
-    # once it stops training no step needs conv2's gradient with respect to its input, about a
-    # fifth of a step here (bench/README.md). AdamW leaves a parameter without a gradient alone.
+    # once it stops training no step needs conv2's gradient with respect to its input (the
+    # saving, measured: bench/README.md). AdamW leaves a parameter without a gradient alone.
     freeze_at = round(total * cfg.freeze_conv1)
     step = 0
     for epoch in range(1, cfg.epochs + 1):

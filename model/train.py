@@ -19,8 +19,8 @@ The recipe (fast on a 2-core CPU, ≥ 99 % test accuracy): the whole training se
 with `model.preprocess.normalize` and held as one tensor; no DataLoader; AdamW under a one-cycle
 schedule; label smoothing; channels_last; bfloat16 autocast where the CPU has native bf16
 (AVX512-BF16/AMX) and on CUDA, float32 otherwise; on CPU the same network computed more cheaply
-(`model.trainnet.TrainingNet`); conv1 stops training after the first fifth of the steps, which
-spares the rest conv2's input gradient (`--freeze-conv1`). metadata.json records what was
+(`model.trainnet.TrainingNet`); conv1 stops training after a share of the steps (`--freeze-conv1`),
+which spares the rest conv2's input gradient. metadata.json records what was
 chosen (precision, network, the CPU's model and features). Evaluation is float32, through the
 frozen graph serving runs; then the int8 serving network (model/quantize.py) is calibrated on
 the first 1,024 training images, evaluated too, and its activation ranges and accuracy
