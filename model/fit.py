@@ -15,6 +15,7 @@ from typing import Any
 from model.trainconfig import TrainConfig, UsageError
 
 EVAL_BATCH_SIZE = 100  # the frozen graph's fastest here (bench/README.md)
+FEATURE_BATCH_SIZE = 1000  # images per forward pass when the frozen convolutions' output is cached
 PCT_START = 0.25
 
 
@@ -102,7 +103,7 @@ def fit(
 
     from model.net import Net
     from model.preprocess import normalize
-    from model.trainnet import TrainingNet, as_net
+    from model.trainnet import TrainingNet, as_net, head
 
     n = len(data.train_y) if cfg.limit_train is None else min(cfg.limit_train, len(data.train_y))
     x = normalize(data.train_x[:n]).to(device).contiguous(memory_format=torch.channels_last)
@@ -123,10 +124,15 @@ def fit(
 
         averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
 
-    # FreezeOut (Brock et al., 2017) for the first layer: conv1 (320 weights) settles early, and
-    # once it stops training no step needs conv2's gradient with respect to its input (the
-    # saving, measured: bench/README.md). AdamW leaves a parameter without a gradient alone.
-    freeze_at = round(total * cfg.freeze_conv1)
+    # FreezeOut (Brock et al., 2017): conv1 (320 weights) settles early, and once it stops
+    # training no step needs conv2's gradient with respect to its input. Once conv2 stops too,
+    # everything before the first dropout is a fixed function of the image: it is computed once
+    # for the whole training set, and the remaining steps train only the fully connected layers
+    # on it (the savings, measured: bench/README.md). AdamW leaves a parameter without a
+    # gradient alone.
+    freeze_conv1_at = round(total * cfg.freeze_conv1)
+    freeze_convs_at = round(total * cfg.freeze_conv2)
+    cached = None  # the frozen convolutions' output for every training image
     step = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -134,11 +140,13 @@ def fit(
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
-            if step == freeze_at:
+            if step == freeze_conv1_at:
                 model.conv1.requires_grad_(False)
+            if step == freeze_convs_at:
+                cached = frozen_features(model, x, device, amp_dtype)
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             with torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                out = model(x[idx])
+                out = model(x[idx]) if cached is None else head(model, cached[idx])
             # The Net ends in log_softmax; cross_entropy re-normalises log-probabilities to themselves,
             # which lets it add label smoothing (nll_loss cannot).
             loss = F.cross_entropy(out.float(), y[idx], label_smoothing=cfg.label_smoothing)
@@ -158,6 +166,26 @@ def fit(
             seconds = time.perf_counter() - t0
             on_epoch(epoch, step, total, loss_sum.item() / steps_per_epoch, n / seconds)
     return as_net(model if averaged is None else averaged.module)
+
+
+def frozen_features(model: Any, x: Any, device: str, amp_dtype: Any) -> Any:
+    """Stop conv1 and conv2 training and return `model.trainnet.features` of every image in `x`,
+    flattened to (N, 9216), computed under the training autocast (so the values the steps would
+    have computed themselves), FEATURE_BATCH_SIZE images at a time into one preallocated tensor."""
+    import torch
+
+    from model.trainnet import features
+
+    model.conv1.requires_grad_(False)
+    model.conv2.requires_grad_(False)
+    out = None
+    with torch.no_grad(), torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        for i in range(0, len(x), FEATURE_BATCH_SIZE):
+            chunk = features(model, x[i : i + FEATURE_BATCH_SIZE]).flatten(1)
+            if out is None:
+                out = torch.empty((len(x), chunk.shape[1]), dtype=chunk.dtype, device=chunk.device)
+            out[i : i + len(chunk)] = chunk
+    return out
 
 
 def evaluate(model: Any, images: Any, labels: Any, channels_last: bool = True) -> tuple[float, float]:

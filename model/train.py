@@ -20,8 +20,10 @@ with `model.preprocess.normalize` and held as one tensor; no DataLoader; AdamW u
 schedule; label smoothing; channels_last; bfloat16 autocast where the CPU has native bf16
 (AVX512-BF16/AMX) and on CUDA, float32 otherwise; on CPU the same network computed more cheaply
 (`model.trainnet.TrainingNet`); conv1 stops training after a share of the steps (`--freeze-conv1`),
-which spares the rest conv2's input gradient. metadata.json records what was
-chosen (precision, network, the CPU's model and features). Evaluation is float32, through the
+which spares the rest conv2's input gradient, and conv2 after a later share (`--freeze-conv2`),
+after which the convolutions' output is computed once per training image and the remaining steps
+train only the fully connected layers on it. metadata.json records what was chosen (precision,
+network, the CPU's model and features). Evaluation is float32, through the
 frozen graph serving runs; then the int8 serving network (model/quantize.py) is calibrated on
 the first 1,024 training images, evaluated too, and its activation ranges and accuracy
 recorded under `int8` in metadata.json.
@@ -92,12 +94,8 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
 
     n_train = len(data.train_y) if cfg.limit_train is None else min(cfg.limit_train, len(data.train_y))
     int8 = quantize_for_serving(model, data.train_x[:n_train], data.test_x[:n_test], data.test_y[:n_test], log)
-    hyper = {
-        k: v
-        for k, v in asdict(cfg).items()
-        if k
-        in ("batch_size", "lr", "label_smoothing", "weight_decay", "ema", "freeze_conv1", "limit_train", "limit_test")
-    }
+    recorded = ("batch_size", "lr", "label_smoothing", "weight_decay", "ema", "freeze_conv1", "freeze_conv2")
+    hyper = {k: v for k, v in asdict(cfg).items() if k in (*recorded, "limit_train", "limit_test")}
     total_steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
     hyper.update(
         optimizer="adamw",

@@ -21,6 +21,8 @@ arithmetic:
 
 `TrainingNet` is a `Net` (same modules, same parameter names); `as_net` copies its weights into
 a plain `Net`, which is what is evaluated, quantized and saved, so serving needs nothing of this.
+`features` and `head` split the forward pass at the first dropout: once both convolutions stop
+training, model/fit.py computes `features` once per training image and trains `head` on them.
 The masks come from torch's default generator, so a seeded run stays deterministic.
 """
 
@@ -101,12 +103,23 @@ class TrainingNet(Net):
         self.dropout2 = Dropout(self.dropout2.p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
-        x = F.relu(F.max_pool2d(self.conv2(x), 2))  # = max_pool2d(relu(·)): ReLU is monotonic
-        x = self.dropout1(x)
-        x = torch.flatten(x, 1)
-        x = self.dropout2(F.relu(self.fc1(x)))
-        return F.log_softmax(self.fc2(x), dim=1)
+        return head(self, features(self, x))
+
+
+def features(net: Net, x: torch.Tensor) -> torch.Tensor:
+    """`net` up to its first dropout: the convolutions, max-pool and ReLUs (no randomness, so
+    the same in training and eval mode). Max-pool comes before ReLU: the same values, since
+    ReLU is monotonic (relu(max(a, b, …)) = max(relu(a), relu(b), …)), for any `Net`."""
+    x = F.relu(net.conv1(x))
+    return F.relu(F.max_pool2d(net.conv2(x), 2))
+
+
+def head(net: Net, x: torch.Tensor) -> torch.Tensor:
+    """The rest of `net` after `features`: dropout, fc1, ReLU, dropout, fc2, log-softmax. Takes
+    `features`' output as is or flattened to (N, 9216)."""
+    x = torch.flatten(net.dropout1(x), 1)
+    x = net.dropout2(F.relu(net.fc1(x)))
+    return F.log_softmax(net.fc2(x), dim=1)
 
 
 def as_net(trained: nn.Module) -> Net:

@@ -24,7 +24,7 @@ from tests.helpers import MNIST_DIR, REPO
 NAMESPACE = "kserve"
 KSERVE = {
     "  engine: seldon": "  engine: kserve",
-    "  epochs: 3": "  epochs: 1\n  limitTrain: 10000\n  limitTest: 2000",
+    "  epochs: 5": "  epochs: 1\n  limitTrain: 10000\n  limitTest: 2000",
     "  namespace: models": f"  namespace: {NAMESPACE}",
 }
 SAMPLE = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"

@@ -42,7 +42,7 @@ def steps(p) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def applied(shipped, s3):
-    """The first apply: trains in the image (the shipped spec's 3 epochs), serves, checks."""
+    """The first apply: trains in the image (the shipped spec's 5 epochs), serves, checks."""
     started = time.monotonic()
     p = mlctl("apply", str(shipped), "--target", "podman", "--json")
     result = summary(p)

@@ -14,7 +14,7 @@ from tests.helpers import REPO
 
 SAMPLE = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
 QUICK = {
-    "  epochs: 3": "  epochs: 1\n  limitTrain: 10000\n  limitTest: 2000",
+    "  epochs: 5": "  epochs: 1\n  limitTrain: 10000\n  limitTest: 2000",
     "  release: mnist": "  release: quick",
     "  namespace: models": "  namespace: rollback",
 }

@@ -258,6 +258,10 @@ ERROR_CASES = {
         lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--freeze-conv1", "1.5"],
         "argument --freeze-conv1: 1.5 must be in [0, 1]",
     ),
+    "freeze-conv2-share-negative": (
+        lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--freeze-conv2", "-0.1"],
+        "argument --freeze-conv2: -0.1 must be in [0, 1]",
+    ),
     "bad-hash": (
         lambda m, t: ["--data-dir", str(m), "--out", str(t / "o"), "--training-hash", "xyz"],
         "is not a hex digest",
