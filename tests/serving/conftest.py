@@ -21,9 +21,10 @@ from mlctl.server import LocalServer, ServerConfig, kserve_python, server_binary
 REPO = Path(__file__).resolve().parents[2]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 CACHE = REPO / ".mlctl" / "cache"
-# Two epochs reach ~99 % on the test set (one: ~98.7 %, too close to the 98.5 % bar).
-TRAIN_ARGS = ("--epochs", "2", "--batch-size", "128", "--seed", "1", "--no-progress")
-MODEL_SOURCES = ("net.py", "train.py", "preprocess.py", "data.py", "artifact.py", "quantize.py")
+# Two epochs with the convolutions training throughout reach ~99 % on the test set (one epoch:
+# ~98.7 %; two with conv2 frozen after 30 % of them, so 0.6 epochs of convolutions: 98.9 %, and
+# 98.3-98.4 % on the tests' 1,000-image sample, under the 98.5 % bar).
+TRAIN_ARGS = ("--epochs", "2", "--batch-size", "128", "--freeze-conv2", "1", "--seed", "1", "--no-progress")
 
 
 def _have_mnist() -> bool:
@@ -43,16 +44,14 @@ def mnist_test() -> tuple[np.ndarray, np.ndarray]:
 
 def _model_cache_key() -> str:
     h = hashlib.sha256(" ".join(TRAIN_ARGS).encode())
-    for name in MODEL_SOURCES:
-        path = REPO / "model" / name
-        if path.is_file():
-            h.update(name.encode() + path.read_bytes())
+    for path in sorted((REPO / "model").glob("*.py")):  # the recipe as much as the network
+        h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
 
 @pytest.fixture(scope="session")
 def trained_model_dir() -> Path:
-    """A model trained for one epoch by `python -m model.train`, cached across runs by the hash
+    """A model trained by `python -m model.train` with TRAIN_ARGS, cached across runs by the hash
     of the model code and the arguments (a fresh clone trains it once, ~1.5 min on 2 cores)."""
     if not _have_mnist():
         pytest.skip(f"MNIST not found in {MNIST_DIR}")
