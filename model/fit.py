@@ -59,6 +59,13 @@ def resolve_device(requested: str, precision: str) -> tuple[str, str]:
     return device, precision
 
 
+def autocast(device: str, amp_dtype: Any) -> Any:
+    """The training autocast: `amp_dtype` (bf16 or fp16) on `device`, or off when it is None."""
+    import torch
+
+    return torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+
 def set_determinism(seed: int, device: str) -> None:
     import torch
 
@@ -145,7 +152,7 @@ def fit(
             if step == freeze_convs_at:
                 cached = frozen_features(model, x, device, amp_dtype)
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            with torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with autocast(device, amp_dtype):
                 out = model(x[idx]) if cached is None else head(model, cached[idx])
             # The Net ends in log_softmax; cross_entropy re-normalises log-probabilities to themselves,
             # which lets it add label smoothing (nll_loss cannot).
@@ -179,7 +186,7 @@ def frozen_features(model: Any, x: Any, device: str, amp_dtype: Any) -> Any:
     model.conv1.requires_grad_(False)
     model.conv2.requires_grad_(False)
     out = None
-    with torch.no_grad(), torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+    with torch.no_grad(), autocast(device, amp_dtype):
         for i in range(0, len(x), FEATURE_BATCH_SIZE):
             chunk = features(model, x[i : i + FEATURE_BATCH_SIZE]).flatten(1)
             if out is None:

@@ -5,6 +5,7 @@ one real multi-worker seldon-core-microservice and one real multi-worker KServe 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlctl.artifacts import training_code_sha256
 from mlctl.errors import MlctlError
 from mlctl.server import LocalServer, ServerConfig, kserve_python, server_binary
 
@@ -43,9 +45,9 @@ def mnist_test() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _model_cache_key() -> str:
+    # The training code's digests, as the training hash takes them: the recipe as much as the network.
     h = hashlib.sha256(" ".join(TRAIN_ARGS).encode())
-    for path in sorted((REPO / "model").glob("*.py")):  # the recipe as much as the network
-        h.update(path.name.encode() + path.read_bytes())
+    h.update(json.dumps(training_code_sha256(), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
