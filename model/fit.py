@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from model.trainconfig import TrainConfig, UsageError
+from model.trainconfig import TrainConfig, UsageError, freeze_conv2_share
 
 EVAL_BATCH_SIZE = 100  # the frozen graph's fastest here (bench/README.md)
-FEATURE_BATCH_SIZE = 1000  # images per forward pass when the frozen convolutions' output is cached
+# Images per forward pass when the frozen convolutions' output is cached: small enough that
+# conv1's output stays in cache for the ReLU, conv2 and max-pool after it (bench/README.md).
+FEATURE_BATCH_SIZE = 64
 PCT_START = 0.25
 
 
@@ -74,8 +76,12 @@ def set_determinism(seed: int, device: str) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    # warn_only: CUDA max-pool backward has no deterministic kernel; CPU kernels all are.
-    torch.use_deterministic_algorithms(True, warn_only=True)
+        # warn_only: CUDA max-pool backward has no deterministic kernel.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    # On CPU every kernel this recipe runs is deterministic already (there the switch changes
+    # only a few indexing and scatter ops, none of which it runs; same seed, same weights:
+    # tests/model/test_train.py), so the switch stays off: it costs 0.9 s of importing
+    # torch._inductor and fills every new tensor with NaN, ~9 % of a step (bench/README.md).
     torch.manual_seed(seed)
 
 
@@ -118,7 +124,8 @@ def fit(
 
     # On CPU the same network, computed more cheaply (model/trainnet.py); CUDA runs Net itself.
     model = (TrainingNet() if device == "cpu" else Net()).to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel per parameter instead of a dozen elementwise passes (bench/README.md).
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = _schedule(opt, cfg.lr, total)
@@ -138,7 +145,7 @@ def fit(
     # on it (the savings, measured: bench/README.md). AdamW leaves a parameter without a
     # gradient alone.
     freeze_conv1_at = round(total * cfg.freeze_conv1)
-    freeze_convs_at = round(total * cfg.freeze_conv2)
+    freeze_convs_at = round(total * freeze_conv2_share(cfg.freeze_conv2, precision))
     cached = None  # the frozen convolutions' output for every training image
     step = 0
     for epoch in range(1, cfg.epochs + 1):

@@ -52,7 +52,7 @@ def available() -> bool:
 def quiet() -> Iterator[None]:
     """Run torch.ao quantization code (or an int8 network) without its warnings."""
     # torch.ao.quantization warns on import of each entry point (deprecation) and per observer
-    # (reduce_range), and training's deterministic mode flags quantized tensor allocation
+    # (reduce_range), and CUDA training's deterministic mode flags quantized tensor allocation
     # (`quantized_resize_cpu_`, which computes nothing): noise, nothing actionable here.
     # Only touched when set: torch.use_deterministic_algorithms imports torch._inductor (~1.4 s
     # of a server's cold start).

@@ -29,7 +29,8 @@ the first 1,024 training images, evaluated too, and its activation ranges and ac
 recorded under `int8` in metadata.json.
 
 Deterministic for a fixed seed on the same device, thread count and torch build: seeded
-torch RNG for init and dropout, a seeded generator for shuffling, deterministic algorithms.
+torch RNG for init and dropout, a seeded generator for shuffling, deterministic kernels (on
+CUDA by torch's switch; on CPU every kernel the recipe runs is; model/fit.py).
 
 Test hook: with `MNIST_TRAIN_TEST_PAUSE_BEFORE_COMMIT=PATH` in the environment, the writer
 creates PATH once the new artifact is complete in its temp folder and waits (until PATH is
@@ -45,7 +46,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ from model.fit import (
     resolve_device,
     set_determinism,
 )
-from model.trainconfig import EXIT_USAGE, TrainConfig, UsageError, config_from_args
+from model.trainconfig import EXIT_USAGE, TrainConfig, UsageError, config_from_args, freeze_conv2_share
 
 
 def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -77,6 +78,7 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
     threads = cfg.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     device, precision = resolve_device(cfg.device, cfg.precision)
+    cfg = replace(cfg, freeze_conv2=freeze_conv2_share(cfg.freeze_conv2, precision))  # as recorded
     set_determinism(cfg.seed, device)
 
     data = load_mnist(cfg.data_dir, download=cfg.download, mirrors=cfg.mirrors or MIRRORS)

@@ -12,7 +12,7 @@ import torch
 
 from model import fit as fit_module
 from model.preprocess import normalize
-from model.trainconfig import TrainConfig
+from model.trainconfig import DEFAULT_FREEZE_CONV2, TrainConfig
 from model.trainnet import TrainingNet, features, head
 
 
@@ -78,3 +78,12 @@ def test_conv2_stops_at_its_share_of_the_steps(one_thread):
         assert not torch.equal(halfway[name], never[name]), name  # ... and only half
     for name in ("fc1.weight", "fc2.weight"):
         assert not torch.equal(at_once[name], initial[name]), name  # the head trains throughout
+
+
+def test_conv2_stops_by_default_at_the_share_for_the_training_precision(one_thread):
+    fp32_default = DEFAULT_FREEZE_CONV2["fp32"]
+    other = next(v for v in DEFAULT_FREEZE_CONV2.values() if v != fp32_default)  # bf16's
+    by_default, as_given, at_other = train(), train(freeze_conv2=fp32_default), train(freeze_conv2=other)
+    for name in by_default:
+        assert torch.equal(by_default[name], as_given[name]), name
+    assert not torch.equal(by_default["conv2.weight"], at_other["conv2.weight"])

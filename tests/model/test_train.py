@@ -20,6 +20,7 @@ import torch
 
 from model import artifact
 from model.net import Net
+from model.trainconfig import DEFAULT_FREEZE_CONV2
 
 REPO = Path(__file__).resolve().parents[2]
 # Small enough for seconds on 2 cores; "learns" asks for far above chance (10 %).
@@ -52,6 +53,9 @@ def test_small_run_learns_and_writes_the_contract(small_run, mnist_dir):
     assert meta["sha256"] == artifact.sha256_file(out / "model.pt")
     assert (meta["train_examples"], meta["test_examples"], meta["epochs"], meta["seed"]) == (4000, 1000, 2, 3)
     assert meta["hyperparameters"]["batch_size"] == 64
+    # conv2's share, resolved for the precision the run chose (not left as "default")
+    precision = meta["hyperparameters"]["precision"]
+    assert meta["hyperparameters"]["freeze_conv2"] == DEFAULT_FREEZE_CONV2[precision]
     # What the run chose: the cheaper training network on CPU, and the CPU it ran on.
     assert meta["hyperparameters"]["network"] == "TrainingNet" and meta["hyperparameters"]["ema"] == 0.0
     assert meta["cpu"]["model"] and isinstance(meta["cpu"]["features"], list)
