@@ -23,11 +23,12 @@ from PIL import Image, ImageFile
 from mlctl.predict import PredictError, encode_multipart, predict_image
 from mlctl.server import LocalServer, ServerConfig, ServerError
 from model.decode import InputError, _median_above_127, array_to_pixels, decode_image
+from model.inference import MnistModel
 from model.preprocess import normalize
-from model.settings import DEFAULTS
+from model.settings import DEFAULTS, ServingSettings
 
 REPO = Path(__file__).resolve().parents[2]
-N_ACCURACY = 1000  # enough that a 99 % model cannot fall under 98.5 % by sampling luck
+N_ACCURACY = 1000  # test images sent through each endpoint and format
 ENDPOINTS = ("/predict", "/api/v1.0/predictions")
 
 
@@ -304,16 +305,38 @@ def test_first_requests_after_start_are_answered(trained_model_dir, serve_bin):
     assert all(len(r.scores) == 10 for r in results)
 
 
+@pytest.fixture(scope="module")
+def in_process_classes(trained_model_dir, mnist_test) -> np.ndarray:
+    """The class the served network (default settings: int8) gives each test image in this
+    process, one image at a time as the server sees them; checks the model is a good one."""
+    images, labels = mnist_test
+    model = MnistModel(ServingSettings(model_uri=str(trained_model_dir)))
+    model.load()
+    classes = np.array([int(model.predict(images[i : i + 1]).argmax()) for i in range(len(labels))])
+    assert (classes == labels).mean() >= 0.985, "the test model is not a ~99 % model"
+    return classes
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
-def test_accuracy_through_http(server, mnist_test, endpoint, fmt):
+def test_accuracy_through_http(server, mnist_test, in_process_classes, endpoint, fmt):
+    """HTTP adds no error: a lossless PNG gets the in-process network's own answer for every
+    image, a JPEG almost always (its compression moves a few borderline digits). A fixed
+    sample's accuracy says more about the sample than the server: every 10th test image is
+    harder than the rest for these models (98.3-98.6 % against 99.0-99.1 % on all 10,000)."""
     images, labels = mnist_test
-    idx = range(0, 10_000, 10_000 // N_ACCURACY)
-    correct = sum(
-        predict_image(server.url, encode(images[i], fmt), endpoint=endpoint).cls == int(labels[i]) for i in idx
-    )
-    assert correct / len(idx) >= 0.985, f"{correct}/{len(idx)} via {fmt} on {endpoint}"
+    idx = np.arange(0, 10_000, 10_000 // N_ACCURACY)
+    served = np.array([predict_image(server.url, encode(images[i], fmt), endpoint=endpoint).cls for i in idx])
+    expected = in_process_classes[idx]
+    agree = float((served == expected).mean())
+    accuracy, expected_accuracy = float((served == labels[idx]).mean()), float((expected == labels[idx]).mean())
+    if fmt == "PNG":
+        assert agree == 1.0, f"{agree:.1%} of answers via PNG on {endpoint} are the network's"
+    else:
+        assert agree >= 0.99, f"{agree:.1%} of answers via JPEG on {endpoint} are the network's"
+        assert accuracy >= expected_accuracy - 0.005, (accuracy, expected_accuracy)
+    assert accuracy >= 0.98, f"{accuracy:.1%} via {fmt} on {endpoint}"
 
 
 @pytest.mark.slow
