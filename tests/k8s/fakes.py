@@ -8,6 +8,18 @@ answer comes from `scenario.json`: per tool, the first rule whose `match` tokens
 gives the next of its `responses` (the last one repeats). A response is `{stdout | json, stderr, rc}`,
 `{passthrough: true}` (run the real binary, e.g. `helm template`), or `{serve: ANSWER}` (for
 `kubectl port-forward`: answer every POST on the forwarded local port with ANSWER until killed).
+
+Two responses keep state between calls, so that what a test reads back is what the calls did,
+never what the test scripted:
+- `{release: VERB}` (helm): a release's revisions, as helm keeps them. `upgrade` records the
+  merged `-f` files as a new revision (deployed when rc is 0; failed otherwise, and then with
+  `--atomic` a further revision holding the last deployed values, as helm's rollback does);
+  `rollback` records a copy of the named revision; `values`, `history` and `status` answer from
+  the revisions. `FakeTools.revisions(...)` seeds them. With `{serve_release: ANSWER}`, the stand-in
+  port-forward answers ANSWER with the digest of the weights the current revision names, as pods
+  that load what the release says would.
+- `{pod_files: true}` (kubectl exec): `rclone rcat PATH` stores its standard input under PATH in
+  a folder beside the scripts, `rclone hashsum sha256 PATH` answers from what is stored there.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 SCRIPT = r"""#!{python}
-import base64, json, os, re, sys
+import base64, hashlib, json, os, re, sys
 TOOL = {tool!r}
 here = os.path.dirname(os.path.abspath(__file__))
 argv = sys.argv[1:]
@@ -53,6 +65,85 @@ json.dump(state, open(state_file, "w"))
 if response is None:
     sys.stderr.write(f"fake {{TOOL}}: no rule for {{argv}}\n")
     sys.exit(97)
+
+def merged(files):
+    import yaml
+    out = {{}}
+    def merge(into, new):
+        for k, v in new.items():
+            if isinstance(v, dict) and isinstance(into.get(k), dict):
+                merge(into[k], v)
+            else:
+                into[k] = v
+    for path in files:
+        merge(out, yaml.safe_load(open(path, encoding="utf-8")) or {{}})
+    return out
+
+def record_revision(revs, values, status):
+    for r in revs:
+        if r["status"] == "deployed" and status == "deployed":
+            r["status"] = "superseded"
+    revs.append({{"revision": len(revs) + 1, "status": status, "values": values}})
+
+def not_found():
+    sys.stderr.write("Error: release: not found\n")
+    sys.exit(1)
+
+if response is not None and "release" in response:
+    revs = state.setdefault("revisions", [])
+    verb, rc = response["release"], response.get("rc", 0)
+    if verb == "upgrade":
+        files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-f"]
+        good = [r for r in revs if r["status"] == "deployed"]
+        record_revision(revs, merged(files), "deployed" if rc == 0 else "failed")
+        if rc and ("--atomic" in argv or "--rollback-on-failure" in argv):
+            if good:
+                record_revision(revs, good[-1]["values"], "deployed")
+            else:  # a failed first install is uninstalled
+                revs.clear()
+    elif verb == "rollback":
+        wanted = int(argv[argv.index("rollback") + 2])
+        record_revision(revs, revs[wanted - 1]["values"], "deployed")
+        response = {{"stdout": "Rollback was a success! Happy Helming!\n", **response}}
+    elif not revs:
+        json.dump(state, open(state_file, "w"))
+        not_found()
+    elif verb == "values":
+        which = int(argv[argv.index("--revision") + 1]) if "--revision" in argv else len(revs)
+        response = {{"json": revs[which - 1]["values"]}}
+    elif verb == "history":
+        response = {{"json": [{{"revision": r["revision"], "status": r["status"]}} for r in revs]}}
+    elif verb == "status":
+        last = revs[-1]
+        response = {{"json": {{"name": "release", "version": last["revision"], "info": {{"status": last["status"]}},
+                               "chart": {{"metadata": {{"version": "0.1.0"}}}}}}}}
+    json.dump(state, open(state_file, "w"))
+    if verb == "upgrade" and rc == 0:
+        response = {{"stdout": "Release has been upgraded.\n"}}
+
+if response is not None and response.get("pod_files"):
+    store = os.path.join(here, "pod-files")
+    command = argv[argv.index("--") + 1 :]
+    path = os.path.join(store, command[-1].lstrip("/"))
+    if command[:2] == ["rclone", "rcat"]:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(sys.stdin.buffer.read())
+        response = {{"stdout": ""}}
+    elif command[:3] == ["rclone", "hashsum", "sha256"]:
+        if os.path.isfile(path):
+            digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+            response = {{"stdout": f"{{digest}}  {{os.path.basename(path)}}\n"}}
+        else:
+            response = {{"rc": 3, "stderr": "directory not found\n"}}
+
+if response is not None and "serve_release" in response:
+    revs = state.get("revisions") or []
+    answer = json.loads(json.dumps(response["serve_release"]))
+    sha = ((revs[-1]["values"].get("model") or {{}}).get("sha256") if revs else None) or ""
+    answer.setdefault("meta", {{}}).setdefault("tags", {{}})["model_sha256"] = sha
+    response = {{"serve": answer}}
+
 if response.get("passthrough"):
     real = os.environ["FAKE_REAL_" + TOOL.upper()]
     os.execv(real, [real, *argv])
@@ -102,6 +193,30 @@ class FakeTools:
         """Add a rule: calls of `tool` whose argv holds every token of `match` get `responses`."""
         self.scenario[tool].append({"match": match, "responses": list(responses)})
         self.save()
+        return self
+
+    def revisions(self, *values: dict[str, Any]) -> FakeTools:
+        """Seed the stand-in release with these revisions' values (the last one deployed)."""
+        state_file = self.folder / "state.json"
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        n = len(values)
+        state["revisions"] = [
+            {"revision": i + 1, "status": "deployed" if i == n - 1 else "superseded", "values": v}
+            for i, v in enumerate(values)
+        ]
+        state_file.write_text(json.dumps(state))
+        return self
+
+    def stateful_release(self) -> FakeTools:
+        """Rules for every helm verb mlctl uses on a release, all answered from its revisions."""
+        for verb, match in (
+            ("upgrade", ["upgrade"]),
+            ("rollback", ["rollback"]),
+            ("values", ["get", "values"]),
+            ("history", ["history"]),
+            ("status", ["status"]),
+        ):
+            self.on("helm", match, {"release": verb})
         return self
 
     def save(self) -> None:

@@ -104,17 +104,14 @@ def test_rollback_through_the_cli(fakes, spec, spec_path, secret_env, private_tm
     model_a = StoredArtifact({"sha256": "aa" * 32}, store_uri(older))
     values_a = Release.build(older, model_a.sha256).values
     values_b = Release.build(spec, "bb" * 32).values
-    fakes.on("helm", ["history"], {"json": [{"revision": 1}, {"revision": 2}]})
-    fakes.on("helm", ["get", "values", "--revision", "1"], {"json": values_a})
-    fakes.on("helm", ["get", "values", "--revision", "2"], {"json": values_b})
-    fakes.on("helm", ["rollback"], {"stdout": "Rollback was a success!\n"})
-    fakes.on("helm", ["status"], deployed(3))
+    fakes.revisions(values_a, values_b).stateful_release()  # the pods serve what the revision names
     fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
-    fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, "aa" * 32)})
+    fakes.on("kubectl", ["port-forward"], {"serve_release": answer(LABEL)})
     p = run_mlctl("rollback", str(spec_path), "--json", env={"TMPDIR": str(private_tmp)})
     assert p.returncode == 0, p.stderr
     result = json.loads(p.stdout)
     assert result["to"] == 1 and result["modelUri"] == model_a.uri and result["smoke"]["modelSha256"] == "aa" * 32
+    assert result["revision"] == 3
     assert no_leak(p.stdout, p.stderr)
     missing = run_mlctl("rollback", str(spec_path), "--revision", "9")
     assert missing.returncode == 2 and "no revision 9" in missing.stderr

@@ -378,24 +378,20 @@ def test_each_model_has_its_own_folder_in_the_values(tmp_path, secret_env):
 
 
 def test_rollback_restores_the_weights_of_the_revision(fakes, tmp_path, secret_env, clock):
+    """The stand-in release keeps its revisions, and its pods serve what the current revision
+    names: after the rollback, revision 3 holds revision 1's values and the pods A's weights."""
     a, model_a, b, model_b = _two_models(tmp_path)
-    values = {
-        1: Release.build(a, model_a.sha256).values,
-        2: Release.build(b, model_b.sha256).values,
-    }
-    fakes.on(
-        "helm", ["history"], {"json": [{"revision": 1, "status": "superseded"}, {"revision": 2, "status": "deployed"}]}
-    )
-    fakes.on("helm", ["get", "values", "--revision", "1"], {"json": values[1]})
-    fakes.on("helm", ["get", "values", "--revision", "2"], {"json": values[2]})
-    fakes.on("helm", ["rollback"], {"stdout": "Rollback was a success! Happy Helming!\n"})
-    fakes.on("helm", ["status"], deployed(3))
+    fakes.revisions(Release.build(a, model_a.sha256).values, Release.build(b, model_b.sha256).values)
+    fakes.stateful_release()
     fakes.on("kubectl", ["get", "sdep"], sdep("Available"))
-    fakes.on("kubectl", ["port-forward"], {"serve": answer(LABEL, model_a.sha256)})  # the pods load A again
+    fakes.on("kubectl", ["port-forward"], {"serve_release": answer(LABEL)})
 
     done = cluster.rollback(b)
     assert done["to"] == 1 and done["revision"] == 3
     assert done["modelUri"] == model_a.uri and done["smoke"]["modelSha256"] == model_a.sha256
+    target = Names.for_spec(b).target
+    assert helm.get_values(target)["model"] == {"name": "mnist", "uri": model_a.uri, "sha256": model_a.sha256}
+    assert [r["status"] for r in helm.history(target)] == ["superseded", "superseded", "deployed"]
     rollback = next(c["argv"] for c in fakes.calls("helm") if c["argv"][0] == "rollback")
     assert rollback[:3] == ["rollback", "mnist", "1"] and "--wait" in rollback
 
@@ -414,29 +410,23 @@ def test_rollback_fails_when_the_pods_still_serve_the_newer_weights(fakes, tmp_p
 
 def test_a_failed_atomic_upgrade_leaves_the_old_revision_naming_the_old_weights(fakes, tmp_path, secret_env, clock):
     """--atomic rolls back to the previous revision's values; those name A's own folder, which B's
-    upgrade (in a folder of its own) never touched."""
+    upgrade (in a folder of its own) never touched. The stand-in helm records what the upgrade
+    was given and does what helm does with a failed upgrade, with or without --atomic."""
     a, model_a, b, model_b = _two_models(tmp_path)
-    values_a = Release.build(a, model_a.sha256).values
-    fakes.on("helm", ["status"], deployed(1))
-    fakes.on("helm", ["get", "values"], {"json": values_a})
-    fakes.on(
-        "helm",
-        ["upgrade"],
-        {
-            "rc": 1,
-            "stderr": "Error: UPGRADE FAILED: release mnist failed, and has been "
-            "rolled back due to atomic being set: timed out waiting\n",
-        },
-    )
+    fakes.revisions(Release.build(a, model_a.sha256).values)
+    timed_out = "Error: UPGRADE FAILED: release mnist failed, and has been rolled back due to atomic being set\n"
+    fakes.on("helm", ["upgrade"], {"release": "upgrade", "rc": 1, "stderr": timed_out})
+    fakes.stateful_release()
     release, _, plan = planned(b, model_b)
     assert {"path": "model.uri", "old": model_a.uri, "new": model_b.uri} in plan.changes
     with pytest.raises(MlctlError, match="helm upgrade failed"):
         deploy.deploy(release, model_b, plan)
-    upgrade = next(c for c in fakes.calls("helm") if c["argv"][0] == "upgrade")
-    assert "--atomic" in upgrade["argv"]
-    # What the release now serves is what `helm get values` says: revision 1, A's folder and digest.
-    current = helm.get_values(Names.for_spec(b).target)
-    assert current["model"] == {"name": "mnist", "uri": model_a.uri, "sha256": model_a.sha256}
+    # What the release now serves is what `helm get values` says: A's folder and digest, in the
+    # revision helm's rollback wrote after B's failed one.
+    target = Names.for_spec(b).target
+    assert helm.get_values(target)["model"] == {"name": "mnist", "uri": model_a.uri, "sha256": model_a.sha256}
+    assert [r["status"] for r in helm.history(target)] == ["superseded", "failed", "deployed"]
+    assert helm.get_values(target, revision=2)["model"]["uri"] == model_b.uri  # the upgrade was B's
 
 
 def test_credentials_go_back_where_build_values_puts_them(spec, secret_env):
