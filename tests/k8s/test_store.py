@@ -182,25 +182,24 @@ def test_cluster_trained_models_are_left_where_the_job_put_them(tmp_path):
 
 
 def test_pvc_upload_writes_through_rclone_in_a_helper_pod(fakes, tmp_path):
+    """Each file is streamed into `rclone rcat` in the helper pod and checked with `rclone hashsum`
+    after the copy; the stand-in pod keeps what was streamed and hashes that, so a copy that sends
+    other bytes fails the check."""
     spec = load_spec(write_spec(tmp_path, uri="pvc://models/mnist"))
     artifact = local_artifact(tmp_path / "mnist-ffffffffffff")
-    meta_sha = hashlib.sha256((artifact.path / "metadata.json").read_bytes()).hexdigest()
     pod, folder = "mnist-mlctl-upload", "/store/mnist/mnist-ffffffffffff"
     fakes.on("kubectl", ["apply"], {"stdout": f"pod/{pod} created\n"})
     fakes.on("kubectl", ["wait"], {"stdout": f"pod/{pod} condition met\n"})
-    fakes.on(
-        "kubectl",
-        ["exec", "hashsum", f"{folder}/metadata.json"],
-        {"rc": 3, "stderr": "directory not found\n"},
-        {"stdout": f"{meta_sha}  metadata.json\n"},
-    )
-    fakes.on("kubectl", ["exec", "hashsum", f"{folder}/model.pt"], {"stdout": f"{artifact.sha256}  model.pt\n"})
-    fakes.on("kubectl", ["exec", "rcat"], {"stdout": ""})
+    fakes.on("kubectl", ["exec"], {"pod_files": True})
     fakes.on("kubectl", ["delete"], {"stdout": f'pod "{pod}" deleted\n'})
 
     result = store.ensure_uploaded(spec, artifact, Secrets())
     assert result.uri == "pvc://models/mnist/mnist-ffffffffffff"
     assert result.uploaded == ["model.pt", "metadata.json"]
+    for name in ("model.pt", "metadata.json"):  # what reached the pod is the artifact, byte for byte
+        assert (fakes.folder / "pod-files" / folder.lstrip("/") / name).read_bytes() == (
+            artifact.path / name
+        ).read_bytes()
     calls = [c["argv"] for c in fakes.calls("kubectl")]
     assert [a[0] for a in calls] == ["apply", "wait", "exec", "exec", "exec", "exec", "exec", "delete"]
     rcats = [a for a in calls if "rcat" in a]
@@ -211,6 +210,22 @@ def test_pvc_upload_writes_through_rclone_in_a_helper_pod(fakes, tmp_path):
     assert all("-i" in a[: a.index("--")] for a in rcats)  # the file is the command's standard input
     pod_manifest = list(fakes.calls("kubectl")[0]["files"].values())[0]
     assert pod_manifest["kinds"] == ["Pod"]
+
+    again = store.ensure_uploaded(spec, artifact, Secrets())  # the metadata's digest matches: no copy
+    assert again.uploaded == [] and again.unchanged == ["model.pt", "metadata.json"]
+
+
+def test_pvc_upload_fails_when_the_copy_differs(fakes, tmp_path):
+    spec = load_spec(write_spec(tmp_path, uri="pvc://models/mnist"))
+    artifact = local_artifact(tmp_path / "mnist-ffffffffffff")
+    fakes.on("kubectl", ["apply"], {"stdout": "created\n"})
+    fakes.on("kubectl", ["wait"], {"stdout": "condition met\n"})
+    fakes.on("kubectl", ["exec", "rcat"], {"stdout": ""})  # takes the bytes, keeps nothing
+    fakes.on("kubectl", ["exec"], {"pod_files": True})
+    fakes.on("kubectl", ["delete"], {"stdout": "deleted\n"})
+    with pytest.raises(MlctlError, match=r"model.pt does not have the expected sha256 after the copy"):
+        store.ensure_uploaded(spec, artifact, Secrets())
+    assert fakes.verbs("kubectl")[-1] == "delete"
 
 
 def test_pvc_helper_pod_is_valid_restricted_and_deleted_on_failure(fakes, tmp_path):
