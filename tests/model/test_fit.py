@@ -1,6 +1,7 @@
 """model/fit.py's freezing: once conv2 stops, the remaining steps train the fully connected layers
 on the convolutions' output computed once per image, and that trains the same network as running
-the frozen convolutions at every step."""
+the frozen convolutions at every step; and --ema saves the exponential average of the weights
+after every step, recomputed here by hand."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from model import fit as fit_module
 from model.preprocess import normalize
@@ -87,3 +89,31 @@ def test_conv2_stops_by_default_at_the_share_for_the_training_precision(one_thre
     for name in by_default:
         assert torch.equal(by_default[name], as_given[name]), name
     assert not torch.equal(by_default["conv2.weight"], at_other["conv2.weight"])
+
+
+def test_ema_saves_the_exponential_average_of_every_steps_weights(one_thread):
+    """With --ema d the saved weights are the average over the steps, computed here by hand from
+    the weights after each optimizer step: the first step's weights, then avg = d·avg + (1 − d)·w."""
+    decay = 0.9
+    names = [name for name, _ in TrainingNet().named_parameters()]
+    after_each_step: list[dict[str, torch.Tensor]] = []
+
+    def record(optimizer, *_):
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        after_each_step.append({n: p.detach().clone() for n, p in zip(names, params, strict=True)})
+
+    hook = register_optimizer_step_post_hook(record)
+    try:
+        averaged = train(ema=decay)
+    finally:
+        hook.remove()
+    assert len(after_each_step) == 2 * 5  # 2 epochs of 160 images in batches of 32
+    by_hand = dict(after_each_step[0])
+    for weights in after_each_step[1:]:
+        by_hand = {n: decay * by_hand[n] + (1 - decay) * weights[n] for n in names}
+    assert averaged.keys() == by_hand.keys()
+    for name in names:
+        torch.testing.assert_close(averaged[name], by_hand[name], msg=lambda m, name=name: f"{name}: {m}")
+    # ... and not the last step's weights, which a run without the average saves.
+    assert not torch.equal(averaged["fc1.weight"], after_each_step[-1]["fc1.weight"])
+    torch.testing.assert_close(train(ema=0.0)["fc1.weight"], after_each_step[-1]["fc1.weight"])

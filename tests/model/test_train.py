@@ -94,7 +94,8 @@ def test_same_seed_same_weights_other_seed_other_weights(mnist_dir, train_cli, t
 
 
 @pytest.mark.slow
-def test_ema_saves_the_averaged_weights(mnist_dir, train_cli, tmp_path):
+def test_ema_from_the_command_line_is_recorded_and_saves_other_weights(mnist_dir, train_cli, tmp_path):
+    """--ema reaches the recipe and metadata; the average itself: tests/model/test_fit.py."""
     runs = {}
     for ema in ("0", "0.9"):
         out = tmp_path / ema
