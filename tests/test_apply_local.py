@@ -1,6 +1,10 @@
 """`mlctl apply` on the local target, for real: train a small model, start the real Seldon
 server, check the sample digit; a second apply changes nothing; status and delete; and
-`mlctl serve` + `mlctl predict` end to end; then the same artifact on KServe's server."""
+`mlctl serve` + `mlctl predict` end to end; then the same artifact on KServe's server.
+
+The first apply runs once, in a module fixture; a test that needs the server running asks for
+`running`, which brings it back when an earlier test stopped it, so each test runs alone (`-k`)
+or in any order."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MNIST_DIR, REPO
+from tests.helpers import MNIST_DIR, REPO, run_mlctl
 
 pytestmark = pytest.mark.slow
 DIGIT = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
@@ -47,6 +51,27 @@ def project(tmp_path_factory, mnist_dir_module):
 
 
 @pytest.fixture(scope="module")
+def first_apply(project):
+    """The first `mlctl apply` of the project: it trains, serves and checks."""
+    _, spec = project
+    return run_mlctl("apply", str(spec))
+
+
+@pytest.fixture
+def running(project, first_apply) -> dict:
+    """The project's server, running on its spec's settings (started again if a test stopped
+    it); its `mlctl status`."""
+    _, spec = project
+    status = json.loads(run_mlctl("status", str(spec), "--json").stdout)
+    if not status.get("running"):
+        p = run_mlctl("apply", str(spec))
+        assert p.returncode == 0, p.stderr
+        status = json.loads(run_mlctl("status", str(spec), "--json").stdout)
+    assert status["running"], status
+    return status
+
+
+@pytest.fixture(scope="module")
 def mnist_dir_module():
     if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"MNIST files not found in {MNIST_DIR}")
@@ -68,9 +93,9 @@ def assert_exits(pid: int, within_s: float = 10) -> None:
     assert not alive(pid)
 
 
-def test_apply_trains_serves_checks_then_is_idempotent(project, mlctl):
+def test_apply_trains_serves_checks_then_is_idempotent(project, first_apply, running, mlctl):
     folder, spec = project
-    first = mlctl("apply", str(spec))
+    first = first_apply
     assert first.returncode == 0, first.stderr
     assert "● train" in first.stderr and "● serve" in first.stderr
     assert "sample digit 7 → predicted 7" in first.stderr
@@ -91,9 +116,9 @@ def test_apply_trains_serves_checks_then_is_idempotent(project, mlctl):
     assert alive(status["pid"])
 
 
-def test_changed_serving_settings_restart_the_server(project, mlctl):
+def test_changed_serving_settings_restart_the_server(project, running, mlctl):
     folder, spec = project
-    before = json.loads(mlctl("status", str(spec), "--json").stdout)
+    before = running
     port = int(before["url"].rsplit(":", 1)[1])
     write_spec(folder, port, workers=1)
     plan = mlctl("apply", str(spec), "--dry-run")
@@ -103,11 +128,12 @@ def test_changed_serving_settings_restart_the_server(project, mlctl):
     assert "restarted" in again.stderr and "= train" in again.stderr  # no retraining
     after = json.loads(mlctl("status", str(spec), "--json").stdout)
     assert after["pid"] != before["pid"] and not alive(before["pid"])
+    write_spec(folder, port)  # the project's own settings again, for the tests after this one
 
 
-def test_delete_stops_the_server_and_keeps_the_artifact(project, mlctl):
+def test_delete_stops_the_server_and_keeps_the_artifact(project, running, mlctl):
     folder, spec = project
-    status = json.loads(mlctl("status", str(spec), "--json").stdout)
+    status = running
     gone = mlctl("delete", str(spec))
     assert gone.returncode == 0 and "stopped the local server" in gone.stdout
     assert_exits(status["pid"])
@@ -116,9 +142,9 @@ def test_delete_stops_the_server_and_keeps_the_artifact(project, mlctl):
     assert again["running"] is False
 
 
-def test_serve_then_predict_end_to_end(project, mlctl):
+def test_serve_then_predict_end_to_end(project, first_apply, mlctl):
     folder, spec = project
-    mlctl("train", str(spec))  # reuses the artifact the apply test trained
+    assert mlctl("train", str(spec)).returncode == 0  # reuses the artifact the first apply trained
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlctl", "serve", str(spec), "--port", str(port)],
@@ -162,9 +188,9 @@ def test_serve_without_a_trained_model_says_what_to_do(tmp_path, mlctl):
     assert p.returncode == 2 and "no trained model" in p.stderr and "mlctl train" in p.stderr
 
 
-def test_serve_on_a_busy_port_says_so(project, mlctl):
+def test_serve_on_a_busy_port_says_so(project, first_apply, mlctl):
     folder, spec = project
-    mlctl("train", str(spec))  # reuses the artifact
+    assert mlctl("train", str(spec)).returncode == 0  # reuses the artifact the first apply trained
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
@@ -173,7 +199,7 @@ def test_serve_on_a_busy_port_says_so(project, mlctl):
     assert "is already in use" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_engine_kserve_serves_the_same_artifact_through_v2(project, mlctl):
+def test_engine_kserve_serves_the_same_artifact_through_v2(project, first_apply, mlctl):
     """The one-line switch: no retraining (the training hash ignores the engine), KServe's real
     server on the same artifact, the smoke test through V2, `mlctl predict --protocol v2`."""
     folder, _ = project

@@ -1,7 +1,11 @@
 """`mlctl apply --target podman` on the shipped spec: the chart's training Job in the training
 image → the model in a real S3 server → Seldon's storage initializer with the rendered Secret →
 the model container under its securityContext, answering real MNIST digits; the chart's own
-`helm test` pod; status, delete; and the failure paths, each converging on the next apply."""
+`helm test` pod; status, delete; and the failure paths, each converging on the next apply.
+
+The first apply runs once (`applied`); a test that needs the predictor serving asks for
+`serving`, which applies again when an earlier test left it removed or replaced, so each test
+runs alone (`-k`) or in any order."""
 
 from __future__ import annotations
 
@@ -51,6 +55,24 @@ def applied(shipped, s3):
     return result
 
 
+@pytest.fixture
+def serving(applied, shipped) -> dict:
+    """`mlctl status` of the release, its predictor serving the first apply's model (applied
+    again when it is not)."""
+    wanted = applied["summary"]["modelSha256"]
+
+    def status() -> dict:
+        return summary(mlctl("status", str(shipped), "--target", "podman", "--json"))
+
+    now = status()
+    if now.get("servingSha256") != wanted:
+        again = mlctl("apply", str(shipped), "--target", "podman", "--json")
+        assert steps(again)["train"] == ["up to date"], steps(again)
+        now = status()
+    assert now.get("servingSha256") == wanted, now
+    return now
+
+
 def test_apply_trains_in_the_image_and_puts_the_model_in_the_store(applied, s3):
     s = applied["summary"]
     assert [st["name"] for st in applied["steps"]][:5] == ["validate", "images", "images", "train", "serve"]
@@ -63,11 +85,11 @@ def test_apply_trains_in_the_image_and_puts_the_model_in_the_store(applied, s3):
     assert meta["sha256"] == s["modelSha256"]
 
 
-def test_the_pod_answers_mnist_as_png_and_jpeg(applied):
+def test_the_pod_answers_mnist_as_png_and_jpeg(applied, serving):
     from model.data import load_mnist
 
     data = load_mnist(MNIST_DIR)
-    base = applied["summary"]["url"].rsplit("/api/", 1)[0]
+    base = serving["url"].rsplit("/api/", 1)[0]
     idx = range(0, 10_000, 10_000 // N_IMAGES)
     for fmt in ("PNG", "JPEG"):
         correct = sum(predict_image(base, encode(data.test_x[i], fmt)).cls == int(data.test_y[i]) for i in idx)
@@ -103,7 +125,7 @@ def _predictor_container(name_part: str = "") -> dict:
     return podman_json("inspect", model["Names"])[0]
 
 
-def test_the_model_container_runs_as_the_rendered_security_context_says(applied):
+def test_the_model_container_runs_as_the_rendered_security_context_says(applied, serving):
     c = _predictor_container()
     config, host = c["Config"], c["HostConfig"]
     assert config["User"] == "10001:10001"
@@ -118,14 +140,14 @@ def test_the_model_container_runs_as_the_rendered_security_context_says(applied)
     assert not any(v in json.dumps(c) for v in (CREDS["MLCTL_S3_SECRET_ACCESS_KEY"],))
 
 
-def test_a_second_apply_changes_nothing(applied, shipped):
+def test_a_second_apply_changes_nothing(serving, shipped):
     p = mlctl("apply", str(shipped), "--target", "podman", "--json")
     result = summary(p)
     assert not result["changed"], steps(p)
     assert steps(p)["check"] == ["ok", "ok"]  # the sample digit and the helm test pod
 
 
-def test_a_dry_run_plans_from_what_is_there(applied, shipped):
+def test_a_dry_run_plans_from_what_is_there(serving, shipped):
     plan = steps(mlctl("apply", str(shipped), "--target", "podman", "--dry-run", "--json"))
     assert plan == {
         "validate": ["ok"],
@@ -136,14 +158,14 @@ def test_a_dry_run_plans_from_what_is_there(applied, shipped):
     }
 
 
-def test_status_and_the_serving_digest(applied, shipped):
+def test_status_and_the_serving_digest(applied, serving, shipped):
     status = summary(mlctl("status", str(shipped), "--target", "podman", "--json"))
     assert status["servingSha256"] == status["trainedSha256"] == applied["summary"]["modelSha256"]
     (pod,) = status["pods"]
     assert pod["role"] == "predictor" and pod["containers"]["mnist"] == "running"
 
 
-def test_the_helm_test_pod_fails_on_a_wrong_answer(applied, shipped, monkeypatch):
+def test_the_helm_test_pod_fails_on_a_wrong_answer(applied, serving, shipped, monkeypatch):
     """The chart's own test pod, as rendered, against the running predictor: passes as is (every
     apply above ran it), and fails when the label it demands is not the digit the model sees."""
     release = release_of(shipped, monkeypatch, applied["summary"]["modelSha256"])
@@ -179,8 +201,10 @@ def test_other_weights_than_the_release_names_are_never_served(applied, shipped,
     release.runner.remove(name)
 
 
-def test_cold_start_of_the_predictor_pod(applied, shipped, monkeypatch):
-    """Pod start → first correct prediction, measured on the rendered pod itself."""
+def test_a_new_predictor_pod_answers_on_both_ports(applied, shipped, monkeypatch):
+    """The rendered pod, started afresh, answers the sample over REST (9000) and gRPC (9500)
+    with the release's weights. Its cold start is printed for the log; the figure to compare
+    is bench/serve_bench.py's."""
     from mlctl import podman
 
     release = release_of(shipped, monkeypatch, applied["summary"]["modelSha256"])
@@ -195,10 +219,10 @@ def test_cold_start_of_the_predictor_pod(applied, shipped, monkeypatch):
                 break
         except Exception:  # noqa: BLE001 - not up yet
             time.sleep(0.05)
-        assert time.monotonic() - t0 < 120
+        if time.monotonic() - t0 > 120:
+            pytest.fail("the predictor pod gave no correct answer within 120 s of its start")
     cold = time.monotonic() - t0
     print(f"\npredictor pod cold start (pod create → first correct prediction): {cold:.2f} s")
-    assert cold < 60
     # The gRPC port the operator declares (9500) answers too, with the same model.
     serve_python = Path(__file__).resolve().parents[2] / ".venv-serve" / "bin" / "python"
     script = (
@@ -280,7 +304,7 @@ def test_a_missing_tmp_volume_is_caught(applied, shipped, monkeypatch):
     assert steps(again)["serve"] == ["changed"], steps(again)
 
 
-def test_delete_removes_the_pods_and_keeps_the_store(applied, shipped, s3):
+def test_delete_removes_the_pods_and_keeps_the_store(applied, serving, shipped, s3):
     p = mlctl("delete", str(shipped), "--target", "podman")
     assert p.returncode == 0, p.stderr
     assert "removed 1 pod(s)" in p.stdout
