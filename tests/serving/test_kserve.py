@@ -19,7 +19,6 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -489,12 +488,13 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_stays_right(kserve_serve
         assert via_v2_uint8(kserve_server.url, good).argmax(1).tolist() == [int(labels[2])], f"after {name}"
 
 
-def _raw_http(url: str, head: bytes, body_chunks: list[bytes] = ()) -> tuple[int, dict, float]:
-    """Send a request head (and optional body pieces) on a bare socket; read the answer to EOF."""
+def _raw_http(url: str, head: bytes, body_chunks: list[bytes] = ()) -> tuple[int, dict]:
+    """Send a request head (and optional body pieces) on a bare socket; read the answer to EOF.
+    A server that waits for more than was sent never answers: that fails with a message once the
+    socket's timeout passes."""
     host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
+    with socket.create_connection((host, int(port)), timeout=SOCKET_TIMEOUT_S) as sock:
         sock.sendall(head)
-        start = time.monotonic()
         try:
             for chunk in body_chunks:
                 sock.sendall(chunk)
@@ -506,13 +506,17 @@ def _raw_http(url: str, head: bytes, body_chunks: list[bytes] = ()) -> tuple[int
                 part = sock.recv(65536)
             except ConnectionResetError:
                 break
+            except TimeoutError:
+                pytest.fail(f"no answer within {SOCKET_TIMEOUT_S} s: the server is waiting for the rest of the body")
             if not part:
                 break
             data += part
-        elapsed = time.monotonic() - start
     head_text, _, payload = data.partition(b"\r\n\r\n")
     status = int(head_text.split(b" ", 2)[1])
-    return status, json.loads(payload), elapsed
+    return status, json.loads(payload)
+
+
+SOCKET_TIMEOUT_S = 10
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(kserve_server, mnist_test):
@@ -522,12 +526,11 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(kserve_server, mnist
         f"POST {V2} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
         f"Content-Length: {limit + 1}\r\n\r\n"
     ).encode()
-    status, answer, elapsed = _raw_http(kserve_server.url, head)
+    status, answer = _raw_http(kserve_server.url, head)  # an answer at all: the body was never awaited
     assert status == 413 and f"the limit is {limit}" in answer["error"]
-    assert elapsed < 5
     # Exactly the limit is let through (and then fails as the bad JSON it is, a 400).
     head_at_limit = head.replace(str(limit + 1).encode(), str(limit).encode())
-    status, answer, _ = _raw_http(kserve_server.url, head_at_limit, [b" " * limit])
+    status, answer = _raw_http(kserve_server.url, head_at_limit, [b" " * limit])
     assert status == 400, answer
     # A chunked body is cut off once it passes the limit, however much more the client sends.
     chunked = (
@@ -536,7 +539,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(kserve_server, mnist
     )
     piece = b" " * 256 * 1024
     chunks = [b"%x\r\n" % len(piece) + piece + b"\r\n"] * (2 * limit // len(piece))
-    status, answer, _ = _raw_http(kserve_server.url, chunked.encode(), chunks)
+    status, answer = _raw_http(kserve_server.url, chunked.encode(), chunks)
     assert status == 413 and "request body too large" in answer["error"]
     assert via_v2_uint8(kserve_server.url, mnist_test[0][3:4]).argmax(1).tolist() == [int(mnist_test[1][3])]
 
