@@ -97,9 +97,18 @@ def specs(draw) -> dict:
     return spec
 
 
+def test_every_valid_spec_renders_valid_objects(credentials_in_env):
+    """The property, then a check that it really ran its examples (not all filtered away) and
+    drew both engines."""
+    COUNTER.update(examples=0, seldon=0, kserve=0)
+    renders_valid_objects()
+    assert COUNTER["examples"] >= EXAMPLES // 2, COUNTER
+    assert COUNTER["seldon"] and COUNTER["kserve"], COUNTER
+
+
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=specs(), train_job=st.booleans())
-def test_every_valid_spec_renders_valid_objects(raw, train_job, credentials_in_env):
+def renders_valid_objects(raw, train_job):
     spec = Spec.model_validate(raw)
     values = build_values(
         spec, resolve_secrets(spec), model_sha256="ab" * 32, training_hash="cd" * 32, train_job=train_job
@@ -143,16 +152,8 @@ def credentials_in_env():
         yield
 
 
-def test_property_examples_ran():
-    """Guard: the property test above really exercised its examples (not all filtered away)."""
-    if COUNTER["examples"] == 0:
-        pytest.skip("run together with test_every_valid_spec_renders_valid_objects")
-    assert COUNTER["examples"] >= EXAMPLES // 2
-    assert COUNTER["seldon"] and COUNTER["kserve"], COUNTER
-
-
 @pytest.mark.parametrize("major", ["helm4", "helm3"])
-def test_helm_lint_strict_passes_on_rendered_values(major, tmp_path, credentials_in_env, mlctl):
+def test_helm_lint_strict_passes_on_rendered_values(major, tmp_path, credentials_in_env, mlctl, shipped_copy):
     """`mlctl render` output for the shipped spec lints clean with `helm lint --strict`."""
     from tests.chart.helpers import CHART, helm_binaries, run_helm
 
@@ -161,7 +162,7 @@ def test_helm_lint_strict_passes_on_rendered_values(major, tmp_path, credentials
         pytest.skip(f"{major} not found (scripts/fetch-tools.sh)")
     values = tmp_path / "values.yaml"
     env = {"REGISTRY_PASSWORD": "x", "MLCTL_S3_ACCESS_KEY_ID": "y", "MLCTL_S3_SECRET_ACCESS_KEY": "z"}
-    p = mlctl("render", "spec/mnist.yaml", "--include-secrets", "-o", str(values), env=env)
+    p = mlctl("render", shipped_copy, "--include-secrets", "-o", str(values), env=env)
     assert p.returncode == 0, p.stderr
     out = run_helm(binary, "lint", "--strict", str(CHART), values_files=[values])
     assert "0 chart(s) failed" in out
