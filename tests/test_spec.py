@@ -38,6 +38,7 @@ def test_relative_paths_resolve_against_the_spec_folder(tmp_path: Path):
 def test_broken_spec_names_file_line_and_field(case: Path, mlctl):
     rel = case.relative_to(REPO).as_posix()
     expected = case.with_suffix(".expected").read_text().strip()
+    assert expected.startswith(f"{rel}:"), f"{case.with_suffix('.expected').name} must name the file"
     p = mlctl("validate", rel)
     assert p.returncode == 2, p.stderr
     assert "Traceback" not in p.stderr + p.stdout
