@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -75,28 +76,59 @@ def test_existing_secrets_need_no_credentials(tmp_path: Path, monkeypatch):
     assert values["registry"]["existingSecret"] == "pull" and values["storage"]["existingSecret"] == "store"
 
 
-def test_write_private_is_0600_and_atomic(tmp_path: Path):
+def test_write_private_is_0600_from_creation(tmp_path: Path, monkeypatch):
+    from mlctl import valuesfile
+
+    modes: list[int] = []
+    mkstemp = valuesfile.tempfile.mkstemp
+
+    def recording_mkstemp(*args, **kwargs):
+        fd, name = mkstemp(*args, **kwargs)
+        modes.append(stat.S_IMODE(os.fstat(fd).st_mode))  # before a byte is written
+        return fd, name
+
+    monkeypatch.setattr(valuesfile.tempfile, "mkstemp", recording_mkstemp)
     target = tmp_path / "v.yaml"
     write_private(target, "a: 1\n")
+    assert modes == [0o600]
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert target.read_text() == "a: 1\n"
     assert [p.name for p in tmp_path.iterdir()] == ["v.yaml"]
 
 
-def test_render_cli_writes_secrets_only_when_asked(tmp_path: Path, mlctl):
+def test_write_private_keeps_the_old_file_when_the_replace_fails(tmp_path: Path, monkeypatch):
+    from mlctl import valuesfile
+
+    target = tmp_path / "v.yaml"
+    write_private(target, "old: 1\n")
+    seen: list[str] = []
+
+    def failing_replace(src, dst):
+        seen.append(Path(src).read_text())  # the new content was complete in the temporary file
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(valuesfile.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space left"):
+        write_private(target, "new: 2\n")
+    assert seen == ["new: 2\n"]
+    assert target.read_text() == "old: 1\n"  # never half-written
+    assert [p.name for p in tmp_path.iterdir()] == ["v.yaml"]  # and no temporary file left behind
+
+
+def test_render_cli_writes_secrets_only_when_asked(tmp_path: Path, mlctl, shipped_copy):
     plain, full = tmp_path / "values.yaml", tmp_path / "secret-values.yaml"
-    p = mlctl("render", "spec/mnist.yaml", "-o", str(plain), env=CREDS)
+    p = mlctl("render", shipped_copy, "-o", str(plain), env=CREDS)
     assert p.returncode == 0, p.stderr
     assert not any(v in plain.read_text() for v in CREDS.values())
-    p = mlctl("render", "spec/mnist.yaml", "--include-secrets", "-o", str(full), env=CREDS)
+    p = mlctl("render", shipped_copy, "--include-secrets", "-o", str(full), env=CREDS)
     assert p.returncode == 0, p.stderr
     assert stat.S_IMODE(full.stat().st_mode) == 0o600
     assert all(v in full.read_text() for v in CREDS.values())
     assert not any(v in p.stdout + p.stderr for v in CREDS.values())
 
 
-def test_render_refuses_to_print_secrets(mlctl):
-    p = mlctl("render", "spec/mnist.yaml", "--include-secrets", env=CREDS)
+def test_render_refuses_to_print_secrets(mlctl, shipped_copy):
+    p = mlctl("render", shipped_copy, "--include-secrets", env=CREDS)
     assert p.returncode == 2 and "never printed" in p.stderr
     assert not any(v in p.stdout + p.stderr for v in CREDS.values())
 
