@@ -24,6 +24,22 @@ def run_mlctl(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, t
     )
 
 
+def shipped_spec(folder: Path, **replace: str) -> Path:
+    """A copy of the shipped spec in `folder`, its two relative paths made absolute (data stays
+    ../shared's; the artifacts and any state go to `folder`, never the checkout's ignored
+    `.mlctl/`), with any other exact line replacements."""
+    text = (REPO / "spec" / "mnist.yaml").read_text()
+    text = text.replace("dir: ../../shared/data/mnist", f"dir: {MNIST_DIR}")
+    text = text.replace("output: ../.mlctl/models", f"output: {folder / '.mlctl' / 'models'}")
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "mnist.yaml"
+    path.write_text(text)
+    return path
+
+
 class FakeClock:
     """mlctl.poll's clock for tests: time moves only when a wait sleeps, by as much as it asks.
     With `yield_s`, each sleep also yields the CPU for at most that much real time, so that a

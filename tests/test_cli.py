@@ -46,8 +46,8 @@ def test_validate_does_not_import_torch():
     assert p.returncode == 0, p.stderr
 
 
-def test_template_renders_redacted_manifests(mlctl):
-    p = mlctl("template", "spec/mnist.yaml", env={"REGISTRY_PASSWORD": "never-shown-4711"})
+def test_template_renders_redacted_manifests(mlctl, shipped_copy):
+    p = mlctl("template", shipped_copy, env={"REGISTRY_PASSWORD": "never-shown-4711"})
     assert p.returncode == 0, p.stderr
     assert "kind: SeldonDeployment" in p.stdout
     assert "never-shown-4711" not in p.stdout

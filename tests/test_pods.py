@@ -190,8 +190,8 @@ def test_the_input_is_not_changed():
     assert objects == before
 
 
-def test_template_pods_cli_prints_every_pod(mlctl):
-    p = mlctl("template", "spec/mnist.yaml", "--pods")
+def test_template_pods_cli_prints_every_pod(mlctl, shipped_copy):
+    p = mlctl("template", shipped_copy, "--pods")
     assert p.returncode == 0, p.stderr
     docs = [d for d in yaml.safe_load_all(p.stdout) if d]
     assert [d["kind"] for d in docs] == ["Pod"] * 3

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MNIST_DIR, REPO
+from tests.helpers import MNIST_DIR, REPO, shipped_spec
 
 HERE = Path(__file__).resolve().parent
 BASE = "docker.io/library/python:3.11-slim"
@@ -376,21 +376,6 @@ def mirror(base_image, network) -> Iterator[str]:
     run("podman", "rm", "--force", "--time", "1", name, check=False)
 
 
-def write_spec(folder: Path, **replace: str) -> Path:
-    """The shipped spec with its two relative paths made absolute (data stays ../shared's, the
-    artifacts and podman state go to `folder`) and any other exact line replacements."""
-    text = (REPO / "spec" / "mnist.yaml").read_text()
-    text = text.replace("dir: ../../shared/data/mnist", f"dir: {MNIST_DIR}")
-    text = text.replace("output: ../.mlctl/models", f"output: {folder / '.mlctl' / 'models'}")
-    for old, new in replace.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "mnist.yaml"
-    path.write_text(text)
-    return path
-
-
 def mlctl(*args: str, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mlctl", *args],
@@ -405,7 +390,7 @@ def mlctl(*args: str, env: dict | None = None, timeout: float = 1800) -> subproc
 @pytest.fixture(scope="session")
 def shipped(tmp_path_factory, base_image, initializer_image, network) -> Path:
     """The shipped spec (paths made absolute, state in a temporary folder), its images built."""
-    spec = write_spec(tmp_path_factory.mktemp("shipped"))
+    spec = shipped_spec(tmp_path_factory.mktemp("shipped"))
     p = mlctl("build", str(spec), "--json")
     assert p.returncode == 0, p.stderr[-3000:]
     return spec

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from mlctl.predict import predict_image
-from tests.containers.conftest import CREDS, KSERVE_INITIALIZER, mlctl, podman_json, run, write_spec
-from tests.helpers import MNIST_DIR, REPO
+from tests.containers.conftest import CREDS, KSERVE_INITIALIZER, mlctl, podman_json, run
+from tests.helpers import MNIST_DIR, REPO, shipped_spec
 
 NAMESPACE = "kserve"
 KSERVE = {
@@ -49,7 +49,7 @@ def messages(result: dict, step: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory):
-    return write_spec(tmp_path_factory.mktemp("kserve"), **KSERVE)
+    return shipped_spec(tmp_path_factory.mktemp("kserve"), **KSERVE)
 
 
 def _release_pods() -> list[dict]:
