@@ -45,10 +45,23 @@ def mnist_test() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _model_cache_key() -> str:
-    # The training code's digests, as the training hash takes them: the recipe as much as the network.
+    """Everything the cached model's weights depend on: the arguments, the training code (as the
+    training hash takes it: the recipe as much as the network), the torch build and the data."""
+    from importlib.metadata import version
+
     h = hashlib.sha256(" ".join(TRAIN_ARGS).encode())
     h.update(json.dumps(training_code_sha256(), sort_keys=True).encode())
+    h.update(version("torch").encode())
+    for f in sorted(MNIST_DIR.glob("*.gz")):
+        h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()[:16]
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that needs the trained model trains it on a fresh clone (~1.5 min): it is slow."""
+    for item in items:
+        if "trained_model_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
