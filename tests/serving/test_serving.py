@@ -257,7 +257,9 @@ from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
 
 stub = prediction_pb2_grpc.ModelStub(grpc.insecure_channel(sys.argv[1]))
 png = open(sys.argv[2], "rb").read()
-answer = stub.Predict(prediction_pb2.SeldonMessage(binData=png), timeout=20)
+# The gRPC process loads the model beside the REST workers and may listen after REST answers:
+# the first call waits for the channel (up to its timeout) instead of failing at once.
+answer = stub.Predict(prediction_pb2.SeldonMessage(binData=png), timeout=120, wait_for_ready=True)
 try:
     stub.Predict(prediction_pb2.SeldonMessage(binData=b"not an image"), timeout=20)
     bad = None
