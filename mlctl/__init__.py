@@ -11,7 +11,7 @@ the code to it, so the map is also the list of every module.
     chart:              render chart release
     targets/shared:     check build
     targets/local:      server local serve
-    targets/podman:     podman_target
+    targets/podman:     podman_store podman_target
     targets/kubernetes: store deploy cluster train_k8s
     commands:           train actions apply lifecycle
     cli:                cli __main__

@@ -75,6 +75,11 @@ def _podman(*args: str, timeout: float = 120, input: str | None = None) -> str:
     return tools.run([binary(), *args], timeout=timeout, input=input)
 
 
+def call(*args: str, timeout: float = 120, input: str | None = None) -> str:
+    """`podman ARGS`: its stdout, or a ToolError naming the command and podman's answer."""
+    return _podman(*args, timeout=timeout, input=input)
+
+
 def available() -> str | None:
     """Why podman cannot run containers here, or None when it can."""
     try:

@@ -23,8 +23,9 @@ What differs from a cluster, and why (nothing else does):
 - Services are DNS names on the podman network `mlctl`, and the predictor's port is published on
   127.0.0.1 for mlctl itself (as `kubectl port-forward` would); a Service port other than its
   targetPort (KServe's 80 → 8080) is redirected inside the pod's network namespace, kube-proxy's
-  part (root only); a model store the pods reach (e.g. an S3 server) is a container on that
-  network under the endpoint's host name;
+  part (root only); a model store inside the cluster (an S3 endpoint at a Service name) is a
+  real S3 server in a container on that network under the endpoint's host name, which mlctl
+  starts unless one is there (mlctl/podman_store.py);
 - probes run while mlctl waits; a container that restarts while starting fails the apply.
 """
 
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlctl import chart, helm, podman, predict
+from mlctl import chart, helm, podman, podman_store, predict
 from mlctl.artifacts import metadata_from_log, store_uri, training_hash
 from mlctl.errors import MlctlError
 from mlctl.pods import ClusterPod, cluster_pods
@@ -169,7 +170,8 @@ def apply(spec: Spec, report: Report, on_log: Callable[[str], None] = lambda _: 
     """Train (if needed), serve and check the release under podman; the summary for the CLI."""
     _require_podman()
     started = time.monotonic()
-    secrets = resolve_secrets(spec)
+    secrets = resolve_secrets(spec, pulls_images=False)
+    _step("store", lambda: _store(spec, secrets, report))
     built = _step("images", lambda: _images(spec, report, on_log))
     metadata = _step("train", lambda: _train(spec, secrets, report, on_log))
     release = _release(spec, secrets, model_sha256=metadata["sha256"], on_event=lambda e: on_log(f"serve: {e}"))
@@ -197,9 +199,12 @@ def plan(spec: Spec, report: Report) -> None:
     _require_podman()
     from mlctl import build
 
+    store = podman_store.state(spec)
+    if store:
+        report("store", "planned" if store.startswith("would") else "up to date", store)
     for reference, due in build.stale(spec, engine_name="podman").items():
         report("images", "planned" if due else "up to date", f"{'would build ' if due else ''}{reference}")
-    secrets = resolve_secrets(spec)
+    secrets = resolve_secrets(spec, pulls_images=False)
     release = _release(spec, secrets)
     job = release.pods["training"].owner.removeprefix("Job/")
     metadata = _trained(spec, job)
@@ -217,6 +222,13 @@ def plan(spec: Spec, report: Report) -> None:
             f"pod {predictor.name} on 127.0.0.1:{port}" if port else f"would run pod {predictor.name}",
         )
     report("check", "planned", "would post the sample digit and run the helm test pod")
+
+
+def _store(spec: Spec, secrets, report: Report) -> None:
+    """Something answers the spec's in-cluster store endpoint (mlctl/podman_store.py)."""
+    done = podman_store.ensure(spec, secrets)
+    if done is not None:
+        report("store", *done)
 
 
 def _images(spec: Spec, report: Report, on_log: Callable[[str], None]):
@@ -324,7 +336,7 @@ def rollback(spec: Spec, report: Report, revision: int | None = None) -> dict[st
     k = spec.kubernetes
     old = helm.pick_revision(revisions(spec), revision, f"{k.namespace}/{k.release} under podman")
     wanted = old["revision"]
-    secrets = resolve_secrets(spec)
+    secrets = resolve_secrets(spec, pulls_images=False)
     release = _release(spec, secrets, values=with_credentials(old["values"], secrets))
     port, _ = _step("serve", lambda: _serve(spec, release, report))
     base = _step("check", lambda: _check(release, port, report))

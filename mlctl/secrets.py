@@ -50,16 +50,32 @@ def resolve(ref: SecretRef, field: str) -> str:
     return value
 
 
-def resolve_secrets(spec: Spec) -> Secrets:
-    """Resolve the credentials the chart will put in Secrets (skipping those it will not create)."""
+UNUSED_REGISTRY_PASSWORD = "unused-the-images-are-built-here"
+"""The pull Secret's password where no image is pulled from the registry (the podman target)."""
+
+
+def resolve_secrets(spec: Spec, pulls_images: bool = True) -> Secrets:
+    """Resolve the credentials the chart will put in Secrets (skipping those it will not create).
+
+    `pulls_images=False` is for a target that builds its images where it runs them and pulls none
+    from the spec's registry (podman): its password is not asked for, and when it is not set the
+    pull Secret renders with UNUSED_REGISTRY_PASSWORD, which nothing reads."""
     reg, sto = spec.registry, spec.storage
     creates_storage = not spec.model_store.is_pvc and not sto.existing_secret
 
     def maybe(ref: SecretRef | None, field: str, needed: bool) -> str | None:
         return resolve(ref, field) if (needed and ref is not None) else None
 
+    password = None
+    if reg.creates_secret and reg.password is not None:
+        try:
+            password = resolve(reg.password, "registry.password")
+        except UsageError:
+            if pulls_images:
+                raise
+            password = UNUSED_REGISTRY_PASSWORD
     return Secrets(
-        registry_password=maybe(reg.password, "registry.password", reg.creates_secret),
+        registry_password=password,
         storage_access_key_id=maybe(sto.access_key_id, "storage.accessKeyId", creates_storage),
         storage_secret_access_key=maybe(sto.secret_access_key, "storage.secretAccessKey", creates_storage),
     )

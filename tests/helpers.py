@@ -40,6 +40,27 @@ def shipped_spec(folder: Path, **replace: str) -> Path:
     return path
 
 
+def readme_commands(section: str) -> list[str]:
+    """The ```bash blocks of one `## section` of the README, in order."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", body, flags=re.S)
+
+
+def fresh_clone(workspace: Path) -> tuple[Path, dict[str, str]]:
+    """A `git clone` of this checkout's HEAD in `workspace`, with shared/ beside it as CI lays it
+    out, and the environment a newcomer's shell has (no venv of this checkout on PATH)."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / "shared").symlink_to(SHARED)
+    clone = workspace / "mlctl"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
+    return clone, env
+
+
 class FakeClock:
     """mlctl.poll's clock for tests: time moves only when a wait sleeps, by as much as it asks.
     With `yield_s`, each sleep also yields the CPU for at most that much real time, so that a

@@ -9,26 +9,20 @@ file, since running the whole suite from inside the suite would recurse.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 
 import pytest
 
-from tests.helpers import REPO, SHARED
+from tests.helpers import REPO, SHARED, fresh_clone, readme_commands
 
 pytestmark = pytest.mark.slow
-
-
-def readme_commands() -> list[str]:
-    text = (REPO / "README.md").read_text()
-    section = text.split("## The two commands", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
+SECTION = "The two commands"
 
 
 def test_readme_has_exactly_two_commands():
-    main, tests = readme_commands()
+    main, tests = readme_commands(SECTION)
     assert "mlctl apply spec/mnist.yaml" in main
     assert "scripts/test.sh" in tests
     ci = (REPO / ".ci" / "run").read_text()
@@ -45,15 +39,9 @@ def test_readme_commands_on_a_fresh_clone(tmp_path):
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode:
         pytest.skip("not a git checkout")
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    (workspace / "shared").symlink_to(SHARED)
-    clone = workspace / "mlctl"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
+    clone, env = fresh_clone(tmp_path / "ws")
     env["MLCTL_NO_SYSTEM_SETUP"] = "1"
-    main, tests = readme_commands()
+    main, tests = readme_commands(SECTION)
     try:
         p = subprocess.run(["bash", "-c", main], cwd=clone, env=env, capture_output=True, text=True, timeout=1500)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

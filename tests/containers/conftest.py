@@ -2,10 +2,9 @@
 real registry, all on this machine.
 
 Built once per test run (session fixtures):
-- the base image `python:3.11-slim`: pulled when a registry serves it, else a stand-in made with
-  debootstrap (Debian bookworm + python3.11, a venv at /usr/local as the official image has it);
-- `seldonio/rclone-storage-initializer:1.17.1`: pulled, else a stand-in built like Seldon's
-  (tests/containers/rclone-initializer.Dockerfile, Debian's rclone);
+- the base image `python:3.11-slim` and `seldonio/rclone-storage-initializer:1.17.1`: pulled, else
+  stand-ins (scripts/standin-images.sh, as a newcomer's machine gets them from
+  scripts/setup-containers.sh);
 - `kserve/storage-initializer:v0.20.0`: pulled, else a stand-in built like KServe's
   (tests/containers/kserve-initializer.Dockerfile: KServe's entrypoint and the `kserve-storage`
   package from PyPI, from a wheelhouse this machine's pip downloads);
@@ -44,7 +43,10 @@ KSERVE_INITIALIZER = "docker.io/kserve/storage-initializer:v0.20.0"
 STANDIN_LABEL = "io.mlctl.test.standin"
 S3_IMAGE = "localhost/mlctl-test/s3-server:1"
 NETWORK = "mlctl"
-S3_HOST = "minio.minio-system.svc.cluster.local"  # the shipped spec's storage endpoint
+# The shipped spec's store endpoint is left to mlctl's own stand-in store (test_newcomer.py);
+# the suite's specs point at its own S3 server instead, which mlctl then uses as it is.
+SHIPPED_S3_HOST = "minio.minio-system.svc.cluster.local"
+S3_HOST = "minio.tests.svc"
 # The chart's ci/*-values.yaml name another endpoint and keys; the same server answers both.
 CI_S3_HOST, CI_S3_KEYS = "minio.minio.svc", "minio,minio123"
 CREDS = {
@@ -113,40 +115,15 @@ def wait_http(url: str, timeout: float = 60) -> None:
 
 
 @pytest.fixture(scope="session")
-def base_image(tmp_path_factory) -> str:
-    """python:3.11-slim: pulled, or a stand-in from debootstrap (about a minute)."""
-    if image_exists(BASE) or _pull(BASE):
-        return BASE
-    root = tmp_path_factory.mktemp("debootstrap") / "root"
-    run(
-        "debootstrap",
-        "--variant=minbase",
-        "--include=python3.11-venv,python3-venv,ca-certificates,netbase,tzdata",
-        "bookworm",
-        str(root),
-        "http://deb.debian.org/debian",
-        timeout=900,
-    )
-    run("chroot", str(root), "python3.11", "-m", "venv", "/usr/local")
-    for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        shutil.rmtree(root / junk, ignore_errors=True)
-    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-    run(
-        "podman",
-        "import",
-        "--change",
-        'CMD ["python3"]',
-        "--change",
-        "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "--change",
-        "ENV LANG=C.UTF-8",
-        "-",
-        BASE,
-        stdin=tar.stdout,
-        timeout=600,
-    )
-    tar.wait()
-    shutil.rmtree(root, ignore_errors=True)
+def standin_images() -> None:
+    """python:3.11-slim and Seldon's initializer: pulled, or stand-ins (scripts/standin-images.sh,
+    which scripts/setup-containers.sh runs; here again in case a test removed one)."""
+    if not (image_exists(BASE) and image_exists(INITIALIZER)):
+        run("bash", str(REPO / "scripts" / "standin-images.sh"), timeout=1200)
+
+
+@pytest.fixture(scope="session")
+def base_image(standin_images) -> str:
     return BASE
 
 
@@ -158,11 +135,7 @@ def _build_standin(dockerfile: Path, binary: Path, ref: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def initializer_image(base_image) -> str:
-    if not image_exists(INITIALIZER) and not _pull(INITIALIZER):
-        # Debian's rclone (1.60), the closest to the 1.59.1 Seldon's image carries.
-        debian = shutil.which("rclone", path="/usr/bin:/bin")
-        _build_standin(HERE / "rclone-initializer.Dockerfile", Path(debian), INITIALIZER)
+def initializer_image(standin_images) -> str:
     return INITIALIZER
 
 
@@ -308,8 +281,8 @@ class S3Store:
 
 @pytest.fixture(scope="session")
 def s3(s3_image, network, tmp_path_factory) -> Iterator[S3Store]:
-    """An S3 server on the podman network under the shipped spec's endpoint name, bucket
-    mlctl-models, keys CREDS (requests signed with other keys get 403)."""
+    """An S3 server on the podman network under S3_HOST (the suite's specs' endpoint) and the
+    chart's ci values' endpoint, bucket mlctl-models, keys CREDS (other keys get 403)."""
     data = tmp_path_factory.mktemp("s3-data")
     (data / "mlctl-models").mkdir()
     (data / "models").mkdir()
@@ -376,6 +349,11 @@ def mirror(base_image, network) -> Iterator[str]:
     run("podman", "rm", "--force", "--time", "1", name, check=False)
 
 
+def write_spec(folder: Path, **replace: str) -> Path:
+    """The shipped spec (tests.helpers.shipped_spec), its store endpoint at the suite's S3 server."""
+    return shipped_spec(folder, **{SHIPPED_S3_HOST: S3_HOST}, **replace)
+
+
 def mlctl(*args: str, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mlctl", *args],
@@ -390,7 +368,7 @@ def mlctl(*args: str, env: dict | None = None, timeout: float = 1800) -> subproc
 @pytest.fixture(scope="session")
 def shipped(tmp_path_factory, base_image, initializer_image, network) -> Path:
     """The shipped spec (paths made absolute, state in a temporary folder), its images built."""
-    spec = shipped_spec(tmp_path_factory.mktemp("shipped"))
+    spec = write_spec(tmp_path_factory.mktemp("shipped"))
     p = mlctl("build", str(spec), "--json")
     assert p.returncode == 0, p.stderr[-3000:]
     return spec

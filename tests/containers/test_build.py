@@ -11,8 +11,7 @@ import subprocess
 
 import yaml
 
-from tests.containers.conftest import mlctl, podman_json, run
-from tests.helpers import shipped_spec
+from tests.containers.conftest import mlctl, podman_json, run, write_spec
 
 
 def test_both_images_are_built_and_a_rebuild_is_a_no_op(shipped):
@@ -54,7 +53,7 @@ def test_images_run_as_non_root_with_cpu_torch(shipped):
 
 
 def _registry_spec(tmp_path, registry):
-    return shipped_spec(
+    return write_spec(
         tmp_path,
         **{
             "image: ghcr.io/example/mnist-train": f"image: {registry.host}/mlctl/mnist-train",

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from mlctl.predict import predict_image
-from tests.containers.conftest import mlctl
-from tests.helpers import REPO, shipped_spec
+from tests.containers.conftest import mlctl, write_spec
+from tests.helpers import REPO
 
 SAMPLE = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
 QUICK = {
@@ -21,7 +21,7 @@ QUICK = {
 
 
 def _spec(folder, seed: int):
-    return shipped_spec(folder, **QUICK, **{"  seed: 1": f"  seed: {seed}"})
+    return write_spec(folder, **QUICK, **{"  seed: 1": f"  seed: {seed}"})
 
 
 def _apply(spec) -> dict:
