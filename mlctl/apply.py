@@ -1,6 +1,8 @@
 """`mlctl apply`: from the spec to a running model, doing only what is needed.
 
-1. validate the spec;  2. train unless the artifact for its training hash exists;
+1. validate the spec (and, for the kubernetes target, resolve its credentials: a missing one
+   stops the apply before the training, not after);  2. train unless the artifact for its
+   training hash exists;
 3. local target: make sure the local Seldon server runs this artifact, then check a real
    prediction of the chart's sample digit;
    kubernetes target: plan (helm status/get values), then upload → helm upgrade --install
@@ -74,6 +76,8 @@ def apply(
         _podman(spec, dry_run, report, result, on_log, path)
         result.seconds = time.monotonic() - started
         return result
+    if result.target == "kubernetes" and not dry_run:
+        _credentials(spec)  # before the long steps: a missing credential stops it now, not after training
     artifact = _train(spec, dry_run, report, on_log)
     if result.target == "local":
         _local(spec, artifact, dry_run, report, result, path)
@@ -170,15 +174,21 @@ def _podman(spec: Spec, dry_run: bool, report, result: ApplyResult, on_log, spec
     result.summary = {**podman_target.apply(spec, report, on_log), "spec": str(spec_path)}
 
 
-def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult) -> None:
-    from mlctl import deploy
-    from mlctl.release import Release
+def _credentials(spec: Spec):
+    """The spec's credentials, resolved; an error names the step and the missing reference."""
     from mlctl.secrets import resolve_secrets
 
     try:
-        secrets = resolve_secrets(spec)
+        return resolve_secrets(spec)
     except MlctlError as exc:
         raise _step("credentials", exc) from exc
+
+
+def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult) -> None:
+    from mlctl import deploy
+    from mlctl.release import Release
+
+    secrets = _credentials(spec)
     untrained = artifact is None
     if untrained:  # dry run before the first training: plan with what is known
         artifact = artifacts.planned(spec)

@@ -115,3 +115,18 @@ def test_rollback_through_the_cli(fakes, spec, spec_path, secret_env, private_tm
     assert no_leak(p.stdout, p.stderr)
     missing = run_mlctl("rollback", str(spec_path), "--revision", "9")
     assert missing.returncode == 2 and "no revision 9" in missing.stderr
+
+
+def test_a_missing_credential_stops_before_local_training(fakes, tmp_path, monkeypatch, mnist_dir):
+    """Trained here and deployed there: the credentials the deploy needs are checked before the
+    training, which would otherwise run for minutes and then stop."""
+    from tests.k8s.conftest import write_spec
+
+    for k in SECRETS:
+        monkeypatch.delenv(k, raising=False)
+    path = write_spec(tmp_path, runner="{kind: local}", extra=f"data: {{dir: {mnist_dir}}}\n")
+    p = apply(path)
+    assert p.returncode == 2, p.stderr
+    assert "error: credentials: registry.password: environment variable REGISTRY_PASSWORD is not set" in p.stderr
+    assert "train" not in p.stderr and not (tmp_path / "models").exists()
+    assert fakes.calls() == []
