@@ -57,6 +57,7 @@ class StoreEndpoint:
     host: str
     port: int
     bucket: str
+    tls: bool = False
 
     @property
     def container(self) -> str:
@@ -74,7 +75,8 @@ def cluster_endpoint(spec: Spec) -> StoreEndpoint | None:
     host = url.hostname or ""
     if not host or not ("." not in host or host.endswith((".svc", ".svc.cluster.local"))):
         return None
-    return StoreEndpoint(host, url.port or (443 if url.scheme == "https" else 80), store.bucket)
+    tls = url.scheme == "https"
+    return StoreEndpoint(host, url.port or (443 if tls else 80), store.bucket, tls)
 
 
 def state(spec: Spec) -> str:
@@ -93,22 +95,26 @@ def ensure(spec: Spec, secrets: Secrets) -> tuple[str, str] | None:
     if endpoint is None:
         return None
     podman.ensure_network()
-    keys = _keys(secrets)
     other = _answering(endpoint)
     if other and other != endpoint.container:
         return "up to date", f"container {other} answers {endpoint.host}"
+    if endpoint.tls:
+        raise MlctlError(
+            f"the spec's store endpoint is https://{endpoint.host}, and the stand-in store speaks plain HTTP",
+            hint=f"run your own S3 server with TLS as {endpoint.host} on the podman network {podman.NETWORK}",
+        )
+    keys = _keys(secrets)
     data = spec.training.output.parent / "podman" / "stores" / endpoint.host
     (data / endpoint.bucket).mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(keys.encode()).hexdigest()[:16]  # recreated when the spec's keys change
-    running = _inspect(endpoint.container)
-    if running and running["Config"]["Labels"].get(f"{podman.LABEL}.keys") == digest:
-        if running["State"]["Running"]:
-            return "up to date", f"container {endpoint.container} answers {endpoint.host} ({data})"
-        podman.call("start", endpoint.container)
-        _wait_ready(endpoint)
-        return "changed", f"started container {endpoint.container} again for {endpoint.host}"
-    if running:
-        _remove(endpoint.container)
+    found = _inspect(endpoint.container)
+    if found:
+        if not found["State"]["Running"]:
+            podman.call("start", endpoint.container)
+            _wait_ready(endpoint)
+        if _accepts(endpoint, secrets):
+            where = next((m["Source"] for m in found.get("Mounts") or [] if m["Destination"] == "/data"), data)
+            return "up to date", f"container {endpoint.container} answers {endpoint.host} (objects in {where})"
+        _remove(endpoint.container)  # started with other keys than the spec's now: its objects stay
     image = _image()
     secret = f"{endpoint.container}-keys-{pysecrets.token_hex(3)}"
     podman.call("secret", "create", "--label", f"{podman.LABEL}.role={ROLE}", secret, "-", input=keys)
@@ -116,8 +122,7 @@ def ensure(spec: Spec, secrets: Secrets) -> tuple[str, str] | None:
         podman.call(
             "run", "--detach", "--name", endpoint.container,
             "--network", podman.NETWORK, "--network-alias", endpoint.host,
-            "--label", f"{podman.LABEL}.role={ROLE}", "--label", f"{podman.LABEL}.keys={digest}",
-            "--label", f"{podman.LABEL}.secret={secret}",
+            "--label", f"{podman.LABEL}.role={ROLE}", "--label", f"{podman.LABEL}.secret={secret}",
             "--secret", f"{secret},target={KEYS_FILE}",  # a file: an env var would show in `podman inspect`
             "--publish", f"127.0.0.1::{endpoint.port}",
             "--volume", f"{data}:/data",
@@ -144,6 +149,33 @@ def _keys(secrets: Secrets) -> str:
             hint="use other values for the keys the spec names (any will do for the stand-in)",
         )
     return f'"{key},{secret}"'
+
+
+def _port(endpoint: StoreEndpoint) -> int:
+    """The 127.0.0.1 port the store's port is published on."""
+    try:
+        out = podman.call("port", endpoint.container, f"{endpoint.port}/tcp", timeout=60).split()
+        return int(out[0].rsplit(":", 1)[-1])
+    except (tools.ToolError, ValueError, IndexError) as exc:
+        raise MlctlError(f"the stand-in store {endpoint.container} publishes no port {endpoint.port}") from exc
+
+
+def _accepts(endpoint: StoreEndpoint, secrets: Secrets) -> bool:
+    """Whether the store takes requests signed with the spec's keys (it was started with them)."""
+    remote = "RCLONE_CONFIG_STORE_"
+    env = {
+        f"{remote}TYPE": "s3",
+        f"{remote}PROVIDER": "Other",
+        f"{remote}ENDPOINT": f"http://127.0.0.1:{_port(endpoint)}",
+        f"{remote}ACCESS_KEY_ID": secrets.storage_access_key_id or "",
+        f"{remote}SECRET_ACCESS_KEY": secrets.storage_secret_access_key or "",
+    }
+    argv = [tools.rclone_binary(), "lsd", "store:"]  # the buckets: signed, and answered with any
+    try:
+        tools.run([*argv, "--retries", "1", "--low-level-retries", "1"], timeout=60, env=env, secrets=secrets.values())
+    except tools.ToolError:
+        return False
+    return True
 
 
 def _inspect(name: str) -> dict | None:
@@ -210,11 +242,7 @@ def _image() -> str:
 
 def _wait_ready(endpoint: StoreEndpoint) -> None:
     """Until the store answers HTTP on its published loopback port (any status: it is up)."""
-    try:
-        out = podman.call("port", endpoint.container, f"{endpoint.port}/tcp", timeout=60).split()
-        port = int(out[0].rsplit(":", 1)[-1])
-    except (tools.ToolError, ValueError, IndexError) as exc:
-        raise MlctlError(f"the stand-in store {endpoint.container} publishes no port {endpoint.port}") from exc
+    port = _port(endpoint)
     deadline = time.monotonic() + READY_S
     while True:
         try:

@@ -32,7 +32,7 @@ def spec_for(tmp_path, endpoint: str, uri: str = "s3://mlctl-models/mnist"):
         ("http://minio.minio-system.svc.cluster.local:9000", ("minio.minio-system.svc.cluster.local", 9000)),
         ("http://minio.minio.svc:9000", ("minio.minio.svc", 9000)),
         ("http://minio", ("minio", 80)),
-        ("https://store.store.svc", ("store.store.svc", 443)),
+        ("https://store.store.svc", ("store.store.svc", 443)),  # ensure() refuses it: plain HTTP only
         ("https://s3.eu-west-1.amazonaws.com", None),  # outside the cluster: the pods reach it
         ("http://10.0.0.5:9000", None),
     ],
