@@ -45,6 +45,22 @@ def test_missing_variable_is_named_without_values(monkeypatch):
         resolve_secrets(load_spec(SPEC))
 
 
+def test_a_target_that_pulls_no_image_does_not_ask_for_the_registry_password(monkeypatch):
+    from mlctl.secrets import UNUSED_REGISTRY_PASSWORD
+
+    monkeypatch.delenv("REGISTRY_PASSWORD", raising=False)
+    for k in ("MLCTL_S3_ACCESS_KEY_ID", "MLCTL_S3_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(k, CREDS[k])
+    spec = load_spec(SPEC)
+    assert resolve_secrets(spec, pulls_images=False).registry_password == UNUSED_REGISTRY_PASSWORD
+    monkeypatch.setenv("REGISTRY_PASSWORD", CREDS["REGISTRY_PASSWORD"])  # set: used as it is
+    assert resolve_secrets(spec, pulls_images=False).registry_password == CREDS["REGISTRY_PASSWORD"]
+    for k in ("MLCTL_S3_ACCESS_KEY_ID", "MLCTL_S3_SECRET_ACCESS_KEY"):  # the store's keys are still needed
+        monkeypatch.delenv(k)
+    with pytest.raises(UsageError, match="storage.accessKeyId: environment variable MLCTL_S3_ACCESS_KEY_ID"):
+        resolve_secrets(spec, pulls_images=False)
+
+
 def test_secret_from_file(tmp_path: Path, monkeypatch):
     (tmp_path / "pw").write_text("from-a-file\n")
     spec_file = tmp_path / "s.yaml"
