@@ -1,4 +1,4 @@
-"""mlctl: take the PyTorch MNIST CNN from training to a Seldon Core (or KServe) deployment, from one spec.
+"""mlctl: take a PyTorch model from training to a Seldon Core (or KServe) deployment, from one spec.
 
 The package is layered. Each row below is a layer, lowest first; a module imports only from its
 own row or earlier ones, the targets never from one another (each may use `targets/shared`),
@@ -6,7 +6,7 @@ and no imports go in a circle. tests/test_layers.py reads this map and holds
 the code to it, so the map is also the list of every module.
 
     base:               errors result poll _yaml valuesfile
-    spec:               spec specload specdoc secrets artifacts values chartdoc
+    spec:               spec contract specload specdoc secrets artifacts values chartdoc
     tools:              tools helm kubectl engine images predict kserve_pods pods podspec podsecurity podman
     chart:              render chart release
     targets/shared:     check build
@@ -17,8 +17,9 @@ the code to it, so the map is also the list of every module.
     cli:                cli __main__
 
 - base: errors with exit codes, typed results, the one wait loop, bounded YAML, values files.
-- spec: the pydantic spec and its loader and reference; credentials; trained artifacts; the
-  chart's values contract (values.schema.json and the chart README are generated from it).
+- spec: the pydantic spec, the model contract (a model package's model.yaml) and their loader
+  and reference; credentials; trained artifacts; the chart's values contract (values.schema.json
+  and the chart README are generated from it).
 - tools: the only modules that know an external program's command line (helm, kubectl, the
   container engine, podman) or the wire format of the model server (predict); `pods` builds the
   pods Seldon's operator would (`kserve_pods` those of KServe's controller), `podspec` maps them
@@ -27,7 +28,8 @@ the code to it, so the map is also the list of every module.
 - targets: where the model runs, on either engine (Seldon or KServe). local: the engine's server
   as a local process; podman: the release's pods under podman, as the kubelet would run them;
   kubernetes: the model store, the training Job, helm upgrade and the SeldonDeployment or
-  InferenceService. shared: the sample check every target ends with, and image builds.
+  InferenceService. shared: the check of the model's examples every target ends with, and image
+  builds.
 - commands: what each CLI command does, as functions returning data; cli: typer, text and JSON.
 
 The serving side (the network, training, the Seldon model class, the KServe runtime and their

@@ -10,7 +10,7 @@ from mlctl.artifacts import artifact_dir, store_uri, training_hash
 from mlctl.errors import UsageError
 from mlctl.secrets import placeholders, resolve_secrets
 from mlctl.spec import Spec
-from mlctl.specload import load_spec
+from mlctl.specload import load_contract, load_spec
 
 
 def describe(spec: Spec) -> dict:
@@ -30,10 +30,21 @@ def describe(spec: Spec) -> dict:
 
 
 def validate(path: Path) -> dict:
+    """The spec checked, and its model package against the contract (model.yaml, the class and
+    its two methods, the example files), without starting a server."""
     spec = load_spec(path)
+    contract = load_contract(spec.model)
     result = describe(spec)
+    result["model"] = {
+        "package": str(spec.model),
+        "class": contract.model_class,
+        "inputs": [i.name for i in contract.inputs],
+        "labels": list(contract.output.labels),
+        "examples": len(contract.examples),
+    }
     result["summary"] = (
-        f"project {spec.name}, target {spec.target}, engine {spec.serving.engine}, "
+        f"project {spec.name}, model {contract.model_class} ({len(contract.output.labels)} classes, "
+        f"{len(contract.examples)} examples), target {spec.target}, engine {spec.serving.engine}, "
         f"{spec.training.runner.kind} training ({spec.training.epochs} epochs, hash {result['trainingHash'][:12]}), "
         f"model store {spec.model_store.uri}, release {spec.kubernetes.namespace}/{spec.kubernetes.release}"
     )

@@ -4,7 +4,7 @@
    stops the apply before the training, not after);  2. train unless the artifact for its
    training hash exists;
 3. local target: make sure the local Seldon server runs this artifact, then check a real
-   prediction of the chart's sample digit;
+   answers to the model contract's examples;
    kubernetes target: plan (helm status/get values), then upload → helm upgrade --install
    --atomic --wait → wait for Available → smoke test (mlctl/deploy.py).
 Each step reports through `on_step`; a failure raises an MlctlError that names its step.
@@ -22,7 +22,7 @@ from mlctl import artifacts
 from mlctl.errors import MlctlError
 from mlctl.result import to_json
 from mlctl.spec import Spec
-from mlctl.specload import load_spec
+from mlctl.specload import load_contract, load_spec
 
 Target = Literal["local", "podman", "kubernetes"]
 
@@ -148,19 +148,21 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
     )
     protocol = predict.ENGINE_PROTOCOL[engine]
     # Through the engine's own endpoint; SmokeTestFailed when wrong.
-    check = sample_check.check_sample(state.url, expected_sha256=artifact.sha256, protocol=protocol, model=spec.name)
-    report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
+    check = sample_check.check_examples(
+        state.url, load_contract(spec.model), expected_sha256=artifact.sha256, protocol=protocol, model=spec.name
+    )
+    report("check", "ok", sample_check.summary(check))
     result.summary = {
         "url": state.url + predict.endpoint_for(protocol, spec.name),
         "protocol": protocol,
-        "predictFlags": predict.cli_flags(protocol, spec.name),
+        "predictFlags": predict.cli_flags(protocol, spec_path),
         "baseUrl": state.url,
         "modelSha256": artifact.sha256,
         "testAccuracy": artifact.test_accuracy,
         "prediction": check,
         "pid": state.pid,
         "spec": str(spec_path),
-        "sample": _shown(sample_check.SAMPLE_PNG),
+        "sample": _shown(load_contract(spec.model).labelled_examples[0].input),
     }
 
 
@@ -171,7 +173,10 @@ def _podman(spec: Spec, dry_run: bool, report, result: ApplyResult, on_log, spec
     if dry_run:
         podman_target.plan(spec, report)
         return
-    result.summary = {**podman_target.apply(spec, report, on_log), "spec": str(spec_path)}
+    from mlctl import predict
+
+    done = podman_target.apply(spec, report, on_log)
+    result.summary = {**done, "spec": str(spec_path), "predictFlags": predict.cli_flags(done["protocol"], spec_path)}
 
 
 def _credentials(spec: Spec):
@@ -213,7 +218,9 @@ def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult
         report("deploy", "changed", f"release {where} revision {done.revision}, SeldonDeployment {done.state}")
     else:
         report("deploy", "up to date", f"release {where} revision {done.revision} is up to date ({done.state})")
-    report("check", "ok", f"sample digit → predicted {done.smoke.get('predicted')} via {done.smoke.get('via')}")
+    from mlctl import check as sample_check
+
+    report("check", "ok", f"{sample_check.summary(done.smoke)} via {done.smoke.get('via') or done.smoke['url']}")
     result.summary = {
         "release": where, "revision": done.revision, "modelSha256": artifact.sha256,
         "testAccuracy": artifact.test_accuracy, "smoke": done.smoke, "upload": done.upload,

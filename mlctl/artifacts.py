@@ -10,7 +10,6 @@ already trained, and every release names exactly the weights it serves.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,29 +33,19 @@ def hyperparameters(training: TrainingSpec) -> dict[str, object]:
     }
 
 
-def model_package_dir() -> Path:
-    """The `model` package folder, found without importing it (it imports torch)."""
-    found = importlib.util.find_spec("model")
-    if found is None or not found.submodule_search_locations:
-        raise MlctlError(
-            "cannot find the `model` package", hint="install mlctl from the project root (pip install -e .)"
-        )
-    return Path(next(iter(found.submodule_search_locations)))
-
-
-def training_code_sha256() -> dict[str, str]:
-    """sha256 of every training source file. model/data.py carries the data checksums it enforces,
-    so a change of data identity shows up here too."""
-    root = model_package_dir()
+def training_code_sha256(package: Path) -> dict[str, str]:
+    """sha256 of every training source file of the model package (its top-level modules but the
+    serving ones). The MNIST package's data.py carries the data checksums it enforces, so a
+    change of data identity shows up here too."""
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.glob("*.py"))
+        for p in sorted(package.glob("*.py"))
         if not p.name.lstrip("_").startswith("serving")
     }
 
 
 def training_hash(spec: Spec) -> str:
-    payload = {"hyperparameters": hyperparameters(spec.training), "code": training_code_sha256()}
+    payload = {"hyperparameters": hyperparameters(spec.training), "code": training_code_sha256(spec.model)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -25,7 +25,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 app = typer.Typer(
     name="mlctl",
-    help="Train the MNIST CNN and deploy it to Seldon Core, driven by one spec (spec/mnist.yaml).",
+    help="Train a PyTorch model and deploy it to Seldon Core or KServe, driven by one spec (spec/mnist.yaml).",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_show_locals=False,  # locals may hold credentials: keep them out of CI logs
@@ -68,7 +68,8 @@ def _emit(result: dict, as_json: bool, text: str) -> None:
 
 @app.command()
 def validate(spec: SpecArg, as_json: JsonOpt = False) -> None:
-    """Check a spec: every problem with its file, line, column and field."""
+    """Check a spec and its model package (model.yaml, the class, the examples): every problem
+    with its file, line, column and field, without starting a server."""
     from mlctl import actions
 
     result = actions.validate(spec)
@@ -76,8 +77,17 @@ def validate(spec: SpecArg, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def schema() -> None:
+def schema(
+    model: Annotated[
+        bool, typer.Option("--model", help="The model contract's (a model package's model.yaml) instead.")
+    ] = False,
+) -> None:
     """Print the spec's JSON Schema (for editor completion and validation)."""
+    if model:
+        from mlctl.contract import contract_json_schema
+
+        _write(json.dumps(contract_json_schema(), indent=2))
+        return
     from mlctl.spec import spec_json_schema
 
     _write(json.dumps(spec_json_schema(), indent=2))
@@ -97,7 +107,7 @@ def render(
         ),
     ] = False,
 ) -> None:
-    """Render the Helm values for charts/mnist-seldon (for `helm upgrade --install -f`)."""
+    """Render the Helm values for the chart (for `helm upgrade --install -f`)."""
     from mlctl import actions
 
     written = actions.render(spec, output, include_secrets)
@@ -247,7 +257,7 @@ def _apply_text(result) -> str:
         return (
             f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
             f"predictions (the predictor Service, published): {s['url']}\n"
-            f"  mlctl predict IMAGE --url {s['baseUrl']}{s.get('predictFlags', '')}\n"
+            f"  mlctl predict FILE --url {s['baseUrl']}{s.get('predictFlags', '')}\n"
             f"stop it with: mlctl delete {s['spec']} --target podman"
         )
     if result.target == "local":
@@ -278,20 +288,34 @@ def serve(
         err.print(f"serving {srv.cfg.model_dir} with {srv.cfg.workers} workers (ready in {srv.ready_after_s:.1f} s)")
         _write(srv.url + predicting.endpoint_for(protocol, srv.cfg.model_name))
         sys.stdout.flush()
-        flags = predicting.cli_flags(protocol, srv.cfg.model_name)
-        err.print(f"try: mlctl predict IMAGE --url {srv.url}{flags}    (Ctrl-C stops the server)")
+        flags = predicting.cli_flags(protocol, spec)
+        err.print(f"try: mlctl predict FILE --url {srv.url}{flags}    (Ctrl-C stops the server)")
         serving.wait_until_interrupted(srv)
     err.print("stopped")
 
 
 @app.command()
 def predict(
-    images: Annotated[
+    files: Annotated[
         list[Path],
         typer.Argument(
-            help="Image files (PNG, JPEG, …).", show_default=False, exists=True, dir_okay=False, readable=True
+            help="Input files: images (PNG, JPEG, …) or tensors (.json: one item's numbers, or a batch).",
+            show_default=False,
+            exists=True,
+            dir_okay=False,
+            readable=True,
         ),
     ],
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec",
+            "-s",
+            help="Read the model's contract from this spec: its input names, class labels and scores, "
+            "and the model name in v2/v1 paths. Without it: inputs `image` / `input-0`, classes by index.",
+            show_default=False,
+        ),
+    ] = None,
     url: Annotated[str, typer.Option("--url", help="The server's base URL.")] = "http://127.0.0.1:9000",
     protocol: Annotated[
         str,
@@ -301,7 +325,10 @@ def predict(
             "kserve) or v1 (KServe's V1).",
         ),
     ] = "seldon",
-    model: Annotated[str, typer.Option("--model", help="The model's name in v2/v1 paths (the spec's name).")] = "mnist",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="The model's name in v2/v1 paths (default: the spec's name).", show_default=False),
+    ] = None,
     endpoint: Annotated[
         str | None,
         typer.Option(
@@ -313,7 +340,7 @@ def predict(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Post each image to the model server and print the predicted digit and its scores."""
+    """Post each file to the model server and print the predicted class and its scores."""
     from rich.table import Table
 
     from mlctl import predict as predicting
@@ -322,13 +349,24 @@ def predict(
         raise typer.BadParameter(
             f"{protocol!r} is not one of: {', '.join(predicting.PROTOCOLS)}", param_hint="--protocol"
         )
-    results = [(p, predicting.predict_image(url, p, endpoint=endpoint, protocol=protocol, model=model)) for p in images]
+    contract, name = None, model or "model"
+    if spec is not None:
+        from mlctl.specload import load_contract, load_spec
+
+        loaded = load_spec(spec)
+        contract, name = load_contract(loaded.model), model or loaded.name
+    results = [
+        (p, predicting.predict_file(url, p, contract, endpoint=endpoint, protocol=protocol, model=name)) for p in files
+    ]
     if as_json:
-        _emit({"predictions": [{"image": str(p), "class": r.cls, "scores": r.scores} for p, r in results]}, True, "")
+        rows = [{"input": str(p), "class": r.label, "index": r.cls, "scores": r.scores} for p, r in results]
+        _emit({"predictions": rows}, True, "")
         return
-    table = Table("image", "digit", "p", "scores (0–9)", box=None)
+    labels = results[0][1].labels
+    shown = f"scores ({labels[0]}–{labels[-1]})" if len(labels) > 2 else "scores"
+    table = Table("input", "class", "p", shown, box=None)
     for p, r in results:
-        table.add_row(str(p), str(r.cls), f"{r.scores[r.cls]:.3f}", " ".join(f"{x:.2f}" for x in r.scores))
+        table.add_row(str(p), r.label, f"{r.scores[r.cls]:.3f}", " ".join(f"{x:.2f}" for x in r.scores))
     out.print(table)
 
 

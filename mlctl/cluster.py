@@ -31,7 +31,7 @@ def revisions(spec: Spec) -> list[dict[str, Any]]:
 
 def rollback(spec: Spec, revision: int | None = None) -> dict[str, Any]:
     """`helm rollback` to `revision` (default: the one before the current), then wait for the
-    SeldonDeployment (or InferenceService) and demand the sample digit from that revision's weights."""
+    SeldonDeployment (or InferenceService) and demand the model's examples' answers from that revision's weights."""
     old = helm.pick_revision(revisions(spec), revision, f"release {spec.kubernetes.release}")
     wanted = old["revision"]
     names = Names.for_spec(spec)

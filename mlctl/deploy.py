@@ -2,7 +2,7 @@
 
 deploy = upload the artifact → `helm upgrade --install --atomic --wait` with a 0600 values file →
 wait for the SeldonDeployment to be Available (or the InferenceService Ready, engine kserve) →
-post the chart's sample digit through the engine's own protocol and demand the right class. Each
+post the model contract's examples through the engine's own protocol and demand their answers. Each
 failure names its step. The values come from the `Release`, built once per apply; credentials
 are compared in memory only: plans, diffs, results and errors show `***`. Status, revisions,
 rollback and delete of a release that stands are in mlctl/cluster.py.
@@ -21,6 +21,7 @@ from mlctl.errors import MlctlError, SmokeTestFailed
 from mlctl.release import Names, Release, values_diff
 from mlctl.result import Result
 from mlctl.spec import Spec
+from mlctl.specload import load_contract
 
 VALUES_PLACEHOLDER = "values.yaml"
 POLL_SECONDS = 5.0
@@ -194,21 +195,29 @@ def wait_available(names: Names, timeout_s: float) -> str:
 
 
 def smoke_test(spec: Spec, names: Names, expected_sha256: str | None = None) -> dict[str, Any]:
-    """Post the chart's sample digit through the ingress endpoint, or a port-forward to the
-    predictor Service, in the engine's protocol; the answer's argmax must be the digit's label.
+    """Post the model contract's examples through the ingress endpoint, or a port-forward to the
+    predictor Service, in the engine's protocol; each must be answered as the contract says.
     Seldon's ingress path is /seldon/<namespace>/<name>/…; KServe's endpoint is the
     InferenceService's own URL (its status.url), so the V2 path goes straight under it."""
     k = spec.kubernetes
     protocol = predict.ENGINE_PROTOCOL[names.engine]
     if k.endpoint:
         prefix = f"/seldon/{k.namespace}/{names.served}" if names.engine == "seldon" else ""
-        return check.check_sample(
-            k.endpoint, prefix + predict.endpoint_for(protocol, names.model), expected_sha256, protocol=protocol
+        return check.check_examples(
+            k.endpoint,
+            load_contract(spec.model),
+            prefix + predict.endpoint_for(protocol, names.model),
+            expected_sha256,
+            protocol,
         )
     try:
         with kubectl.port_forward(names.target, names.predictor_service, names.service_port) as port:
-            result = check.check_sample(
-                f"http://127.0.0.1:{port}", expected_sha256=expected_sha256, protocol=protocol, model=names.model
+            result = check.check_examples(
+                f"http://127.0.0.1:{port}",
+                load_contract(spec.model),
+                expected_sha256=expected_sha256,
+                protocol=protocol,
+                model=names.model,
             )
     except SmokeTestFailed:
         raise

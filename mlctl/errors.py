@@ -39,14 +39,15 @@ class UsageError(MlctlError):
 
 
 class SpecError(UsageError):
-    """The spec file is unreadable or invalid: one line per problem, each naming file:line:col."""
+    """A spec file or model contract is unreadable or invalid: one line per problem, each naming
+    file:line:col."""
 
-    def __init__(self, path: str, problems: list[str]) -> None:
+    def __init__(self, path: str, problems: list[str], what: str = "spec") -> None:
         self.path = path
         self.problems = problems
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        super().__init__(f"{path}: invalid spec ({count})\n" + "\n".join(problems))
+        super().__init__(f"{path}: invalid {what} ({count})\n" + "\n".join(problems))
 
 
 class SmokeTestFailed(MlctlError):
-    """The deployed model answered the sample digit wrongly, from other weights, or not at all."""
+    """The deployed model answered an example wrongly, from other weights, or not at all."""

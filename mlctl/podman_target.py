@@ -12,7 +12,7 @@ podman (mlctl/podman.py):
 3. serve: the predictor pod, replaced when its template changed; the storage initializer
    downloads the model, the model container starts under its securityContext, and mlctl waits
    for its readiness probe;
-4. check: the chart's sample digit through the predictor Service's port, in the engine's own
+4. check: the model contract's examples through the predictor Service's port, in the engine's own
    protocol (Seldon's, or V2 for KServe), then the chart's own `helm test` pod.
 
 What differs from a cluster, and why (nothing else does):
@@ -41,11 +41,13 @@ from typing import Any
 
 from mlctl import chart, helm, podman, podman_store, predict
 from mlctl.artifacts import metadata_from_log, store_uri, training_hash
+from mlctl.contract import Contract
 from mlctl.errors import MlctlError
 from mlctl.pods import ClusterPod, cluster_pods
 from mlctl.release import Names, Release, redact, with_credentials
 from mlctl.secrets import resolve_secrets
 from mlctl.spec import Spec
+from mlctl.specload import load_contract
 
 Report = Callable[[str, str, str], None]
 DATA_FILES = (
@@ -182,7 +184,6 @@ def apply(spec: Spec, report: Report, on_log: Callable[[str], None] = lambda _: 
         "url": base + predict.endpoint_for(protocol, spec.name),
         "baseUrl": base,
         "protocol": protocol,
-        "predictFlags": predict.cli_flags(protocol, spec.name),
         "modelSha256": metadata["sha256"],
         "testAccuracy": metadata["test_accuracy"],
         "modelUri": release.values["model"]["uri"],
@@ -221,7 +222,7 @@ def plan(spec: Spec, report: Report) -> None:
             "up to date" if port else "planned",
             f"pod {predictor.name} on 127.0.0.1:{port}" if port else f"would run pod {predictor.name}",
         )
-    report("check", "planned", "would post the sample digit and run the helm test pod")
+    report("check", "planned", "would post the model's examples and run the helm test pod")
 
 
 def _store(spec: Spec, secrets, report: Report) -> None:
@@ -351,25 +352,27 @@ def rollback(spec: Spec, report: Report, revision: int | None = None) -> dict[st
 
 
 def _check(release: PodmanRelease, port: int, report: Report) -> str:
-    """The sample digit through the published Service port, then the chart's helm test pod."""
+    """The model contract's examples through the published Service port, then the chart's helm
+    test pod."""
     from mlctl import check as sample_check
 
     base = f"http://127.0.0.1:{port}"
     spec = release.spec
-    check = sample_check.check_sample(
+    check = sample_check.check_examples(
         base,
+        load_contract(spec.model),
         expected_sha256=release.model_sha256,
         protocol=predict.ENGINE_PROTOCOL[spec.serving.engine],
         model=spec.name,
     )
-    report("check", "ok", f"sample digit {check['label']} → predicted {check['predicted']} (p={check['score']})")
+    report("check", "ok", sample_check.summary(check))
     test = release.pods.get("test")
     if test is not None:
         run = release.runner.run(test, wait="complete", timeout_s=300)
         try:
             said = json.loads(run.logs("predict").strip().splitlines()[-1])
-            verdict = f"predicted {said['predicted']}, label {said['label']}"
-        except (ValueError, IndexError, KeyError):
+            verdict = f"{len(said['examples'])} examples answered as the model contract says"
+        except (ValueError, IndexError, KeyError, TypeError):
             verdict = "passed"
         report("check", "ok", f"helm test pod {test.name}: {verdict}")
         release.runner.remove(run.podman_name)
@@ -431,25 +434,26 @@ def status(spec: Spec) -> dict[str, Any]:
         protocol = predict.ENGINE_PROTOCOL[names.engine]
         out["url"] = f"http://127.0.0.1:{port}{predict.endpoint_for(protocol, names.model)}" if port else None
         if port:
-            out["servingSha256"] = serving_sha256(f"http://127.0.0.1:{port}", names.engine, names.model)
+            out["servingSha256"] = serving_sha256(
+                f"http://127.0.0.1:{port}", names.engine, names.model, load_contract(spec.model)
+            )
     return out
 
 
-def serving_sha256(base: str, engine: str, model: str) -> str | None:
+def serving_sha256(base: str, engine: str, model: str, contract: Contract) -> str | None:
     """The sha256 of the weights the server at `base` answers with, as it says itself, or None.
 
     Seldon: the model's `/health/status` (a real prediction; jsonData.model_sha256). KServe: the
     Open Inference Protocol's model metadata carries versions only (sha256[:12]), so a V2
-    inference of one blank 28×28 image, whose response's parameters name the full sha256.
+    inference of the contract's first labelled example, whose answer's parameters name the full
+    sha256.
     """
     import urllib.request
 
     try:
         if engine == "kserve":
-            blank = {"inputs": [{"name": "pixels", "datatype": "UINT8", "shape": [1, 784], "data": [0] * 784}]}
-            url = base + predict.endpoint_for("v2", model)
-            answer = predict.post(url, json.dumps(blank).encode(), "application/json", timeout=5)
-            return predict.parse_prediction(answer, "v2").model_sha256
+            example = contract.labelled_examples[0].input
+            return predict.predict_file(base, example, contract, timeout=5, protocol="v2", model=model).model_sha256
         with urllib.request.urlopen(f"{base}/health/status", timeout=5) as r:
             health = json.loads(r.read())
         return (health.get("jsonData") or {}).get("model_sha256")

@@ -1,17 +1,19 @@
-"""An HTTP client for the model server: post one image, read the digit, in either engine's protocol.
+"""An HTTP client for the model server: post one input, read the scores, in either engine's protocol.
 
 Standard library only (urllib), so mlctl needs no HTTP dependency. Protocols (`PROTOCOLS`):
 
-- `seldon`: the image as multipart `binData` to `/api/v1.0/predictions`; the answer is Seldon's
-  `{"data": {"names": [...], "tensor": {"shape": [1, 10], "values": [...]}}, "meta": {"tags": …}}`
-  (or `ndarray`);
-- `v2`: the Open Inference Protocol, as KServe serves it: the image bytes as a base64 `BYTES`
-  tensor named `image` to `/v2/models/<model>/infer`; the answer's output `t` holds the row;
-- `v1`: KServe's V1, `{"instances": [{"b64": …}]}` to `/v1/models/<model>:predict`; the answer is
-  `{"predictions": [[…]]}`.
+- `seldon`: an image as multipart `binData` (a tensor as JSON `{"data": {"ndarray": …}}`) to
+  `/api/v1.0/predictions`; the answer is Seldon's `{"data": {"names": [...], "tensor": {"shape":
+  [1, N], "values": [...]}}, "meta": {"tags": …}}` (or `ndarray`);
+- `v2`: the Open Inference Protocol, as KServe serves it: an image as a base64 `BYTES` tensor
+  (a tensor as numbers) under the model's input name to `/v2/models/<model>/infer`; the answer's
+  output (the contract's output name) holds the row;
+- `v1`: KServe's V1, `{"instances": [{"b64": …}]}` (or the tensor's rows) to
+  `/v1/models/<model>:predict`; the answer is `{"predictions": [[…]]}`.
 
-Every answer holds log-probabilities; `Prediction.scores` are those as probabilities, and
-`Prediction.model_sha256` the weights the server says it answered with.
+How to read the row is the model contract's output (`mlctl.contract.Output`: its name, labels and
+what the scores are); without one, the first output's row is read as probabilities of classes
+named by their index. `Prediction.model_sha256` is the weights the server says it answered with.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlctl.contract import Contract, Output, TensorInput, kind_of
 from mlctl.errors import MlctlError
 
 DEFAULT_ENDPOINT = "/api/v1.0/predictions"
@@ -48,14 +51,20 @@ class PredictError(MlctlError):
 @dataclass(frozen=True)
 class Prediction:
     cls: int
-    """The predicted digit."""
+    """The predicted class: the index of the highest score."""
     scores: list[float]
-    """Probabilities of the digits 0–9 (they sum to 1)."""
+    """The row of scores, as probabilities when the output says what its scores are."""
     raw: dict[str, Any]
     """The server's whole JSON answer."""
     model_sha256: str | None = None
     """The weights the server says it answered with (Seldon's model_sha256 tag; V2's
     `parameters.model_sha256`), None when it does not say."""
+    labels: tuple[str, ...] = ()
+    """The class labels (the contract's), or the indices as text."""
+
+    @property
+    def label(self) -> str:
+        return self.labels[self.cls]
 
 
 def endpoint_for(protocol: str, model: str) -> str:
@@ -67,9 +76,33 @@ def endpoint_for(protocol: str, model: str) -> str:
     }[protocol]
 
 
-def cli_flags(protocol: str, model: str) -> str:
-    """The `mlctl predict` flags that speak `protocol` to `model` ("" for the default, seldon)."""
-    return "" if protocol == "seldon" else f" --protocol {protocol} --model {model}"
+def cli_flags(protocol: str, spec: str | os.PathLike[str]) -> str:
+    """The `mlctl predict` flags that read answers with `spec`'s model contract and speak
+    `protocol` to its model (the spec names it)."""
+    return f" --spec {spec}" + ("" if protocol == "seldon" else f" --protocol {protocol}")
+
+
+def predict_file(
+    url: str,
+    file: Path,
+    contract: Contract | None = None,
+    endpoint: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    protocol: str = "seldon",
+    model: str = "model",
+) -> Prediction:
+    """Post a file as the model contract's input of its kind (`mlctl.contract.kind_of`: a `.json`
+    file is a tensor, any other an image), read as its output says; without a contract, as the
+    input `image` or `input-0` (FP32), the answer's first output."""
+    declared = contract.input_for(file) if contract is not None else None
+    if contract is not None and declared is None:
+        raise PredictError(f"{file}: the model takes no {kind_of(file)} input (its model.yaml declares none)")
+    output = contract.output if contract is not None else None
+    common = {"endpoint": endpoint, "timeout": timeout, "protocol": protocol, "model": model, "output": output}
+    if isinstance(declared, TensorInput) or (declared is None and kind_of(file) == "tensor"):
+        name, datatype = (declared.name, declared.datatype[0]) if declared else ("input-0", "FP32")
+        return predict_tensor(url, file, input_name=name, datatype=datatype, **common)
+    return predict_image(url, file, input_name=declared.name if declared else "image", **common)
 
 
 def predict_image(
@@ -78,32 +111,79 @@ def predict_image(
     endpoint: str | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     protocol: str = "seldon",
-    model: str = "mnist",
+    model: str = "model",
+    input_name: str = "image",
+    output: Output | None = None,
 ) -> Prediction:
     """Post an image file (or its bytes) to `url + endpoint` (default: the protocol's own path
-    for `model`) in `protocol`; return the parsed prediction."""
-    if isinstance(image, (bytes, bytearray)):
-        data, filename = bytes(image), "image"
-    else:
-        path = Path(image)
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise PredictError(f"cannot read {path}: {e.strerror or e}") from e
-        filename = path.name
+    for `model`) in `protocol`, as the input `input_name`; return the parsed prediction."""
+    data, filename = _read(image)
     if protocol == "seldon":
         body, content_type = encode_multipart("binData", filename, data)
     else:
         b64 = base64.b64encode(data).decode("ascii")
         request = (
-            {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]}
+            {"inputs": [{"name": input_name, "datatype": "BYTES", "shape": [1], "data": [b64]}]}
             if protocol == "v2"
             else {"instances": [{"b64": b64}]}
         )
         body, content_type = json.dumps(request).encode(), "application/json"
     target = url.rstrip("/") + "/" + (endpoint or endpoint_for(protocol, model)).lstrip("/")
-    answer = post(target, body, content_type, timeout)
-    return parse_prediction(answer, protocol)
+    return parse_prediction(post(target, body, content_type, timeout), protocol, output)
+
+
+def predict_tensor(
+    url: str,
+    tensor: str | os.PathLike[str] | bytes,
+    endpoint: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    protocol: str = "seldon",
+    model: str = "model",
+    input_name: str = "input-0",
+    datatype: str = "FP32",
+    output: Output | None = None,
+) -> Prediction:
+    """Post a tensor (a JSON file or its bytes: one item's numbers, or a batch of one) to the
+    server in `protocol`, as the input `input_name` of `datatype`; return the parsed prediction."""
+    data, filename = _read(tensor)
+    try:
+        values = json.loads(data)
+    except ValueError:
+        values = None  # sent as it is: the server's 4xx is the answer
+    if values is None:
+        body = data
+    else:
+        rows = values if _depth(values) > 1 else [values]
+        request = {
+            "seldon": {"data": {"ndarray": rows}},
+            "v2": {"inputs": [{"name": input_name, "datatype": datatype, "shape": _shape(rows), "data": _flat(rows)}]},
+            "v1": {"instances": rows},
+        }[protocol]
+        body = json.dumps(request).encode()
+    target = url.rstrip("/") + "/" + (endpoint or endpoint_for(protocol, model)).lstrip("/")
+    return parse_prediction(post(target, body, "application/json", timeout), protocol, output)
+
+
+def _read(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source), "input"
+    path = Path(source)
+    try:
+        return path.read_bytes(), path.name
+    except OSError as e:
+        raise PredictError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def _depth(values: Any) -> int:
+    return 1 + _depth(values[0]) if isinstance(values, list) and values else 0
+
+
+def _shape(values: Any) -> list[int]:
+    return [len(values), *_shape(values[0])] if isinstance(values, list) and values else []
+
+
+def _flat(values: Any) -> list[Any]:
+    return [x for v in values for x in _flat(v)] if isinstance(values, list) else [values]
 
 
 def encode_multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
@@ -148,13 +228,17 @@ def _first_row(values: Any) -> Any:
     return values
 
 
-def _row_and_sha(answer: dict[str, Any], protocol: str) -> tuple[Any, Any]:
+def _row_and_sha(answer: dict[str, Any], protocol: str, output: Output | None) -> tuple[Any, Any]:
     """(the first row of scores, the weights' sha256) as each protocol's answer carries them."""
     if protocol == "v2":
-        outputs = answer.get("outputs") if isinstance(answer.get("outputs"), list) else []
-        row = next((o.get("data") for o in outputs if isinstance(o, dict) and o.get("name") == "t"), None)
+        outputs = [o for o in answer.get("outputs") or [] if isinstance(o, dict)]
+        if output is not None:
+            outputs = [o for o in outputs if o.get("name") == output.name]
+        row = outputs[0].get("data") if outputs else None
+        if isinstance(row, list) and outputs[0].get("shape"):
+            row = row[: outputs[0]["shape"][-1]]
         parameters = answer.get("parameters") if isinstance(answer.get("parameters"), dict) else {}
-        return (row[:10] if isinstance(row, list) else None), parameters.get("model_sha256")
+        return row, parameters.get("model_sha256")
     if protocol == "v1":
         predictions = answer.get("predictions")
         return (_first_row(predictions[:1]) if isinstance(predictions, list) else None), None
@@ -168,25 +252,32 @@ def _row_and_sha(answer: dict[str, Any], protocol: str) -> tuple[Any, Any]:
     return values, (tags or {}).get("model_sha256")
 
 
-def parse_prediction(answer: dict[str, Any], protocol: str = "seldon") -> Prediction:
-    """Read the ten log-probabilities (and the weights' sha256) from an answer in `protocol`."""
-    values, sha = _row_and_sha(answer, protocol)
+def parse_prediction(answer: dict[str, Any], protocol: str = "seldon", output: Output | None = None) -> Prediction:
+    """Read the first row of scores (and the weights' sha256) from an answer in `protocol`, as
+    `output` describes it (its name, labels and kind of scores)."""
+    values, sha = _row_and_sha(answer, protocol, output)
+    width = len(output.labels) if output is not None else None
     if (
         not isinstance(values, list)
-        or len(values) != 10
-        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        or not values
+        or (width is not None and len(values) != width)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
     ):
-        raise PredictError(f"the answer holds no row of 10 scores: {json.dumps(answer)[:300]}")
-    # Log-probabilities → probabilities (softmax, which is exp for a log-softmax row).
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    total = sum(exps)
-    scores = [e / total for e in exps]
+        wanted = f"{width} scores" if width else "scores"
+        raise PredictError(f"the answer holds no row of {wanted}: {json.dumps(answer)[:300]}")
+    scores = [float(v) for v in values]
+    if output is not None and output.scores != "probabilities":
+        # Log-probabilities or logits → probabilities (softmax; exp for a log-softmax row).
+        top = max(scores)
+        exps = [math.exp(v - top) for v in scores]
+        total = sum(exps)
+        scores = [e / total for e in exps]
     return Prediction(
-        cls=max(range(10), key=scores.__getitem__),
+        cls=max(range(len(scores)), key=scores.__getitem__),
         scores=scores,
         raw=answer,
         model_sha256=sha if isinstance(sha, str) else None,
+        labels=tuple(output.labels) if output is not None else tuple(str(i) for i in range(len(scores))),
     )
 
 

@@ -7,16 +7,19 @@ Writing values to files is mlctl/valuesfile.py; what the chart renders from them
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from mlctl.artifacts import store_uri
 from mlctl.artifacts import training_hash as spec_training_hash
-from mlctl.errors import MlctlError
+from mlctl.contract import Contract, TensorInput
+from mlctl.errors import MlctlError, UsageError
 from mlctl.images import ImageRef
 from mlctl.images import parse as parse_image
 from mlctl.images import resolve as resolve_images
 from mlctl.secrets import Secrets
 from mlctl.spec import KubernetesRunner, Resources, Spec, TrainingSpec
+from mlctl.specload import load_contract
 
 
 def fullname(spec: Spec) -> str:
@@ -140,15 +143,50 @@ def build_values(
             "training": {
                 "enabled": train_job,
                 "image": _image(images["training"], serving.image_pull_policy),
+                "command": list(load_contract(spec.model).training.command),
                 "args": job_args,
                 "data": {"claimName": data_claim, "subPath": data_path, "mirrors": list(spec.data.mirrors)},
                 "resources": _resources(runner.resources),
                 "gpus": runner.gpus,
                 "activeDeadlineSeconds": runner.timeout_seconds,
             },
-            "tests": {"enabled": True, "image": _third_party(k.test_image)},
+            "tests": {
+                "enabled": True,
+                "image": _third_party(k.test_image),
+                **examples_values(load_contract(spec.model)),
+            },
         }
     )
+
+
+EXAMPLES_MAX_BYTES = 512 * 1024
+"""The examples' bytes the test ConfigMap may carry (a ConfigMap holds at most 1 MiB)."""
+
+
+def examples_values(contract: Contract) -> dict[str, Any]:
+    """The model contract's examples and output as the `helm test` pod reads them."""
+    total = sum(e.input.stat().st_size for e in contract.examples)
+    if total > EXAMPLES_MAX_BYTES:
+        raise UsageError(
+            f"the model's examples hold {total} bytes; the helm test ConfigMap carries at most {EXAMPLES_MAX_BYTES}",
+            hint="keep examples small: a few inputs of a few KB each",
+        )
+    examples = []
+    for example in contract.examples:
+        declared = contract.input_for(example.input)
+        assert declared is not None  # the contract checks every example has one
+        examples.append(
+            {
+                "file": example.input.name,
+                "content": base64.b64encode(example.input.read_bytes()).decode(),
+                "input": declared.name,
+                "kind": example.kind,
+                "datatype": declared.datatype[0] if isinstance(declared, TensorInput) else "",
+                "expect": example.expect or "",
+                "status": example.status or 0,
+            }
+        )
+    return {"output": {"name": contract.output.name, "labels": list(contract.output.labels)}, "examples": examples}
 
 
 def chart_values(values: dict[str, Any]) -> dict[str, Any]:

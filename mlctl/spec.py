@@ -629,6 +629,10 @@ class Spec(Strict):
     """Spec format version."""
     name: DnsLabel = "mnist"
     """Project and model name (names the artifact folder and the Kubernetes objects)."""
+    model: SpecPath = Path("../model")
+    """The model package: a folder of Python code with its contract, model.yaml (the class,
+    inputs, output labels, training command and examples; docs/model-contract.md). Relative to
+    the spec file."""
     target: Literal["local", "podman", "kubernetes"] = "local"
     """What `mlctl apply` does by default: run the model on this machine (`local`), run the
     release's pods here in containers as the cluster would (`podman`), or deploy it."""

@@ -1,8 +1,9 @@
 """`mlctl train`: run the training the spec describes, unless its artifact already exists.
 
-The local runner starts the same entrypoint the training image runs (`python -m model.train`) as
-a subprocess of this Python: its progress bar goes straight to the terminal, its one JSON line
-on stdout is the artifact's metadata. The Kubernetes runner lives in mlctl/train_k8s.py.
+The local runner starts the same entrypoint the training image runs (the model contract's
+`training.command`, its `python` being this Python) as a subprocess in the model package's parent
+folder: its progress bar goes straight to the terminal, its one JSON line on stdout is the
+artifact's metadata. The Kubernetes runner lives in mlctl/train_k8s.py.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from mlctl.artifacts import TrainResult
 from mlctl.errors import MlctlError, UsageError
 from mlctl.render import hyperparameter_args
 from mlctl.spec import LocalRunner, Spec
+from mlctl.specload import load_contract
 
 
 def local_argv(spec: Spec, out: Path, digest: str, progress: bool = True) -> list[str]:
-    """The exact command the local runner runs."""
+    """The exact command the local runner runs (in the model package's parent folder)."""
     training = spec.training
     runner = training.runner
     assert isinstance(runner, LocalRunner)
+    program, *rest = load_contract(spec.model).training.command
     return [
-        sys.executable, "-m", "model.train",
+        sys.executable if program == "python" else program, *rest,
         "--data-dir", str(spec.data.dir), *(["--download"] if spec.data.download else []),
         *[a for m in spec.data.mirrors for a in ("--mirror", m)],
         *hyperparameter_args(training),
@@ -61,7 +64,8 @@ def train(
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # stderr is inherited: the trainer's progress bar and its own error line reach the user as is.
-    proc = subprocess.run(local_argv(spec, out, digest, progress), stdout=subprocess.PIPE, text=True)
+    argv = local_argv(spec, out, digest, progress)
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, cwd=spec.model.parent)
     seconds = time.monotonic() - started
     if proc.returncode:
         cls = UsageError if proc.returncode == 2 else MlctlError

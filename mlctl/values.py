@@ -399,6 +399,8 @@ class Training(Values):
     """Add the training Job."""
     image: Image = Field(default_factory=lambda: Image(repository="ghcr.io/example/mnist-train"))
     """The training image (model/train.Dockerfile)."""
+    command: list[str] = Field(default_factory=list)
+    """The training command (the model contract's training.command); required when enabled."""
     args: list[str] = Field(default_factory=list)
     """Extra `python -m model.train` flags (hyper-parameters); the Job passes --data-dir,
     --download/--mirror and --out itself."""
@@ -422,13 +424,45 @@ class Training(Values):
     """Tolerations of the training pod."""
 
 
+class TestExample(Values):
+    """One example of the model contract, as the `helm test` pod posts it."""
+
+    file: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=200)]
+    """Its file name (a key of the test ConfigMap)."""
+    content: Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
+    """The file's bytes, base64."""
+    input: Annotated[str, Field(min_length=1)]
+    """The model input it is posted as."""
+    kind: Literal["image", "tensor"]
+    """`image`: the bytes are an encoded image; `tensor`: a JSON array of numbers."""
+    datatype: str = ""
+    """A tensor's Open Inference Protocol datatype (FP32, …)."""
+    expect: str = ""
+    """The label the answer must name; empty for a bad input."""
+    status: int = Field(0, ge=0, le=499)
+    """The 4xx a bad input must be answered with; 0 for a good one."""
+
+
+class TestOutput(Values):
+    """How the `helm test` pod reads an answer: the model contract's output."""
+
+    name: str = ""
+    """The Open Inference Protocol output holding the scores."""
+    labels: list[str] = Field(default_factory=list)
+    """The class labels, in the order of the scores."""
+
+
 class Tests(Values):
-    """The `helm test` pod."""
+    """The `helm test` pod: it posts the model contract's examples (`mlctl render` writes them)."""
 
     enabled: bool = True
-    """Add the `helm test` pod."""
+    """Add the `helm test` pod (when there are examples)."""
     image: TaggedImage = Field(default_factory=lambda: TaggedImage(repository="python", tag="3.11-slim"))
     """The test pod's image; it needs only Python 3's standard library."""
+    output: TestOutput = Field(default_factory=TestOutput)
+    """The answer's output and labels."""
+    examples: list[TestExample] = Field(default_factory=list)
+    """The examples, posted in order: each must be answered with its label or its status."""
 
 
 class ChartValues(Values):

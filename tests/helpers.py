@@ -10,6 +10,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 MNIST_DIR = SHARED / "data" / "mnist"
+MODEL_PACKAGE = REPO / "model"
+SPEC_HEAD = f"apiVersion: mlctl/v1\nmodel: {MODEL_PACKAGE}\n"
+"""The first lines of a spec written by a test: its model package is the checkout's."""
 
 
 def run_mlctl(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 300):
@@ -25,10 +28,11 @@ def run_mlctl(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, t
 
 
 def shipped_spec(folder: Path, **replace: str) -> Path:
-    """A copy of the shipped spec in `folder`, its two relative paths made absolute (data stays
-    ../shared's; the artifacts and any state go to `folder`, never the checkout's ignored
-    `.mlctl/`), with any other exact line replacements."""
+    """A copy of the shipped spec in `folder`, its relative paths made absolute (the model
+    package and the data stay the checkout's and ../shared's; the artifacts and any state go to
+    `folder`, never the checkout's ignored `.mlctl/`), with any other exact line replacements."""
     text = (REPO / "spec" / "mnist.yaml").read_text()
+    text = text.replace("model: ../model", f"model: {REPO / 'model'}")
     text = text.replace("dir: ../../shared/data/mnist", f"dir: {MNIST_DIR}")
     text = text.replace("output: ../.mlctl/models", f"output: {folder / '.mlctl' / 'models'}")
     for old, new in replace.items():

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MNIST_DIR, REPO, run_mlctl
+from tests.helpers import MNIST_DIR, REPO, SPEC_HEAD, run_mlctl
 
 pytestmark = pytest.mark.slow
-DIGIT = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
+DIGIT = REPO / "model" / "examples" / "digit-7.png"
 
 
 def free_port() -> int:
@@ -34,7 +34,7 @@ def free_port() -> int:
 def write_spec(folder: Path, port: int, workers: int = 2, engine: str = "seldon") -> Path:
     spec = folder / ("spec.yaml" if engine == "seldon" else f"{engine}.yaml")
     spec.write_text(
-        "apiVersion: mlctl/v1\nname: tiny\n"
+        SPEC_HEAD + "name: tiny\n"
         f"data: {{dir: {MNIST_DIR}, download: false}}\n"
         "training: {epochs: 1, limitTrain: 2000, limitTest: 500, output: models}\n"
         f"serving: {{engine: {engine}, workers: {workers}, local: {{port: {port}}}}}\n"
@@ -98,7 +98,7 @@ def test_apply_trains_serves_checks_then_is_idempotent(project, first_apply, run
     first = first_apply
     assert first.returncode == 0, first.stderr
     assert "● train" in first.stderr and "● serve" in first.stderr
-    assert "sample digit 7 → predicted 7" in first.stderr
+    assert "digit-7.png → 7 (p=" in first.stderr and "too-many-pixels.png → HTTP 413" in first.stderr
     assert "/api/v1.0/predictions" in first.stdout
 
     second = mlctl("apply", str(spec), "--json")
@@ -160,13 +160,15 @@ def test_serve_then_predict_end_to_end(project, first_apply, mlctl):
         url = proc.stdout.readline().strip()  # printed once the server answers a real prediction
         assert url == f"http://127.0.0.1:{port}/api/v1.0/predictions", proc.stderr.read() if not url else url
         base = url.rsplit("/api/", 1)[0]
-        p = mlctl("predict", str(DIGIT), str(DIGIT), "--url", base, "--json")
+        p = mlctl("predict", str(DIGIT), str(DIGIT), "--url", base, "--spec", str(spec), "--json")
         assert p.returncode == 0, p.stderr
         answers = json.loads(p.stdout)["predictions"]
-        assert [a["class"] for a in answers] == [7, 7]
-        assert abs(sum(answers[0]["scores"]) - 1) < 1e-3
-        table = mlctl("predict", str(DIGIT), "--url", base, "--endpoint", "/predict")
-        assert table.returncode == 0 and " 7 " in table.stdout
+        assert [(a["class"], a["index"]) for a in answers] == [("7", 7), ("7", 7)]
+        assert abs(sum(answers[0]["scores"]) - 1) < 1e-3  # log-probabilities read as the contract says
+        table = mlctl("predict", str(DIGIT), "--url", base, "--endpoint", "/predict", "--spec", str(spec))
+        assert table.returncode == 0 and " 7 " in table.stdout and "scores (0–9)" in table.stdout
+        bare = mlctl("predict", str(DIGIT), "--url", base, "--json")  # no contract: the row as it came
+        assert json.loads(bare.stdout)["predictions"][0]["class"] == "7"
     finally:
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=20)
@@ -208,16 +210,16 @@ def test_engine_kserve_serves_the_same_artifact_through_v2(project, first_apply,
         p = mlctl("apply", str(spec))
         assert p.returncode == 0, p.stderr
         assert "= train" in p.stderr and "KServe ModelServer at" in p.stderr
-        assert "sample digit 7 → predicted 7" in p.stderr
-        assert "/v2/models/tiny/infer" in p.stdout and "--protocol v2 --model tiny" in p.stdout
+        assert "digit-7.png → 7 (p=" in p.stderr and "not-an-image.txt → HTTP 400" in p.stderr
+        assert "/v2/models/tiny/infer" in p.stdout and f"--spec {spec} --protocol v2" in p.stdout
         status = json.loads(mlctl("status", str(spec), "--json").stdout)
         assert status["running"] and status["upToDate"] and alive(status["pid"])
         base = status["url"]
-        v2 = mlctl("predict", str(DIGIT), "--url", base, "--protocol", "v2", "--model", "tiny", "--json")
-        v1 = mlctl("predict", str(DIGIT), "--url", base, "--protocol", "v1", "--model", "tiny", "--json")
+        v2 = mlctl("predict", str(DIGIT), "--url", base, "--protocol", "v2", "--spec", str(spec), "--json")
+        v1 = mlctl("predict", str(DIGIT), "--url", base, "--protocol", "v1", "--spec", str(spec), "--json")
         assert v2.returncode == 0 and v1.returncode == 0, v2.stderr + v1.stderr
         (a,), (b,) = json.loads(v2.stdout)["predictions"], json.loads(v1.stdout)["predictions"]
-        assert a["class"] == b["class"] == 7
+        assert a["class"] == b["class"] == "7"
         assert max(abs(x - y) for x, y in zip(a["scores"], b["scores"], strict=True)) < 1e-6
         again = json.loads(mlctl("apply", str(spec), "--json").stdout)
         assert again["changed"] is False

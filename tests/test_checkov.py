@@ -36,6 +36,7 @@ PINNED = "@sha256:" + "5e" * 32  # stands for the registry's digest of a third-p
 
 def _spec(tmp: Path, hardened: bool) -> Path:
     raw = yaml.safe_load((REPO / "spec" / "mnist.yaml").read_text())
+    raw["model"] = str(REPO / "model")
     raw["data"]["dir"] = str(REPO.parent / "shared" / "data" / "mnist")
     raw["training"]["output"] = str(tmp / "models")
     if hardened:

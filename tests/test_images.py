@@ -10,7 +10,7 @@ import pytest
 from mlctl import images
 from mlctl.errors import MlctlError
 from mlctl.specload import load_spec
-from tests.helpers import REPO
+from tests.helpers import REPO, SPEC_HEAD
 
 
 @pytest.mark.parametrize(
@@ -92,9 +92,7 @@ def test_stage_holds_exactly_the_context(tmp_path: Path):
 
 def test_resolve_derives_tags_and_pins_pushed_digests(tmp_path: Path):
     spec_file = tmp_path / "s.yaml"
-    spec_file.write_text(
-        "apiVersion: mlctl/v1\nserving: {image: reg.example/team/serve:1.0}\ntraining: {output: out/models}\n"
-    )
+    spec_file.write_text(SPEC_HEAD + "serving: {image: reg.example/team/serve:1.0}\ntraining: {output: out/models}\n")
     spec = load_spec(spec_file)
     refs = images.resolve(spec)
     assert refs["serving"].reference == "reg.example/team/serve:1.0" and not refs["serving"].derived
@@ -111,7 +109,7 @@ def test_resolve_derives_tags_and_pins_pushed_digests(tmp_path: Path):
 
 def test_the_serving_image_is_the_engines(tmp_path: Path):
     spec_file = tmp_path / "s.yaml"
-    spec_file.write_text("apiVersion: mlctl/v1\nserving: {engine: kserve, kserve: {image: reg.example/team/ks}}\n")
+    spec_file.write_text(SPEC_HEAD + "serving: {engine: kserve, kserve: {image: reg.example/team/ks}}\n")
     spec = load_spec(spec_file)
     assert images.recipes(spec) == (images.SERVING["kserve"], images.TRAINING)
     serving = images.resolve(spec)["serving"]

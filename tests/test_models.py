@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mlctl.artifacts import model_name
 from mlctl.specload import load_spec
-from tests.helpers import run_mlctl
+from tests.helpers import SPEC_HEAD, run_mlctl
 
 
 def _artifact(folder: Path, payload: bytes) -> str:
@@ -25,7 +25,7 @@ def _artifact(folder: Path, payload: bytes) -> str:
 
 def test_models_lists_what_was_trained_here(tmp_path: Path):
     spec_file = tmp_path / "s.yaml"
-    spec_file.write_text("apiVersion: mlctl/v1\nmodelStore: {uri: pvc://models/mnist}\ntraining: {output: out}\n")
+    spec_file.write_text(SPEC_HEAD + "modelStore: {uri: pvc://models/mnist}\ntraining: {output: out}\n")
     current = model_name(load_spec(spec_file))
     old_sha = _artifact(tmp_path / "out" / "mnist-0123456789ab", b"old")
     new_sha = _artifact(tmp_path / "out" / current, b"new")

@@ -9,9 +9,11 @@ from mlctl import podman_store
 from mlctl.errors import MlctlError
 from mlctl.secrets import Secrets
 from mlctl.specload import load_spec
+from tests.helpers import MODEL_PACKAGE
 
 SPEC = """\
 apiVersion: mlctl/v1
+model: {model}
 modelStore: {{uri: "{uri}"}}
 storage:
   rclone: {{type: s3, provider: Minio, endpoint: "{endpoint}", env_auth: "false"}}
@@ -22,7 +24,7 @@ storage:
 
 def spec_for(tmp_path, endpoint: str, uri: str = "s3://mlctl-models/mnist"):
     path = tmp_path / "s.yaml"
-    path.write_text(SPEC.format(endpoint=endpoint, uri=uri))
+    path.write_text(SPEC.format(model=MODEL_PACKAGE, endpoint=endpoint, uri=uri))
     return load_spec(path)
 
 

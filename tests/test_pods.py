@@ -11,7 +11,7 @@ import yaml
 
 from mlctl.errors import MlctlError
 from mlctl.pods import ENGINE_CONTAINER, cluster_pods, predictor_pods
-from tests.chart.helpers import CHART, NAMESPACE, find_helm, one, template
+from tests.chart.helpers import CHART, EXAMPLES, NAMESPACE, TRAINING, find_helm, one, template
 
 pytestmark = pytest.mark.skipif(find_helm() is None, reason="no helm binary (run scripts/fetch-tools.sh)")
 
@@ -36,7 +36,7 @@ def by_name(items):
 
 
 def test_every_pod_of_the_release_is_there():
-    roles = pods({**S3, "training": {"enabled": True}})
+    roles = pods({**S3, "training": TRAINING, "tests": EXAMPLES})
     assert sorted(roles) == ["predictor", "test", "training"]
     assert roles["training"].owner.startswith("Job/t-mnist-seldon-train-")
     assert roles["predictor"].owner == f"Deployment/{FULLNAME}-default-0-classifier (SeldonDeployment/{FULLNAME})"

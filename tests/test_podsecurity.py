@@ -9,7 +9,7 @@ import pytest
 
 from mlctl import podsecurity
 from mlctl.pods import ENGINE_CONTAINER, cluster_pods
-from tests.chart.helpers import CI_VALUES, NAMESPACE, find_helm, template
+from tests.chart.helpers import CI_VALUES, NAMESPACE, TRAINING, find_helm, template
 
 pytestmark = pytest.mark.skipif(find_helm() is None, reason="no helm binary (run scripts/fetch-tools.sh)")
 
@@ -22,7 +22,7 @@ S3 = {
 def release_pods(values=None, files=()):
     return cluster_pods(
         template(
-            values={**(values or {}), "training": {**(values or {}).get("training", {}), "enabled": True}},
+            values={**(values or {}), "training": {**(values or {}).get("training", {}), **TRAINING}},
             values_files=files,
         ),
         NAMESPACE,

@@ -12,10 +12,14 @@ from pathlib import Path
 import pytest
 
 from mlctl import predict
+from mlctl.contract import Output
 from mlctl.server import ServerConfig, server_argv
 
 PNG = b"\x89PNG\r\n\x1a\n-not-really-a-png"
 SHA = "ab" * 32
+
+
+OUTPUT = Output(name="t", labels=[f"class-{i}" for i in range(10)], scores="log-probabilities")
 
 
 def _row(digit: int) -> list[float]:
@@ -60,8 +64,8 @@ def server():
 def test_each_protocol_posts_its_request_and_reads_its_answer(server, protocol):
     url, seen, state = server
     state["body"] = json.dumps(ANSWERS[protocol]).encode()
-    result = predict.predict_image(url, PNG, protocol=protocol, model="digits")
-    assert result.cls == 3 and abs(sum(result.scores) - 1) < 1e-9
+    result = predict.predict_image(url, PNG, protocol=protocol, model="digits", output=OUTPUT)
+    assert (result.cls, result.label) == (3, "class-3") and abs(sum(result.scores) - 1) < 1e-9
     assert result.model_sha256 == (None if protocol == "v1" else SHA)
     path, content_type, body = seen[0]
     if protocol == "seldon":
@@ -93,9 +97,39 @@ def test_kserves_json_error_is_what_the_user_reads(server):
         {"outputs": "t"},
     ],
 )
-def test_a_v2_answer_without_ten_scores_in_t_is_refused(answer):
+def test_a_v2_answer_without_a_score_per_label_in_the_output_is_refused(answer):
     with pytest.raises(predict.PredictError, match="no row of 10 scores"):
-        predict.parse_prediction(answer, "v2")
+        predict.parse_prediction(answer, "v2", OUTPUT)
+
+
+def test_probabilities_are_read_as_they_are_and_without_a_contract_labels_are_indices():
+    answer = {"outputs": [{"name": "p", "datatype": "FP32", "shape": [1, 3], "data": [0.2, 0.5, 0.3]}]}
+    read = predict.parse_prediction(answer, "v2", Output(name="p", labels=["a", "b", "c"]))
+    assert (read.label, read.scores) == ("b", [0.2, 0.5, 0.3])
+    bare = predict.parse_prediction(answer, "v2")
+    assert (bare.label, bare.labels) == ("1", ("0", "1", "2"))
+
+
+@pytest.mark.parametrize("protocol", predict.PROTOCOLS)
+def test_a_tensor_is_posted_as_each_protocol_carries_numbers(server, protocol, tmp_path):
+    url, seen, state = server
+    state["body"] = json.dumps(ANSWERS[protocol]).encode()
+    row = tmp_path / "row.json"
+    row.write_text("[5.1, 3.5, 1.4, 0.2]")
+    result = predict.predict_tensor(url, row, protocol=protocol, model="iris", input_name="features", output=OUTPUT)
+    assert result.label == "class-3"
+    path, content_type, body = seen[0]
+    sent = json.loads(body)
+    assert content_type == "application/json"
+    if protocol == "seldon":
+        assert sent == {"data": {"ndarray": [[5.1, 3.5, 1.4, 0.2]]}}
+    elif protocol == "v2":
+        assert path == "/v2/models/iris/infer"
+        assert sent == {
+            "inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]
+        }
+    else:
+        assert (path, sent) == ("/v1/models/iris:predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]})
 
 
 def test_the_kserve_command_line_and_readiness(tmp_path: Path):
@@ -125,4 +159,4 @@ def test_mlctl_predict_speaks_v2(mlctl, server, tmp_path: Path):
     image.write_bytes(PNG)
     p = mlctl("predict", str(image), "--url", url, "--protocol", "v2", "--model", "digits", "--json")
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["predictions"][0]["class"] == 3 and seen[0][0] == "/v2/models/digits/infer"
+    assert json.loads(p.stdout)["predictions"][0]["index"] == 3 and seen[0][0] == "/v2/models/digits/infer"

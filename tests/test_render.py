@@ -14,7 +14,7 @@ from mlctl.render import build_values
 from mlctl.secrets import Secrets, placeholders, resolve_secrets
 from mlctl.specload import load_spec
 from mlctl.valuesfile import dump, write_private
-from tests.helpers import REPO
+from tests.helpers import REPO, SPEC_HEAD
 
 SPEC = REPO / "spec" / "mnist.yaml"
 CREDS = {
@@ -65,7 +65,7 @@ def test_secret_from_file(tmp_path: Path, monkeypatch):
     (tmp_path / "pw").write_text("from-a-file\n")
     spec_file = tmp_path / "s.yaml"
     spec_file.write_text(
-        "apiVersion: mlctl/v1\nmodelStore: {uri: pvc://models/mnist}\n"
+        SPEC_HEAD + "modelStore: {uri: pvc://models/mnist}\n"
         "registry: {server: ghcr.io, username: bot, password: {file: pw}}\n"
     )
     secrets = resolve_secrets(load_spec(spec_file))
@@ -83,8 +83,7 @@ def test_existing_secrets_need_no_credentials(tmp_path: Path, monkeypatch):
         monkeypatch.delenv(k, raising=False)
     f = tmp_path / "s.yaml"
     f.write_text(
-        "apiVersion: mlctl/v1\nmodelStore: {uri: s3://b/m}\n"
-        "registry: {existingSecret: pull}\nstorage: {existingSecret: store}\n"
+        SPEC_HEAD + "modelStore: {uri: s3://b/m}\nregistry: {existingSecret: pull}\nstorage: {existingSecret: store}\n"
     )
     spec = load_spec(f)
     assert resolve_secrets(spec) == Secrets()

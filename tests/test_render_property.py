@@ -19,6 +19,7 @@ from mlctl.secrets import resolve_secrets
 from mlctl.spec import DNS_LABEL_MAX, ENGINES, KSERVE_STORE_SCHEMES, Spec, _quantity_value, min_rest_timeout_ms
 from mlctl.valuesfile import private_values_file
 from tests.chart.helpers import KSERVE_SCHEMA, SELDON_SCHEMA, find, find_helm, template, validate_all
+from tests.helpers import MODEL_PACKAGE
 
 pytestmark = [
     pytest.mark.skipif(find_helm() is None, reason="no helm binary (run scripts/fetch-tools.sh)"),
@@ -109,7 +110,7 @@ def test_every_valid_spec_renders_valid_objects(credentials_in_env):
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=specs(), train_job=st.booleans())
 def renders_valid_objects(raw, train_job):
-    spec = Spec.model_validate(raw)
+    spec = Spec.model_validate({**raw, "model": str(MODEL_PACKAGE)})
     values = build_values(
         spec, resolve_secrets(spec), model_sha256="ab" * 32, training_hash="cd" * 32, train_job=train_job
     )

@@ -12,7 +12,7 @@ import yaml
 from mlctl.errors import SpecError, UsageError
 from mlctl.spec import Spec, spec_json_schema
 from mlctl.specload import load_spec
-from tests.helpers import REPO
+from tests.helpers import REPO, SPEC_HEAD
 
 CASES = sorted((REPO / "tests" / "data" / "specs").glob("*.yaml"))
 
@@ -28,7 +28,7 @@ def test_shipped_spec_loads_and_round_trips():
 def test_relative_paths_resolve_against_the_spec_folder(tmp_path: Path):
     (tmp_path / "sub").mkdir()
     file = tmp_path / "sub" / "s.yaml"
-    file.write_text("apiVersion: mlctl/v1\ndata: {dir: ../data}\n")
+    file.write_text(SPEC_HEAD + "data: {dir: ../data}\n")
     spec = load_spec(file)
     assert spec.data.dir == tmp_path / "data"
     assert spec.training.output == tmp_path / ".mlctl" / "models"  # defaults resolve the same way
@@ -48,10 +48,10 @@ def test_broken_spec_names_file_line_and_field(case: Path, mlctl):
 
 def test_every_problem_is_reported_at_once(tmp_path: Path):
     file = tmp_path / "s.yaml"
-    file.write_text("apiVersion: mlctl/v1\nname: BAD\nserving:\n  workers: 0\n  bogus: 1\n")
+    file.write_text(SPEC_HEAD + "name: BAD\nserving:\n  workers: 0\n  bogus: 1\n")
     with pytest.raises(SpecError) as exc:
         load_spec(file)
-    assert [p.split(" ", 1)[0].rsplit(":", 2)[1] for p in exc.value.problems] == ["2", "4", "5"]
+    assert [p.split(" ", 1)[0].rsplit(":", 2)[1] for p in exc.value.problems] == ["3", "5", "6"]
 
 
 def test_missing_file_and_directory_are_usage_errors(tmp_path: Path, mlctl):
@@ -119,7 +119,7 @@ def test_training_hash_changes_with_hyperparameters_only(tmp_path: Path):
 def test_anchors_and_merge_keys_still_share_settings(tmp_path: Path):
     file = tmp_path / "s.yaml"
     file.write_text(
-        "apiVersion: mlctl/v1\nserving:\n  resources: &res {requests: {cpu: '1', memory: 1Gi}}\n"
+        SPEC_HEAD + "serving:\n  resources: &res {requests: {cpu: '1', memory: 1Gi}}\n"
         "training:\n  <<: {epochs: 2}\n  runner: {kind: kubernetes, resources: *res}\n"
     )
     spec = load_spec(file)
@@ -129,14 +129,14 @@ def test_anchors_and_merge_keys_still_share_settings(tmp_path: Path):
 
 def test_a_recursive_alias_is_a_spec_error(tmp_path: Path):
     file = tmp_path / "s.yaml"
-    file.write_text("apiVersion: mlctl/v1\nname: &a [*a]\n")
-    with pytest.raises(SpecError, match=r"s\.yaml:2:7 YAML error: an alias refers to the node that contains it"):
+    file.write_text(SPEC_HEAD + "name: &a [*a]\n")
+    with pytest.raises(SpecError, match=r"s\.yaml:3:7 YAML error: an alias refers to the node that contains it"):
         load_spec(file)
 
 
 def test_a_document_nested_thousands_deep_is_a_spec_error_not_a_crash(tmp_path: Path):
     file = tmp_path / "s.yaml"
-    file.write_text("apiVersion: mlctl/v1\nname: " + "[" * 3000 + "]" * 3000 + "\n")
+    file.write_text(SPEC_HEAD + "name: " + "[" * 3000 + "]" * 3000 + "\n")
     with pytest.raises(SpecError, match="nests too deeply"):
         load_spec(file)
 

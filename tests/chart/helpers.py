@@ -29,6 +29,9 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from mlctl.render import examples_values
+from mlctl.specload import load_contract
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "mnist-seldon"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -38,6 +41,10 @@ SELDON_SCHEMA = SHARED / "schemas" / "seldondeployment-v1.json"
 # KServe v0.20.0's InferenceService CRD as strict JSON Schema (see its README beside it).
 KSERVE_SCHEMA = SHARED / "schemas" / "kserve" / "inferenceservice-v1beta1-strict.json"
 MNIST_DIR = SHARED / "data" / "mnist"
+TRAINING = {"enabled": True, "command": load_contract(REPO / "model").training.command}
+"""`training` values that add the Job: the shipped model's training command (model/model.yaml)."""
+EXAMPLES = examples_values(load_contract(REPO / "model"))
+"""`tests` values with the shipped model's examples: what makes the chart render its test pod."""
 # A recent Kubernetes the chart targets; kubernetes-validate picks its schemas for this version.
 K8S_VERSION = "1.31"
 RELEASE = "t"

@@ -27,6 +27,10 @@ RESTRICTED = {
     "readOnlyRootFilesystem": True,
     "capabilities": {"drop": ["ALL"]},
 }
+from mlctl.render import examples_values  # noqa: E402
+from mlctl.specload import load_contract  # noqa: E402
+from tests.helpers import MODEL_PACKAGE  # noqa: E402
+
 KSERVE = {"serving": {"engine": "kserve", "grpc": False}}
 PVC = {**KSERVE, "model": {"uri": "pvc://mnist-models/mnist/v1"}}
 
@@ -243,6 +247,7 @@ def test_a_chart_upgrade_alone_leaves_kserves_pod_alone(helm, tmp_path):
     meta = (chart / "Chart.yaml").read_text()
     (chart / "Chart.yaml").write_text(meta.replace("version: 0.3.0", "version: 9.9.9").replace('"0.1.0"', '"9.9.9"'))
     values = {**KSERVE, "model": {"uri": "pvc://c/m"}, "serving": {**KSERVE["serving"], "image": {"tag": "t1"}}}
+    values["tests"] = examples_values(load_contract(MODEL_PACKAGE))  # so that the test ConfigMap exists
     old = template(values=values, helm=helm)
     text = run_helm(helm, "template", RELEASE, str(chart), "--namespace", NAMESPACE, values=values)
     new = [d for d in yaml.safe_load_all(text) if d]

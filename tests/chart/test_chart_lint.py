@@ -11,6 +11,7 @@ import pytest
 
 from tests.chart.helpers import (
     CI_VALUES,
+    TRAINING,
     HelmFailed,
     helm_binaries,
     lint,
@@ -68,7 +69,7 @@ def test_helm3_and_helm4_render_the_same(helm, variant):
 
 def test_strict_validation_rejects_unknown_fields(helm, seldon_schema):
     """The validators must see typos, or the tests above prove nothing."""
-    objects = template(values={"model": {"uri": "pvc://m/p"}, "training": {"enabled": True}}, helm=helm)
+    objects = template(values={"model": {"uri": "pvc://m/p"}, "training": TRAINING}, helm=helm)
     sdep = copy.deepcopy(one(objects, "SeldonDeployment"))
     sdep["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"] = {"maxReplicas": 2, "metric": []}
     with pytest.raises(jsonschema.ValidationError, match="metric"):

@@ -8,7 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.helpers import CHART, NAMESPACE, RELEASE, find, helm_binaries, load_yaml, one, run_helm, template
+from mlctl.specload import load_contract
+from tests.chart.helpers import (
+    CHART,
+    EXAMPLES,
+    NAMESPACE,
+    RELEASE,
+    TRAINING,
+    find,
+    helm_binaries,
+    load_yaml,
+    one,
+    run_helm,
+    template,
+)
+from tests.helpers import MODEL_PACKAGE
 
 CI = CHART / "ci"
 FULLNAME = f"{RELEASE}-mnist-seldon"
@@ -102,7 +116,7 @@ def test_serving_knobs_reach_env_and_annotations(helm):
 
 
 def test_security_contexts_are_restricted(helm):
-    objects = render(helm, ci="train-gpu")
+    objects = render(helm, {"tests": EXAMPLES}, ci="train-gpu")
     pod_specs = [
         component(objects)["spec"],
         one(objects, "Job")["spec"]["template"]["spec"],
@@ -303,7 +317,7 @@ def test_training_job_on_object_storage_with_gpu(helm):
 
 
 def test_training_job_mirrors_reach_the_trainer(helm):
-    values = {**S3, "training": {"enabled": True, "data": {"mirrors": ["http://m1/", "https://m2/x/"]}}}
+    values = {**S3, "training": {**TRAINING, "data": {"mirrors": ["http://m1/", "https://m2/x/"]}}}
     train = _job_containers(one(render(helm, values), "Job"))[0]["train"]
     assert train["args"][:7] == [
         "--data-dir",
@@ -337,7 +351,7 @@ def test_training_job_into_a_claim(helm):
 
 
 def test_training_job_claim_comes_from_a_pvc_uri(helm):
-    job = one(render(helm, {"model": {"uri": "pvc://models/mnist/v3/"}, "training": {"enabled": True}}), "Job")
+    job = one(render(helm, {"model": {"uri": "pvc://models/mnist/v3/"}, "training": TRAINING}), "Job")
     containers, spec = _job_containers(job)
     assert containers["train"]["args"][-2:] == ["--out", "/store/mnist/v3"]
     assert {v["name"]: v for v in spec["volumes"]}["store"]["persistentVolumeClaim"] == {"claimName": "models"}
@@ -417,7 +431,7 @@ def test_executor_is_off_by_default_and_the_service_port_follows(helm):
     assert predictor(objects)["annotations"] == {"seldon.io/no-engine": "true"}
     env = {e["name"]: e["value"] for e in one(objects, "Pod")["spec"]["containers"][0]["env"]}
     assert env["PREDICT_URL"] == f"http://{FULLNAME}-default.{NAMESPACE}.svc:9000/api/v1.0/predictions"
-    on = render(helm, {**S3, "serving": {"executor": {"enabled": True}}})
+    on = render(helm, {**S3, "serving": {"executor": {"enabled": True}}, "tests": EXAMPLES})
     assert "annotations" not in predictor(on)
     env = {e["name"]: e["value"] for e in one(on, "Pod")["spec"]["containers"][0]["env"]}
     assert env["PREDICT_URL"] == f"http://{FULLNAME}-default.{NAMESPACE}.svc:8000/api/v1.0/predictions"
@@ -436,7 +450,8 @@ def test_service_account_reaches_every_pod(helm):
         {
             **S3,
             "serviceAccount": {"create": True, "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}},
-            "training": {"enabled": True},
+            "training": TRAINING,
+            "tests": EXAMPLES,
         },
     )
     sa = one(objects, "ServiceAccount")
@@ -492,7 +507,7 @@ def test_chart_upgrade_alone_leaves_the_pod_templates_alone(helm, tmp_path):
     )
     values = {
         **S3,
-        "training": {"enabled": True},
+        "training": TRAINING,
         "serving": {"image": {"tag": "t1"}},
         "tests": {"image": {"tag": "3.11-slim"}},
     }
@@ -529,9 +544,16 @@ def test_test_pod_calls_the_predictor_service(helm):
     assert env["PREDICT_URL"] == f"http://{FULLNAME}-default.{NAMESPACE}.svc:9000/api/v1.0/predictions"
     cm = one(objects, "ConfigMap", "-test-sample")
     assert pod["spec"]["volumes"][0]["configMap"]["name"] == cm["metadata"]["name"]
-    assert base64.b64decode(cm["binaryData"]["digit.png"]) == (CHART / "files/digit.png").read_bytes()
+    contract = load_contract(MODEL_PACKAGE)
+    for example in contract.examples:
+        assert base64.b64decode(cm["binaryData"][example.input.name]) == example.input.read_bytes()
     assert cm["data"]["predict.py"].strip() == (CHART / "files/predict.py").read_text().strip()
-    assert cm["data"]["digit.label"] == (CHART / "files/digit.label").read_text().strip()
+    manifest = json.loads(cm["data"]["examples.json"])
+    assert manifest["output"] == {"name": contract.output.name, "labels": contract.output.labels}
+    assert [(e["file"], e["expect"], e["status"]) for e in manifest["examples"]] == [
+        (e.input.name, e.expect or "", e.status or 0) for e in contract.examples
+    ]
+    assert "content" not in manifest["examples"][0]
 
 
 def test_tests_can_be_switched_off(helm):
@@ -568,7 +590,7 @@ def test_notes_tell_how_to_predict(ci):
 # --- the Job's trainer arguments, read by the trainer's own parser ----------------------------
 
 JOB_VARIANTS = {
-    "chart defaults": ({**S3, "training": {"enabled": True}}, None),
+    "chart defaults": ({**S3, "training": TRAINING}, None),
     "train-gpu": (None, "train-gpu"),
     "train-pvc": (None, "train-pvc"),
 }

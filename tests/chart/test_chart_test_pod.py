@@ -1,5 +1,6 @@
-"""The `helm test` check itself: the sample is a real MNIST digit, and the script the pod runs
-(taken from the rendered ConfigMap) passes on a right answer and fails on a wrong one."""
+"""The `helm test` check itself: the examples it posts are the model contract's (for MNIST a real
+test-set digit), and the script the pod runs (taken from the rendered ConfigMap) passes when every
+example gets its answer and fails on a wrong label, an accepted bad input, or no answer."""
 
 from __future__ import annotations
 
@@ -18,21 +19,32 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.chart.helpers import CHART, MNIST_DIR, one, template
+from mlctl.render import examples_values
+from mlctl.specload import load_contract
+from tests.chart.helpers import MNIST_DIR, one, template
+from tests.helpers import MODEL_PACKAGE
+from tests.k8s.fakes import refusal
 
-LABEL = int((CHART / "files/digit.label").read_text())
+CONTRACT = load_contract(MODEL_PACKAGE)
+DIGIT = CONTRACT.labelled_examples[0]
+LABEL = int(DIGIT.expect)
 
 
-def test_sample_is_mnist_test_image_0_with_its_label():
+def test_the_mnist_example_is_test_image_0_with_its_label():
     images, labels = MNIST_DIR / "t10k-images-idx3-ubyte.gz", MNIST_DIR / "t10k-labels-idx1-ubyte.gz"
     if not (images.is_file() and labels.is_file()):
         pytest.skip(f"MNIST test set not found in {MNIST_DIR} (expected ../shared/data/mnist beside the repo)")
     first = np.frombuffer(gzip.open(images).read(16 + 28 * 28), np.uint8, offset=16).reshape(28, 28)
     label = gzip.open(labels).read(9)[8]
-    png = np.asarray(Image.open(CHART / "files/digit.png"))
+    png = np.asarray(Image.open(DIGIT.input))
     assert png.dtype == np.uint8 and png.shape == (28, 28)
     assert np.array_equal(png, first)
     assert label == LABEL
+
+
+def test_without_examples_there_is_no_test_pod(helm):
+    objects = template({"model": {"uri": "pvc://m/p"}}, helm=helm)
+    assert not [o for o in objects if o["kind"] in ("Pod", "ConfigMap")]
 
 
 def _fields(handler: http.server.BaseHTTPRequestHandler, body: bytes) -> dict[str, bytes]:
@@ -47,16 +59,25 @@ def _fields(handler: http.server.BaseHTTPRequestHandler, body: bytes) -> dict[st
 
 
 class FakeSeldon(http.server.BaseHTTPRequestHandler):
-    """Answers like the Seldon wrapper: scores for t:0…t:9 with the chosen digit highest."""
+    """Answers like the Seldon wrapper: scores for t:0…t:9 with the chosen digit highest, and
+    the contract's bad examples refused with their status (unless `accept_all`)."""
 
     answer_digit = LABEL
     answer_format = "ndarray"
+    accept_all = False
     received: list[dict[str, bytes]] = []
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = self.rfile.read(int(self.headers["Content-Length"]))
         fields = _fields(self, body)
         type(self).received.append(fields)
+        refused = None if self.accept_all else refusal(body)
+        if refused:
+            self.send_response(refused)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
         scores = [0.01] * 10
         scores[self.answer_digit] = 0.91
         if self.answer_format == "ndarray":
@@ -91,7 +112,8 @@ def server() -> Iterator[tuple[str, type[FakeSeldon]]]:
 @pytest.fixture(scope="module")
 def sample(helm, tmp_path_factory) -> Path:
     """The ConfigMap's files as the pod sees them under /sample."""
-    cm = one(template({"model": {"uri": "pvc://m/p"}}, helm=helm), "ConfigMap", "-test-sample")
+    values = {"model": {"uri": "pvc://m/p"}, "tests": examples_values(CONTRACT)}
+    cm = one(template(values, helm=helm), "ConfigMap", "-test-sample")
     root = tmp_path_factory.mktemp("sample")
     for name, text in cm["data"].items():
         (root / name).write_text(text)
@@ -103,8 +125,7 @@ def sample(helm, tmp_path_factory) -> Path:
 def run_check(sample: Path, url: str, attempts: int = 1) -> subprocess.CompletedProcess:
     env = {
         "PREDICT_URL": url,
-        "SAMPLE_PNG": str(sample / "digit.png"),
-        "SAMPLE_LABEL": str(sample / "digit.label"),
+        "EXAMPLES": str(sample / "examples.json"),
         "ATTEMPTS": str(attempts),
         "RETRY_SECONDS": "0",
     }
@@ -114,14 +135,16 @@ def run_check(sample: Path, url: str, attempts: int = 1) -> subprocess.Completed
 
 
 @pytest.mark.parametrize("fmt", ["ndarray", "tensor"])
-def test_check_passes_on_the_right_digit(sample, server, fmt):
+def test_check_passes_when_every_example_gets_its_answer(sample, server, fmt):
     base, handler = server
     handler.answer_format = fmt
     p = run_check(sample, f"{base}/api/v1.0/predictions")
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["predicted"] == LABEL
-    (fields,) = handler.received
-    assert fields["binData"] == (CHART / "files/digit.png").read_bytes()
+    got = json.loads(p.stdout)["examples"]
+    assert [(g["input"], g.get("label"), g["status"]) for g in got] == [
+        (e.input.name, e.expect, e.status or 200) for e in CONTRACT.examples
+    ]
+    assert [f["binData"] for f in handler.received] == [e.input.read_bytes() for e in CONTRACT.examples]
 
 
 def test_check_fails_on_a_wrong_digit(sample, server):
@@ -129,11 +152,35 @@ def test_check_fails_on_a_wrong_digit(sample, server):
     handler.answer_digit = (LABEL + 1) % 10
     p = run_check(sample, f"{base}/api/v1.0/predictions")
     assert p.returncode == 1
-    assert f"the digit is a {LABEL}" in p.stderr
+    assert f"FAIL: {DIGIT.input.name}: answered '{LABEL + 1}' (HTTP 200), expected '{LABEL}'" in p.stderr
 
 
-def test_check_fails_when_nothing_answers(sample, server):
-    base, _ = server
-    p = run_check(sample, f"{base}/wrong/path", attempts=2)
+def test_check_fails_when_a_bad_input_is_accepted(sample, server):
+    base, handler = server
+    handler.accept_all = True
+    p = run_check(sample, f"{base}/api/v1.0/predictions")
     assert p.returncode == 1
-    assert "attempt 2/2" in p.stderr
+    bad = [e for e in CONTRACT.examples if e.status]
+    assert bad and all(f"FAIL: {e.input.name}: HTTP 200, expected HTTP {e.status}" in p.stderr for e in bad)
+
+
+def test_check_fails_when_nothing_answers(sample):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once it is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = run_check(sample, f"http://127.0.0.1:{port}/api/v1.0/predictions", attempts=2)
+    assert p.returncode == 1
+    assert "attempt 2/2" in p.stderr and "FAIL: " in p.stderr
+
+
+def test_the_ci_values_carry_the_examples_mlctl_renders():
+    """chart-testing installs ci/*-values.yaml without mlctl: the copies there are the contract's."""
+    import yaml
+
+    from tests.chart.helpers import CHART
+
+    for name in ("default", "kserve"):
+        values = yaml.safe_load((CHART / "ci" / f"{name}-values.yaml").read_text())
+        assert values["tests"] == examples_values(CONTRACT), name

@@ -8,7 +8,16 @@ import re
 import jsonschema
 import pytest
 
-from tests.chart.helpers import CHART, CI_VALUES, deep_merge, load_yaml, template, template_error, values_schema_paths
+from tests.chart.helpers import (
+    CHART,
+    CI_VALUES,
+    TRAINING,
+    deep_merge,
+    load_yaml,
+    template,
+    template_error,
+    values_schema_paths,
+)
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES = load_yaml(CHART / "values.yaml")
@@ -189,7 +198,7 @@ CASES = {
     ),
     "service name too long": ({"model": {"uri": "pvc://m/p"}}, ["longer than 63 characters"]),
     "training into a whole claim": (
-        {"model": {"uri": "pvc://m"}, "training": {"enabled": True}},
+        {"model": {"uri": "pvc://m"}, "training": TRAINING},
         ['model.uri "pvc://m" names a whole claim'],
     ),
 }
@@ -226,7 +235,7 @@ def test_validate_values_reports_every_problem_at_once(helm):
         {"model": {"uri": "pvc://m/p"}, "storage": {"existingSecret": "s"}},  # pvc:// with a Secret is fine
         {"model": {"uri": "s3://b/p"}, "storage": {"config": {"env_auth": "true"}}},  # workload identity
         {"model": {"uri": "s3://b/p"}, "storage": {"existingSecret": "s"}},
-        {"model": {"uri": "pvc://m/p/"}, "training": {"enabled": True, "data": {"claimName": "d", "subPath": "x"}}},
+        {"model": {"uri": "pvc://m/p/"}, "training": {**TRAINING, "data": {"claimName": "d", "subPath": "x"}}},
         {"model": {"uri": "pvc://m"}},
     ],
 )

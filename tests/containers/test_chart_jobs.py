@@ -23,7 +23,7 @@ from tests.containers.conftest import run
 from tests.helpers import MNIST_DIR, REPO
 
 NAMESPACE = "ci"
-SAMPLE = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
+SAMPLE = REPO / "model" / "examples" / "digit-7.png"
 
 
 def _render(values_file, overlay: dict) -> list[dict]:
@@ -97,7 +97,7 @@ def test_the_charts_own_job_writes_a_model_the_server_loads(variant, tags, s3, m
         assert answer.raw["meta"]["tags"]["model_sha256"] == meta["sha256"]
         # The network the Job trained answers the chart's sample digit with its label, and learned.
         assert meta["test_accuracy"] >= 0.9, meta["test_accuracy"]
-        assert (len(answer.scores), answer.cls) == (10, int(SAMPLE.with_suffix(".label").read_text()))
+        assert (len(answer.scores), answer.cls) == (10, 7)
     finally:
         for pod in runner.pods():
             runner.remove(pod["name"])

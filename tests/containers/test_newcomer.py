@@ -44,7 +44,7 @@ def test_the_shipped_spec_on_podman_from_a_fresh_clone(tmp_path, standin_images)
         print(f"\nthe newcomer's apply --target podman:\n{p.stderr[-4000:]}")
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
         assert f"started {STORE} as {SHIPPED_S3_HOST}" in p.stderr
-        assert "sample digit 7 → predicted 7" in p.stderr
+        assert "digit-7.png → 7 (p=" in p.stderr and "not-an-image.txt → HTTP 400" in p.stderr
         stored = clone / ".mlctl" / "podman" / "stores" / SHIPPED_S3_HOST / "mlctl-models" / "mnist"
         (model,) = list(stored.iterdir())  # the model's own folder, <name>-<hash12>
         assert sorted(f.name for f in model.iterdir()) == ["metadata.json", "model.pt"]

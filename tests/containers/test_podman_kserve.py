@@ -27,7 +27,7 @@ KSERVE = {
     "  epochs: 5": "  epochs: 1\n  limitTrain: 10000\n  limitTest: 2000",
     "  namespace: models": f"  namespace: {NAMESPACE}",
 }
-SAMPLE = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
+SAMPLE = REPO / "model" / "examples" / "digit-7.png"
 N_IMAGES = 200
 
 
@@ -165,8 +165,9 @@ def test_the_sample_check_and_the_helm_test_pod_speak_v2(applied):
     s = applied["summary"]
     assert steps(applied)["check"] == ["ok", "ok"]
     sample, helm_test = messages(applied, "check")
-    assert sample.startswith("sample digit 7 → predicted 7"), sample
-    assert helm_test == "helm test pod mnist-test-predict: predicted 7, label 7", helm_test
+    assert sample.startswith("digit-7.png → 7 (p="), sample
+    assert sample.endswith("not-an-image.txt → HTTP 400, too-many-pixels.png → HTTP 413"), sample
+    assert helm_test == "helm test pod mnist-test-predict: 3 examples answered as the model contract says", helm_test
     assert (s["protocol"], s["url"]) == ("v2", s["baseUrl"] + "/v2/models/mnist/infer")
     answer = predict_image(s["baseUrl"], SAMPLE, protocol="v2", model="mnist")
     assert (answer.cls, answer.model_sha256) == (7, s["modelSha256"])

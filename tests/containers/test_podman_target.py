@@ -171,12 +171,14 @@ def test_the_helm_test_pod_fails_on_a_wrong_answer(applied, serving, shipped, mo
     apply above ran it), and fails when the label it demands is not the digit the model sees."""
     release = release_of(shipped, monkeypatch, applied["summary"]["modelSha256"])
     sample = next(o for o in release.objects if o["kind"] == "ConfigMap")
-    sample["data"]["digit.label"] = str((int(sample["data"]["digit.label"]) + 1) % 10)
+    manifest = json.loads(sample["data"]["examples.json"])
+    manifest["examples"][0]["expect"] = "8"
+    sample["data"]["examples.json"] = json.dumps(manifest)
     from mlctl.podman import PodmanError
 
     with pytest.raises(PodmanError, match="exited 1") as failed:
         release.runner.run(release.pods["test"], wait="complete", timeout_s=120)
-    assert "predicted 7" in str(failed.value) or '"predicted": 7' in str(failed.value)
+    assert "FAIL: digit-7.png: answered '7' (HTTP 200), expected '8'" in str(failed.value)
     release.runner.remove(f"models.{release.pods['test'].name}")
 
 
@@ -211,7 +213,7 @@ def test_a_new_predictor_pod_answers_on_both_ports(applied, shipped, monkeypatch
     release = release_of(shipped, monkeypatch, applied["summary"]["modelSha256"])
     predictor = release.pods["predictor"]
     release.runner.remove(podman.podman_name("models", predictor.name))
-    sample = (Path(__file__).resolve().parents[2] / "charts/mnist-seldon/files/digit.png").read_bytes()
+    sample = (Path(__file__).resolve().parents[2] / "model/examples/digit-7.png").read_bytes()
     t0 = time.monotonic()
     run_ = release.runner.run(predictor, publish=[9000, 9500], wait="none")
     while True:
@@ -232,7 +234,7 @@ def test_a_new_predictor_pod_answers_on_both_ports(applied, shipped, monkeypatch
         "r = s.Predict(p.SeldonMessage(binData=open(sys.argv[2], 'rb').read()), timeout=30); "
         "v = list(r.data.tensor.values); print(v.index(max(v)), r.meta.tags['model_sha256'].string_value)"
     )
-    sample_path = Path(__file__).resolve().parents[2] / "charts/mnist-seldon/files/digit.png"
+    sample_path = Path(__file__).resolve().parents[2] / "model/examples/digit-7.png"
     deadline = time.monotonic() + 60
     while True:  # the gRPC process loads the model beside the REST workers
         out = run(str(serve_python), "-c", script, f"127.0.0.1:{run_.ports[9500]}", str(sample_path), check=False)

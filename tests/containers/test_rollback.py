@@ -12,7 +12,7 @@ from mlctl.predict import predict_image
 from tests.containers.conftest import mlctl, write_spec
 from tests.helpers import REPO
 
-SAMPLE = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
+SAMPLE = REPO / "model" / "examples" / "digit-7.png"
 QUICK = {
     "  epochs: 5": "  epochs: 1\n  limitTrain: 10000\n  limitTest: 2000",
     "  release: mnist": "  release: quick",

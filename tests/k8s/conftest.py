@@ -19,7 +19,7 @@ from mlctl import poll  # noqa: E402 (needs the path above)
 from mlctl.artifacts import LocalArtifact, StoredArtifact, read_local  # noqa: E402
 from mlctl.specload import load_spec  # noqa: E402
 from tests.chart.helpers import find_helm  # noqa: E402
-from tests.helpers import FakeClock  # noqa: E402
+from tests.helpers import MODEL_PACKAGE, FakeClock  # noqa: E402
 from tests.k8s.fakes import FakeTools, env_for  # noqa: E402
 
 # Distinctive values, so a leak anywhere is found by a plain substring search.
@@ -31,6 +31,7 @@ SECRETS = {
 
 SPEC = """\
 apiVersion: mlctl/v1
+model: {model}
 name: mnist
 target: kubernetes
 training:
@@ -92,7 +93,7 @@ def write_spec(
     folder: Path, runner: str = "{kind: kubernetes}", uri: str = "s3://mlctl-models/mnist", extra: str = ""
 ) -> Path:
     path = folder / "mnist.yaml"
-    path.write_text(SPEC.format(runner=runner, uri=uri) + extra)
+    path.write_text(SPEC.format(model=MODEL_PACKAGE, runner=runner, uri=uri) + extra)
     return path
 
 

@@ -7,7 +7,9 @@ and whether it held the expected secret (a boolean: the secret itself is never r
 answer comes from `scenario.json`: per tool, the first rule whose `match` tokens all occur in argv
 gives the next of its `responses` (the last one repeats). A response is `{stdout | json, stderr, rc}`,
 `{passthrough: true}` (run the real binary, e.g. `helm template`), or `{serve: ANSWER}` (for
-`kubectl port-forward`: answer every POST on the forwarded local port with ANSWER until killed).
+`kubectl port-forward`: answer every POST on the forwarded local port with ANSWER until killed,
+except one that carries a bad example of the shipped model's contract, which gets that example's
+4xx status as a model server refuses it).
 
 Two responses keep state between calls, so that what a test reads back is what the calls did,
 never what the test scripted:
@@ -24,11 +26,27 @@ never what the test scripted:
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
 import sys
 from pathlib import Path
 from typing import Any
+
+from mlctl.specload import load_contract
+
+CONTRACT = load_contract(Path(__file__).resolve().parents[2] / "model")
+"""The shipped model's contract: the stand-in server refuses its bad examples."""
+
+
+def refusal(body: bytes) -> int | None:
+    """The status a model server answers a body carrying one of the contract's bad examples."""
+    for example in CONTRACT.examples:
+        raw = example.input.read_bytes()
+        if example.status and (raw in body or base64.b64encode(raw) in body):
+            return example.status
+    return None
+
 
 SCRIPT = r"""#!{python}
 import base64, hashlib, json, os, re, sys
@@ -151,14 +169,19 @@ if "serve" in response:
     from http.server import BaseHTTPRequestHandler, HTTPServer
     port = int(next(a for a in argv if re.fullmatch(r"\d+:\d+", a)).split(":")[0])
     body = json.dumps(response["serve"]).encode()
+    refusals = json.load(open(os.path.join(here, "refusals.json")))
     class Answer(BaseHTTPRequestHandler):
         def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
+            sent = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, answer = 200, body
+            for b64, code in refusals:
+                if base64.b64decode(b64) in sent or b64.encode() in sent:
+                    status, answer = code, json.dumps({{"error": f"refused with {{code}}"}}).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(answer)
         def log_message(self, *args):
             pass
     HTTPServer(("127.0.0.1", port), Answer).serve_forever()
@@ -184,6 +207,8 @@ class FakeTools:
             path = folder / tool
             path.write_text(SCRIPT.format(python=sys.executable, tool=tool))
             path.chmod(path.stat().st_mode | stat.S_IXUSR)
+        refusals = [(base64.b64encode(e.input.read_bytes()).decode(), e.status) for e in CONTRACT.examples if e.status]
+        (folder / "refusals.json").write_text(json.dumps(refusals))
         self.save()
 
     def path(self, tool: str) -> Path:

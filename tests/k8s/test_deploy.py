@@ -8,15 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import check, cluster, deploy, helm
+from mlctl import cluster, deploy, helm
 from mlctl.errors import MlctlError, UsageError
 from mlctl.release import Names, Release, redact, with_credentials
 from mlctl.secrets import resolve_secrets
 from mlctl.specload import load_spec
 from tests.k8s.conftest import SECRETS, remote_artifact, write_spec
-from tests.k8s.fakes import NOT_FOUND_RELEASE
+from tests.k8s.fakes import CONTRACT, NOT_FOUND_RELEASE, refusal
 
-LABEL = int(check.SAMPLE_LABEL.read_text())
+LABEL = int(CONTRACT.labelled_examples[0].expect)
+
+
+def predicted(smoke: dict) -> int:
+    """The label the smoke test read for the first labelled example."""
+    return int(next(r["label"] for r in smoke["examples"] if "label" in r))
 
 
 def answer(predicted: int, sha256: str = "ab" * 32) -> dict:
@@ -118,7 +123,8 @@ def test_first_deploy_runs_upgrade_with_a_private_values_file(fakes, spec, secre
     )  # no executor: the model's own port
     assert forward[-4:] == ["--namespace", "models", "--context", "kind-ci"]
     assert result.upgraded and result.revision == 1 and result.state == "Available"
-    assert result.smoke["predicted"] == LABEL == result.smoke["label"]
+    assert predicted(result.smoke) == LABEL
+    assert [r.get("status") for r in result.smoke["examples"]] == [e.status for e in CONTRACT.examples]
     assert result.upload["note"].startswith("trained in the cluster")
 
 
@@ -226,8 +232,8 @@ def test_smoke_test_wrong_class(fakes, spec, secret_env, clock):
     artifact = remote_artifact()
     with pytest.raises(MlctlError) as err:
         deploy.deploy(*planned(spec, artifact))
-    assert err.value.message.startswith("smoke test: http://127.0.0.1:")
-    assert f"predicted {wrong}, but the sample digit is a {LABEL}" in err.value.message
+    assert err.value.message.startswith(f"smoke test: {CONTRACT.labelled_examples[0].input.name}: http://127.0.0.1:")
+    assert f"answered '{wrong}' (p=0.215), expected '{LABEL}'" in err.value.message
 
 
 def test_smoke_test_through_the_ingress_endpoint(fakes, tmp_path, secret_env, clock):
@@ -240,9 +246,9 @@ def test_smoke_test_through_the_ingress_endpoint(fakes, tmp_path, secret_env, cl
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             seen.append((self.path, self.headers["Content-Type"]))
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.dumps(answer(LABEL)).encode()
-            self.send_response(200)
+            status = refusal(self.rfile.read(int(self.headers["Content-Length"])))
+            body = json.dumps(answer(LABEL) if status is None else {"error": "refused"}).encode()
+            self.send_response(status or 200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -265,7 +271,7 @@ def test_smoke_test_through_the_ingress_endpoint(fakes, tmp_path, secret_env, cl
         server.shutdown()
     assert seen[0][0] == "/seldon/models/mnist/api/v1.0/predictions"
     assert seen[0][1].startswith("multipart/form-data")
-    assert result["predicted"] == LABEL and fakes.calls("kubectl") == []
+    assert predicted(result) == LABEL and fakes.calls("kubectl") == []
 
 
 def test_missing_credential_variable_is_a_usage_error(fakes, spec, secret_env, monkeypatch):

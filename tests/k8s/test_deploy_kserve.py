@@ -10,7 +10,7 @@ from mlctl import cluster, deploy
 from mlctl.errors import MlctlError
 from mlctl.release import KSERVE_PORT, Names, Release
 from tests.k8s.conftest import remote_artifact
-from tests.k8s.test_deploy import LABEL, deployed
+from tests.k8s.test_deploy import LABEL, deployed, predicted
 
 WAIT_TIMED_OUT = {"rc": 1, "stderr": "error: timed out waiting for the condition on inferenceservices/mnist\n"}
 
@@ -56,7 +56,7 @@ def test_deploy_waits_for_ready_and_smoke_tests_through_v2(fakes, kspec, secret_
     forward = kube[3]["argv"]
     assert forward[:2] == ["port-forward", "svc/mnist-predictor"] and forward[2].endswith(f":{KSERVE_PORT}")
     assert result.state == "Ready"
-    assert result.smoke["predicted"] == LABEL and result.smoke["modelSha256"] == "ab" * 32
+    assert predicted(result.smoke) == LABEL and result.smoke["modelSha256"] == "ab" * 32
     assert result.smoke["url"].endswith("/v2/models/mnist/infer")
 
 

@@ -50,7 +50,7 @@ def _model_cache_key() -> str:
     from importlib.metadata import version
 
     h = hashlib.sha256(" ".join(TRAIN_ARGS).encode())
-    h.update(json.dumps(training_code_sha256(), sort_keys=True).encode())
+    h.update(json.dumps(training_code_sha256(REPO / "model"), sort_keys=True).encode())
     h.update(version("torch").encode())
     for f in sorted(MNIST_DIR.glob("*.gz")):
         h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())

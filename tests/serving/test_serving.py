@@ -274,8 +274,8 @@ def test_grpc_answers_on_its_port_and_rejects_bad_input(trained_model_dir, serve
     """The operator declares gRPC on 9500; with GRPC_WORKERS=1 the wrapper's gRPC server answers
     there with the REST side's scores, and bad input gets INVALID_ARGUMENT, not UNKNOWN."""
     cfg = ServerConfig(model_dir=trained_model_dir, workers=1, extra_env={"GRPC_WORKERS": "1"})
-    sample = REPO / "charts" / "mnist-seldon" / "files" / "digit.png"
-    label = int(sample.with_name("digit.label").read_text())
+    sample = REPO / "model" / "examples" / "digit-7.png"
+    label = 7  # model/model.yaml: the example digit-7.png
     with LocalServer(cfg) as srv:
         rest = predict_image(srv.url, sample)
         python = Path(serve_bin).with_name("python")
@@ -289,7 +289,7 @@ def test_grpc_answers_on_its_port_and_rejects_bad_input(trained_model_dir, serve
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["names"] == [f"t:{i}" for i in range(10)]
     assert int(np.argmax(out["values"])) == label == rest.cls
-    assert np.allclose(out["values"], np.log(rest.scores), atol=1e-4)
+    assert np.allclose(out["values"], rest.scores, atol=1e-4)  # the log-probabilities as served
     assert out["bad"][0] == "INVALID_ARGUMENT" and "not an image" in out["bad"][1]
 
 
@@ -349,7 +349,7 @@ def test_response_is_the_tutorial_shape_plus_tags(server, mnist_test):
     p = predict_image(server.url, encode(mnist_test[0][0], "PNG"))
     assert p.raw["data"]["names"] == [f"t:{i}" for i in range(10)]
     assert p.raw["data"]["tensor"]["shape"] == [1, 10]
-    assert abs(sum(p.scores) - 1) < 1e-6
+    assert abs(sum(np.exp(p.scores)) - 1) < 1e-5  # log-probabilities
     tags = p.raw["meta"]["tags"]
     assert tags["predicted_class"] == p.cls == int(mnist_test[1][0])
     meta = json.loads((server.cfg.model_dir / "metadata.json").read_text())
@@ -379,7 +379,7 @@ def test_float32_on_request_and_when_the_artifact_has_no_int8_ranges(trained_mod
         assert {a.raw["meta"]["tags"]["precision"] for a in answers} == {"float32"}
         for a, q in zip(answers, int8, strict=True):
             assert a.cls == q.cls
-            np.testing.assert_allclose(a.scores, q.scores, atol=0.02)
+            np.testing.assert_allclose(np.exp(a.scores), np.exp(q.scores), atol=0.02)  # as probabilities
         assert logged is None or logged in log, log[-2000:]
 
 

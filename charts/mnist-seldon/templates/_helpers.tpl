@@ -325,6 +325,9 @@ always renders (for either engine).
 {{- if gt (len $svc) 63 }}
 {{- $msgs = append $msgs (printf "the predictor Service name %q is longer than 63 characters, so Seldon would hash it: use a shorter release name or a fullnameOverride of at most 55 characters" $svc) }}
 {{- end }}
+{{- if and $v.training.enabled (not $v.training.command) }}
+{{- $msgs = append $msgs "training.enabled needs training.command: the model's training command (its model.yaml's training.command; mlctl render writes it)" }}
+{{- end }}
 {{- if and $v.training.enabled (eq $scheme "pvc") }}
 {{- $claim := include "mnist-seldon.trainingClaim" . | fromJson }}
 {{- if not $claim.subPath }}
