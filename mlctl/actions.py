@@ -44,7 +44,8 @@ def validate(path: Path) -> dict:
     }
     result["summary"] = (
         f"project {spec.name}, model {contract.model_class} ({len(contract.output.labels)} classes, "
-        f"{len(contract.examples)} examples), target {spec.target}, engine {spec.serving.engine}, "
+        f"{len(contract.examples)} example{'s' if len(contract.examples) != 1 else ''}), target {spec.target}, "
+        f"engine {spec.serving.engine}, "
         f"{spec.training.runner.kind} training ({spec.training.epochs} epochs, hash {result['trainingHash'][:12]}), "
         f"model store {spec.model_store.uri}, release {spec.kubernetes.namespace}/{spec.kubernetes.release}"
     )
