@@ -62,7 +62,7 @@ sys.path.insert(0, str(BENCH))
 import machine  # noqa: E402  (bench/machine.py)
 
 from mlctl.predict import encode_multipart  # noqa: E402
-from mlctl.server import KSERVE_MODULE, LocalServer, ServerConfig  # noqa: E402
+from mlctl.targets.local.server import KSERVE_MODULE, LocalServer, ServerConfig  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 BASELINE = SHARED / "baseline"

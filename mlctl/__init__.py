@@ -2,7 +2,8 @@
 
 The package is layered. Each row below is a layer, lowest first; a module imports only from its
 own row or earlier ones, the targets never from one another (each may use `targets/shared`),
-and no imports go in a circle. tests/test_layers.py reads this map and holds
+and no imports go in a circle. A `targets/…` row is a package of its own (mlctl/targets/local/,
+…), each target's entry point its `target` module. tests/test_layers.py reads this map and holds
 the code to it, so the map is also the list of every module.
 
     base:               errors result poll _yaml valuesfile
@@ -10,9 +11,9 @@ the code to it, so the map is also the list of every module.
     tools:              tools helm kubectl engine images predict kserve_pods pods podspec podsecurity podman
     chart:              render chart release
     targets/shared:     check build
-    targets/local:      server local serve
-    targets/podman:     podman_store podman_target
-    targets/kubernetes: store deploy cluster train_k8s
+    targets/local:      server target serve
+    targets/podman:     store target
+    targets/kubernetes: store deploy cluster train
     commands:           train actions apply lifecycle
     cli:                cli __main__
 

@@ -6,7 +6,7 @@
 3. local target: make sure the local Seldon server runs this artifact, then check a real
    answers to the model contract's examples;
    kubernetes target: plan (helm status/get values), then upload → helm upgrade --install
-   --atomic --wait → wait for Available → smoke test (mlctl/deploy.py).
+   --atomic --wait → wait for Available → smoke test (mlctl/targets/kubernetes/deploy.py).
 Each step reports through `on_step`; a failure raises an MlctlError that names its step.
 """
 
@@ -119,7 +119,7 @@ def _shown(path: Path) -> str:
 
 
 def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spec_path: Path) -> None:
-    from mlctl import local
+    from mlctl.targets.local import target as local
 
     running = local.current(spec)
     if dry_run:
@@ -136,8 +136,8 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
         state, action = local.ensure(spec, artifact)
     except MlctlError as exc:
         raise _step("serve", exc) from exc
-    from mlctl import check as sample_check
     from mlctl import predict
+    from mlctl.targets.shared import check as sample_check
 
     engine = spec.serving.engine
     what = "seldon-core-microservice" if engine == "seldon" else "KServe ModelServer"
@@ -167,8 +167,8 @@ def _local(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult, spe
 
 
 def _podman(spec: Spec, dry_run: bool, report, result: ApplyResult, on_log, spec_path: Path) -> None:
-    """The release's pods under podman (mlctl/podman_target.py): images, train, serve, check."""
-    from mlctl import podman_target
+    """The release's pods under podman (mlctl/targets/podman/target.py): images, train, serve, check."""
+    from mlctl.targets.podman import target as podman_target
 
     if dry_run:
         podman_target.plan(spec, report)
@@ -190,8 +190,8 @@ def _credentials(spec: Spec):
 
 
 def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult) -> None:
-    from mlctl import deploy
     from mlctl.release import Release
+    from mlctl.targets.kubernetes import deploy
 
     secrets = _credentials(spec)
     untrained = artifact is None
@@ -218,7 +218,7 @@ def _kubernetes(spec: Spec, artifact, dry_run: bool, report, result: ApplyResult
         report("deploy", "changed", f"release {where} revision {done.revision}, SeldonDeployment {done.state}")
     else:
         report("deploy", "up to date", f"release {where} revision {done.revision} is up to date ({done.state})")
-    from mlctl import check as sample_check
+    from mlctl.targets.shared import check as sample_check
 
     report("check", "ok", f"{sample_check.summary(done.smoke)} via {done.smoke.get('via') or done.smoke['url']}")
     result.summary = {

@@ -186,8 +186,8 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build the training and serving images (model/*.Dockerfile) with podman, buildah or docker."""
-    from mlctl import build as building
     from mlctl.specload import load_spec
+    from mlctl.targets.shared import build as building
 
     if deps not in ("auto", "host", "index"):
         raise typer.BadParameter(f"{deps!r} is not one of: auto, host, index", param_hint="--deps")
@@ -281,7 +281,7 @@ def serve(
 ) -> None:
     """Run the engine's real model server on the trained artifact, in the foreground (Ctrl-C stops it)."""
     from mlctl import predict as predicting
-    from mlctl import serve as serving
+    from mlctl.targets.local import serve as serving
 
     with serving.serve(spec, port) as srv:
         protocol = predicting.ENGINE_PROTOCOL[srv.cfg.engine]

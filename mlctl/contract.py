@@ -8,7 +8,7 @@ byte, pixel and mode bounds, a numeric `tensor` with its datatypes and shape), i
 (the class labels and what the scores are), the batch bound, the training command, and the
 **examples**: input files with the label the model must answer, and bad inputs with the 4xx
 status a server must answer. The examples are what every target's smoke test and the chart's
-`helm test` pod post (`mlctl.check`). Like the spec: camelCase keys, unknown keys are errors,
+`helm test` pod post (`mlctl.targets.shared.check`). Like the spec: camelCase keys, unknown keys are errors,
 relative paths are relative to the contract file, and every problem is reported with its file,
 line and field (`mlctl.specload.load_contract`).
 

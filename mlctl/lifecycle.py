@@ -11,14 +11,15 @@ def status(path: Path, target: str | None = None) -> dict:
     spec = load_spec(path)
     target = target or spec.target
     if target == "kubernetes":
-        from mlctl import cluster
+        from mlctl.targets.kubernetes import cluster
 
         return {"target": target, **cluster.status(spec)}
     if target == "podman":
-        from mlctl import podman_target
+        from mlctl.targets.podman import target as podman_target
 
         return {"target": target, **podman_target.status(spec)}
-    from mlctl import artifacts, local
+    from mlctl import artifacts
+    from mlctl.targets.local import target as local
 
     state = local.current(spec)
     artifact = artifacts.read_local(artifacts.artifact_dir(spec), verify=False)
@@ -38,13 +39,13 @@ def delete(path: Path, target: str | None = None) -> dict:
     spec = load_spec(path)
     target = target or spec.target
     if target == "kubernetes":
-        from mlctl import cluster
+        from mlctl.targets.kubernetes import cluster
 
         out = cluster.delete(spec)
         what = "uninstalled" if out["uninstalled"] else "no release to uninstall"
         return {"target": target, **out, "summary": f"{out['namespace']}/{out['release']}: {what}"}
     if target == "podman":
-        from mlctl import podman_target
+        from mlctl.targets.podman import target as podman_target
 
         out = podman_target.delete(spec)
         what = f"removed {len(out['removed'])} pod(s)" if out["removed"] else "no pods to remove"
@@ -53,7 +54,7 @@ def delete(path: Path, target: str | None = None) -> dict:
             **out,
             "summary": f"{out['namespace']}/{out['release']} under podman: {what}; the model store and claims are kept",
         }
-    from mlctl import local
+    from mlctl.targets.local import target as local
 
     state = local.stop(spec)
     summary = f"stopped the local server (pid {state.pid}, {state.url})" if state else "no local server was running"
@@ -74,18 +75,18 @@ def models(path: Path, target: str | None = None) -> dict:
             local.append(_model_row(artifact, folder.name == current))
     out: dict = {"target": target, "current": current, "local": local}
     if target == "local":
-        from mlctl import local as local_target
+        from mlctl.targets.local import target as local_target
 
         state = local_target.current(spec)
         out["serving"] = [{"server": state.url, "modelSha256": state.sha256}] if state else []
         return out
     out["stored"] = _stored(spec, target)
     if target == "kubernetes":
-        from mlctl import cluster
+        from mlctl.targets.kubernetes import cluster
 
         out["revisions"] = cluster.revisions(spec)
     else:
-        from mlctl import podman_target
+        from mlctl.targets.podman import target as podman_target
 
         out["revisions"] = [{k: v for k, v in r.items() if k != "values"} for r in podman_target.revisions(spec)]
     return out
@@ -104,13 +105,14 @@ def _model_row(artifact, current: bool) -> dict:
 
 def _stored(spec, target: str) -> list[dict] | str:
     """The models in the store, or why they cannot be listed from here."""
-    from mlctl import artifacts, store
+    from mlctl import artifacts
     from mlctl.errors import MlctlError
     from mlctl.secrets import resolve_secrets
+    from mlctl.targets.kubernetes import store
 
     current = artifacts.model_name(spec)
     if spec.model_store.is_pvc and target == "podman":  # the claim is a folder on this machine
-        from mlctl import podman_target
+        from mlctl.targets.podman import target as podman_target
 
         root = podman_target.state_dir(spec) / "claims" / spec.model_store.bucket / spec.model_store.prefix
         found = [artifacts.read_local(f, verify=False) for f in sorted(root.glob(f"{spec.name}-*")) if f.is_dir()]
@@ -126,11 +128,11 @@ def rollback(path: Path, target: str | None = None, revision: int | None = None,
     spec = load_spec(path)
     target = target or spec.target
     if target == "kubernetes":
-        from mlctl import cluster
+        from mlctl.targets.kubernetes import cluster
 
         return {"target": target, **cluster.rollback(spec, revision)}
     if target == "podman":
-        from mlctl import podman_target
+        from mlctl.targets.podman import target as podman_target
 
         return {"target": target, **podman_target.rollback(spec, report, revision)}
     from mlctl.errors import UsageError

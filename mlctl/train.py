@@ -3,7 +3,7 @@
 The local runner starts the same entrypoint the training image runs (the model contract's
 `training.command`, its `python` being this Python) as a subprocess in the model package's parent
 folder: its progress bar goes straight to the terminal, its one JSON line on stdout is the
-artifact's metadata. The Kubernetes runner lives in mlctl/train_k8s.py.
+artifact's metadata. The Kubernetes runner lives in mlctl/targets/kubernetes/train.py.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def train(
     The local runner's progress goes straight to the terminal; the Kubernetes runner passes the
     Job's log lines to `on_line`."""
     if spec.training.runner.kind == "kubernetes":
-        from mlctl import train_k8s
+        from mlctl.targets.kubernetes import train as train_k8s
 
         return train_k8s.train(spec, force=force, on_line=on_line if progress else None)
     digest = artifacts.training_hash(spec)

@@ -15,33 +15,46 @@ ROW = re.compile(r"^    (?P<layer>[a-z]+(?:/[a-z]+)?):\s+(?P<modules>[\w ]+)$", 
 
 
 def layer_map() -> dict[str, tuple[int, str]]:
-    """module → (row number, layer name) from the package docstring."""
+    """module → (row number, layer name) from the package docstring; a module of a `targets/…`
+    row is named by its package (`targets.podman.store`)."""
     rows = ROW.findall(mlctl.__doc__ or "")
     assert rows, "mlctl/__init__.py lost its layer map"
     out: dict[str, tuple[int, str]] = {}
     for number, (layer, modules) in enumerate(rows):
+        prefix = layer.replace("/", ".") + "." if "/" in layer else ""
         for module in modules.split():
-            assert module not in out, f"{module} is on the map twice"
-            out[module] = (number, layer)
+            assert prefix + module not in out, f"{prefix + module} is on the map twice"
+            out[prefix + module] = (number, layer)
     return out
+
+
+def module_id(path: Path) -> str:
+    """`targets.local.server` for mlctl/targets/local/server.py."""
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+
+
+def modules() -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"]
 
 
 def imports(path: Path) -> set[str]:
     """The mlctl modules `path` imports, at any depth of its code."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module == "mlctl":
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlctl."):
-            found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "mlctl":
+            sub = node.module.removeprefix("mlctl").lstrip(".")
+            if PACKAGE.joinpath(*sub.split(".")).is_dir() if sub else True:  # names are its modules
+                found |= {f"{sub}.{a.name}".lstrip(".") for a in node.names}
+            else:
+                found.add(sub)
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("mlctl.")}
-    return found - {path.stem}
+            found |= {a.name.removeprefix("mlctl.") for a in node.names if a.name.startswith("mlctl.")}
+    return found - {module_id(path)}
 
 
 def graph() -> dict[str, set[str]]:
-    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
-    return {p.stem: imports(p) & modules for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    known = {module_id(p) for p in modules()}
+    return {module_id(p): imports(p) & known for p in modules()}
 
 
 def _is_target(layer: str) -> bool:

@@ -1,14 +1,14 @@
-"""mlctl/podman_store.py without podman: which store endpoints get a stand-in, and the keys it
+"""mlctl/targets/podman/store.py without podman: which store endpoints get a stand-in, and the keys it
 can take. The stand-in itself, for real: tests/containers/test_store_standin.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from mlctl import podman_store
 from mlctl.errors import MlctlError
 from mlctl.secrets import Secrets
 from mlctl.specload import load_spec
+from mlctl.targets.podman import store as podman_store
 from tests.helpers import MODEL_PACKAGE
 
 SPEC = """\

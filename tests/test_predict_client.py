@@ -13,7 +13,7 @@ import pytest
 
 from mlctl import predict
 from mlctl.contract import Output
-from mlctl.server import ServerConfig, server_argv
+from mlctl.targets.local.server import ServerConfig, server_argv
 
 PNG = b"\x89PNG\r\n\x1a\n-not-really-a-png"
 SHA = "ab" * 32

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlctl.build import BuildResult, BuiltImage
-from mlctl.deploy import DeployPlan
 from mlctl.result import Result, internal, to_json
+from mlctl.targets.kubernetes.deploy import DeployPlan
+from mlctl.targets.shared.build import BuildResult, BuiltImage
 
 
 @dataclass

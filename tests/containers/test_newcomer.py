@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from mlctl import podman_store
+from mlctl.targets.podman import store as podman_store
 from tests.containers.conftest import SHIPPED_S3_HOST, podman_json, run
 from tests.helpers import fresh_clone, readme_commands
 

@@ -102,9 +102,9 @@ def test_the_pod_answers_mnist_as_png_and_jpeg(applied, serving):
 
 def release_of(shipped, monkeypatch, model_sha256: str | None = None):
     """The release as the podman target renders it (credentials from CREDS)."""
-    from mlctl import podman_target
     from mlctl.secrets import resolve_secrets
     from mlctl.specload import load_spec
+    from mlctl.targets.podman import target as podman_target
 
     for k, v in CREDS.items():
         monkeypatch.setenv(k, v)

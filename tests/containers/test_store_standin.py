@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import podman_store
 from mlctl.secrets import Secrets
+from mlctl.targets.podman import store as podman_store
 from tests.containers.conftest import S3_HOST, podman_json, run
 from tests.helpers import shipped_spec
 

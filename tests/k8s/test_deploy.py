@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import cluster, deploy, helm
+from mlctl import helm
 from mlctl.errors import MlctlError, UsageError
 from mlctl.release import Names, Release, redact, with_credentials
 from mlctl.secrets import resolve_secrets
 from mlctl.specload import load_spec
+from mlctl.targets.kubernetes import cluster, deploy
 from tests.k8s.conftest import SECRETS, remote_artifact, write_spec
 from tests.k8s.fakes import CONTRACT, NOT_FOUND_RELEASE, refusal
 

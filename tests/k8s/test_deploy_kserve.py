@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from mlctl import cluster, deploy
 from mlctl.errors import MlctlError
 from mlctl.release import KSERVE_PORT, Names, Release
+from mlctl.targets.kubernetes import cluster, deploy
 from tests.k8s.conftest import remote_artifact
 from tests.k8s.test_deploy import LABEL, deployed, predicted
 

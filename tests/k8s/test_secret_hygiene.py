@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from mlctl import deploy, train_k8s
 from mlctl.artifacts import training_hash
 from mlctl.errors import MlctlError
+from mlctl.targets.kubernetes import deploy
+from mlctl.targets.kubernetes import train as train_k8s
 from tests.k8s.conftest import SECRETS
 from tests.k8s.fakes import NOT_FOUND_RELEASE
 from tests.k8s.test_deploy import LABEL, answer, deployed, planned, sdep

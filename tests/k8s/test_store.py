@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from mlctl import store
 from mlctl.errors import MlctlError, UsageError
 from mlctl.secrets import Secrets
 from mlctl.specload import load_spec
+from mlctl.targets.kubernetes import store
 from mlctl.tools import free_port
 from model.artifact import ArtifactError, read_artifact
 from tests.chart.helpers import find_helm

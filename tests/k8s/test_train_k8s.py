@@ -8,10 +8,10 @@ import json
 import pytest
 import yaml
 
-from mlctl import train_k8s
 from mlctl.artifacts import metadata_from_log, training_hash
 from mlctl.errors import MlctlError
 from mlctl.secrets import resolve_secrets
+from mlctl.targets.kubernetes import train as train_k8s
 from tests.chart.helpers import validate_all
 from tests.k8s.conftest import SECRETS
 from tests.k8s.fakes import not_found

@@ -18,7 +18,7 @@ import pytest
 
 from mlctl.artifacts import training_code_sha256
 from mlctl.errors import MlctlError
-from mlctl.server import LocalServer, ServerConfig, kserve_python, server_binary
+from mlctl.targets.local.server import LocalServer, ServerConfig, kserve_python, server_binary
 
 REPO = Path(__file__).resolve().parents[2]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"

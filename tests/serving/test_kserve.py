@@ -31,7 +31,7 @@ import pytest
 from PIL import Image
 
 from mlctl.predict import predict_image
-from mlctl.server import LocalServer, ServerConfig, ServerError, server_argv, server_env
+from mlctl.targets.local.server import LocalServer, ServerConfig, ServerError, server_argv, server_env
 from mlctl.tools import free_port
 from model.inference import OUTPUT_NAMES
 from model.settings import DEFAULTS, REQUEST_OVERHEAD_BYTES

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from mlctl.predict import PredictError, encode_multipart, predict_image
-from mlctl.server import LocalServer, ServerConfig, ServerError
+from mlctl.targets.local.server import LocalServer, ServerConfig, ServerError
 from model.decode import InputError, _median_above_127, array_to_pixels, decode_image
 from model.inference import MnistModel
 from model.preprocess import normalize

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlctl import artifacts, poll, server
+from mlctl import artifacts, poll
 from mlctl.errors import MlctlError, UsageError
 from mlctl.specload import load_spec
+from mlctl.targets.local import server
 
 
 @contextmanager

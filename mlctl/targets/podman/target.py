@@ -25,7 +25,7 @@ What differs from a cluster, and why (nothing else does):
   targetPort (KServe's 80 → 8080) is redirected inside the pod's network namespace, kube-proxy's
   part (root only); a model store inside the cluster (an S3 endpoint at a Service name) is a
   real S3 server in a container on that network under the endpoint's host name, which mlctl
-  starts unless one is there (mlctl/podman_store.py);
+  starts unless one is there (mlctl/targets/podman/store.py);
 - probes run while mlctl waits; a container that restarts while starting fails the apply.
 """
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlctl import chart, helm, podman, podman_store, predict
+from mlctl import chart, helm, podman, predict
 from mlctl.artifacts import metadata_from_log, store_uri, training_hash
 from mlctl.contract import Contract
 from mlctl.errors import MlctlError
@@ -48,6 +48,7 @@ from mlctl.release import Names, Release, redact, with_credentials
 from mlctl.secrets import resolve_secrets
 from mlctl.spec import Spec
 from mlctl.specload import load_contract
+from mlctl.targets.podman import store as podman_store
 
 Report = Callable[[str, str, str], None]
 DATA_FILES = (
@@ -198,7 +199,7 @@ def plan(spec: Spec, report: Report) -> None:
     """What apply would do, read-only: which images are due, whether the Job and the predictor
     pod of this release are there."""
     _require_podman()
-    from mlctl import build
+    from mlctl.targets.shared import build
 
     store = podman_store.state(spec)
     if store:
@@ -226,14 +227,14 @@ def plan(spec: Spec, report: Report) -> None:
 
 
 def _store(spec: Spec, secrets, report: Report) -> None:
-    """Something answers the spec's in-cluster store endpoint (mlctl/podman_store.py)."""
+    """Something answers the spec's in-cluster store endpoint (mlctl/targets/podman/store.py)."""
     done = podman_store.ensure(spec, secrets)
     if done is not None:
         report("store", *done)
 
 
 def _images(spec: Spec, report: Report, on_log: Callable[[str], None]):
-    from mlctl import build
+    from mlctl.targets.shared import build
 
     built = build.build(spec, engine_name="podman", on_progress=lambda line: on_log(f"build: {line}"))
     for image in built.images:
@@ -354,7 +355,7 @@ def rollback(spec: Spec, report: Report, revision: int | None = None) -> dict[st
 def _check(release: PodmanRelease, port: int, report: Report) -> str:
     """The model contract's examples through the published Service port, then the chart's helm
     test pod."""
-    from mlctl import check as sample_check
+    from mlctl.targets.shared import check as sample_check
 
     base = f"http://127.0.0.1:{port}"
     spec = release.spec

@@ -28,7 +28,7 @@ import psutil
 
 from mlctl import poll
 from mlctl.errors import MlctlError
-from mlctl.tools import free_port
+from mlctl.tools import PROJECT_ROOT, free_port
 from model.settings import DEFAULTS, ServingSettings
 
 if TYPE_CHECKING:
@@ -104,10 +104,6 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
 def server_binary() -> str:
     """Find seldon-core-microservice: $MLCTL_SERVE_BIN, .venv-serve/bin, then PATH."""
     tried = []
@@ -116,7 +112,7 @@ def server_binary() -> str:
         if os.access(explicit, os.X_OK):
             return explicit
         tried.append(f"${ENV_SERVER_BIN}={explicit} (not an executable file)")
-    local = repo_root() / ".venv-serve" / "bin" / SERVER_BIN
+    local = PROJECT_ROOT / ".venv-serve" / "bin" / SERVER_BIN
     if os.access(local, os.X_OK):
         return str(local)
     tried.append(str(local))
@@ -138,7 +134,7 @@ def kserve_python() -> str:
         if os.access(explicit, os.X_OK):
             return explicit
         raise ServerError(f"${ENV_KSERVE_PYTHON}={explicit} is not an executable file")
-    local = repo_root() / ".venv-kserve" / "bin" / "python"
+    local = PROJECT_ROOT / ".venv-kserve" / "bin" / "python"
     if os.access(local, os.X_OK):
         return str(local)
     raise ServerError(

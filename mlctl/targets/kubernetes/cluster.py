@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlctl import deploy, helm, kubectl
+from mlctl import helm, kubectl
 from mlctl.errors import MlctlError
 from mlctl.release import Names
 from mlctl.spec import Spec
+from mlctl.targets.kubernetes import deploy
 
 
 def revisions(spec: Spec) -> list[dict[str, Any]]:

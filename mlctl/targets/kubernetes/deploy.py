@@ -5,7 +5,7 @@ wait for the SeldonDeployment to be Available (or the InferenceService Ready, en
 post the model contract's examples through the engine's own protocol and demand their answers. Each
 failure names its step. The values come from the `Release`, built once per apply; credentials
 are compared in memory only: plans, diffs, results and errors show `***`. Status, revisions,
-rollback and delete of a release that stands are in mlctl/cluster.py.
+rollback and delete of a release that stands are in mlctl/targets/kubernetes/cluster.py.
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlctl import check, helm, kubectl, poll, predict, store, tools, valuesfile
+from mlctl import helm, kubectl, poll, predict, tools, valuesfile
 from mlctl.artifacts import Artifact
 from mlctl.errors import MlctlError, SmokeTestFailed
 from mlctl.release import Names, Release, values_diff
 from mlctl.result import Result
 from mlctl.spec import Spec
 from mlctl.specload import load_contract
+from mlctl.targets.kubernetes import store
+from mlctl.targets.shared import check
 
 VALUES_PLACEHOLDER = "values.yaml"
 POLL_SECONDS = 5.0

@@ -3,7 +3,7 @@
 `mlctl apply` (target local) starts it detached and records it in `<output>/../run/<name>.json`;
 a second apply with the same artifact and serving settings finds it alive and changes nothing;
 `mlctl status` reads the record; `mlctl delete` stops the process group. The server itself is
-the engine's real one, `seldon-core-microservice` or KServe's ModelServer (mlctl/server.py
+the engine's real one, `seldon-core-microservice` or KServe's ModelServer (mlctl/targets/local/server.py
 starts it).
 """
 
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import psutil
 
-from mlctl import poll, server
+from mlctl import poll
 from mlctl.artifacts import LocalArtifact as Artifact
 from mlctl.errors import MlctlError
 from mlctl.spec import Spec
+from mlctl.targets.local import server
 
 
 @dataclass(frozen=True)
