@@ -42,11 +42,15 @@ def validate(path: Path) -> dict:
         "labels": list(contract.output.labels),
         "examples": len(contract.examples),
     }
+    examples = f"{len(contract.examples)} example{'s' if len(contract.examples) != 1 else ''}"
+    weights = (
+        f"weights from {spec.weights.dir} (sha256 {spec.weights.sha256[:12]}…)"
+        if spec.weights
+        else f"{spec.training.runner.kind} training ({spec.training.epochs} epochs, hash {result['trainingHash'][:12]})"
+    )
     result["summary"] = (
-        f"project {spec.name}, model {contract.model_class} ({len(contract.output.labels)} classes, "
-        f"{len(contract.examples)} example{'s' if len(contract.examples) != 1 else ''}), target {spec.target}, "
-        f"engine {spec.serving.engine}, "
-        f"{spec.training.runner.kind} training ({spec.training.epochs} epochs, hash {result['trainingHash'][:12]}), "
+        f"project {spec.name}, model {contract.model_class} ({len(contract.output.labels)} classes, {examples}), "
+        f"target {spec.target}, engine {spec.serving.engine}, {weights}, "
         f"model store {spec.model_store.uri}, release {spec.kubernetes.namespace}/{spec.kubernetes.release}"
     )
     return result

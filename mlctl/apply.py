@@ -93,7 +93,9 @@ def _train(spec: Spec, dry_run: bool, report, on_line) -> artifacts.Artifact | N
     digest = artifacts.training_hash(spec)
     if dry_run:
         existing = artifacts.read_local(artifacts.artifact_dir(spec, digest))
-        if existing is None:
+        if existing is None and spec.weights is not None:
+            report("train", "planned", f"would take the spec's weights from {spec.weights.dir}")
+        elif existing is None:
             report("train", "planned", f"would train ({spec.training.runner.kind} runner, hash {digest[:12]})")
         else:
             report("train", "up to date", f"{existing.name}: test accuracy {existing.test_accuracy:.2%}")
@@ -103,7 +105,10 @@ def _train(spec: Spec, dry_run: bool, report, on_line) -> artifacts.Artifact | N
     except MlctlError as exc:
         raise _step("train", exc) from exc
     a = trained.artifact
-    if trained.trained:
+    if trained.imported:
+        status = "changed" if trained.trained else "up to date"
+        report("train", status, f"{a.name}: the spec's weights from {spec.weights.dir}, sha256 {a.sha256[:12]}…")
+    elif trained.trained:
         report("train", "changed", f"trained {a.name} in {trained.seconds:.1f} s: test accuracy {a.test_accuracy:.2%}")
     else:
         report("train", "up to date", f"{a.name}: test accuracy {a.test_accuracy:.2%}")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlctl.errors import MlctlError
+from mlctl.errors import MlctlError, UsageError
 from mlctl.spec import Spec, TrainingSpec
 from model import artifact as artifact_format
 
@@ -45,7 +47,12 @@ def training_code_sha256(package: Path) -> dict[str, str]:
 
 
 def training_hash(spec: Spec) -> str:
-    payload = {"hyperparameters": hyperparameters(spec.training), "code": training_code_sha256(spec.model)}
+    """What names a model: its training settings and code, or for weights a spec brings, the
+    weights' own digest."""
+    if spec.weights is not None:
+        payload: dict[str, object] = {"weights": spec.weights.sha256}
+    else:
+        payload = {"hyperparameters": hyperparameters(spec.training), "code": training_code_sha256(spec.model)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -146,6 +153,45 @@ def read_local(path: Path, verify: bool = True) -> LocalArtifact | None:
     return LocalArtifact(meta, path)
 
 
+def import_weights(spec: Spec) -> tuple[LocalArtifact, bool]:
+    """The spec's own weights (`weights.dir`) as this spec's model folder, copied there once after
+    checking them: (the artifact, whether it was copied now). A folder that holds other weights
+    than `weights.sha256` names is refused."""
+    assert spec.weights is not None
+    out = artifact_dir(spec)
+    existing = read_local(out)
+    if existing is not None and existing.sha256 == spec.weights.sha256:
+        return existing, False
+    source = spec.weights.dir
+    found = read_local(source)  # model.pt checked against its metadata
+    if found is None:
+        raise UsageError(
+            f"weights.dir: {source} holds no model folder (model.pt and {artifact_format.METADATA})",
+            hint="point weights.dir at a folder `mlctl train` wrote, e.g. .mlctl/models/<name>-<hash>",
+        )
+    if found.sha256 != spec.weights.sha256:
+        raise MlctlError(
+            f"weights.dir: {source} holds weights with sha256 {found.sha256}, not the spec's "
+            f"weights.sha256 {spec.weights.sha256}",
+            hint="the folder changed since the digest was taken, or the digest is another model's",
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
+    try:
+        for file in found.files:
+            shutil.copy2(file, staging / file.name)
+        copied = read_local(staging)
+        if copied is None or copied.sha256 != spec.weights.sha256:
+            raise MlctlError(f"the copy of {source} in {staging} does not hold the weights it should")
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    imported = read_local(out)
+    assert imported is not None
+    return imported, True
+
+
 def metadata_from_log(text: str) -> dict | None:
     """The last line of the log that is a JSON object with a sha256: the trainer's metadata."""
     for line in reversed(text.splitlines()):
@@ -166,11 +212,13 @@ class TrainResult:
     trained: bool  # False when an artifact for this training hash already existed
     seconds: float
     training_hash: str
+    imported: bool = False  # the spec's own weights (weights.dir), copied rather than trained
 
     def as_dict(self) -> dict:
         meta = self.artifact.metadata
         return {
             "trained": self.trained,
+            "imported": self.imported,
             "artifact": self.artifact.location,
             "trainingHash": self.training_hash,
             "sha256": self.artifact.sha256,

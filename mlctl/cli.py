@@ -154,7 +154,7 @@ def train(
         on_line=lambda line: err.print(f"  [dim]job[/] {escape(line)}"),
     )
     r = result.as_dict()
-    verb = "trained" if result.trained else "up to date:"
+    verb = ("imported" if result.imported else "trained") if result.trained else "up to date:"
     _emit(
         r,
         as_json,

@@ -463,6 +463,18 @@ def min_rest_timeout_ms(workers: int, cpus: float) -> int:
 # --- where the model lives, and credentials --------------------------------------------------
 
 
+class WeightsSpec(Strict):
+    """Bring your own weights (the tutorial's `seldon generate-deployment IMAGE MODEL_URI`): deploy
+    a trained model folder, verified by its digest, instead of training one."""
+
+    dir: SpecPath
+    """A model folder as `mlctl train` writes them (model.pt and metadata.json), e.g. trained on
+    another machine or by another project. Relative to the spec file."""
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    """model.pt's sha256 (`sha256sum model.pt`): the only weights mlctl takes from `dir` and the
+    only weights the server loads."""
+
+
 class ModelStore(Strict):
     """Where the cluster's model server fetches the trained artifact from."""
 
@@ -642,6 +654,9 @@ class Spec(Strict):
     """Training settings."""
     serving: ServingSpec = Field(default_factory=dict)
     """Serving settings."""
+    weights: WeightsSpec | None = None
+    """Bring your own weights: serve this model folder instead of training (the `training`
+    settings are then unused); empty means mlctl trains the model."""
     model_store: ModelStore = Field(default_factory=dict)
     """Where the cluster fetches the trained model."""
     registry: RegistrySpec = Field(default_factory=dict)

@@ -44,9 +44,15 @@ def local_argv(spec: Spec, out: Path, digest: str, progress: bool = True) -> lis
 def train(
     spec: Spec, force: bool = False, progress: bool = True, on_line: Callable[[str], None] | None = None
 ) -> TrainResult:
-    """Train if needed (or when forced) and return the artifact for the spec's training hash.
+    """Train if needed (or when forced) and return the artifact for the spec's training hash; a
+    spec that brings its own weights gets them (checked, copied once) instead.
     The local runner's progress goes straight to the terminal; the Kubernetes runner passes the
     Job's log lines to `on_line`."""
+    if spec.weights is not None:  # brought, not trained, whatever the runner
+        started = time.monotonic()
+        artifact, copied = artifacts.import_weights(spec)
+        digest = artifacts.training_hash(spec)
+        return TrainResult(artifact, copied, time.monotonic() - started, digest, imported=True)
     if spec.training.runner.kind == "kubernetes":
         from mlctl.targets.kubernetes import train as train_k8s
 

@@ -227,3 +227,30 @@ def test_engine_kserve_serves_the_same_artifact_through_v2(project, first_apply,
         gone = mlctl("delete", str(spec))
     assert gone.returncode == 0 and "stopped the local server" in gone.stdout
     assert_exits(status["pid"])
+
+
+def test_a_spec_that_brings_its_weights_serves_them_without_training(project, first_apply, mlctl, tmp_path):
+    """The tutorial's `generate-deployment IMAGE MODEL_URI`: another project takes the trained
+    folder by its digest, and apply serves it (no training step runs) and passes the examples."""
+    folder, spec = project
+    trained = json.loads(mlctl("train", str(spec), "--json").stdout)  # the artifact first_apply trained
+    byo = tmp_path / "byo.yaml"
+    byo.write_text(
+        SPEC_HEAD + "name: byo\n"
+        f"weights: {{dir: {trained['artifact']}, sha256: '{trained['sha256']}'}}\n"
+        f"training: {{output: {tmp_path / 'models'}}}\n"
+        f"serving: {{workers: 1, local: {{port: {free_port()}}}}}\n"
+    )
+    try:
+        p = mlctl("apply", str(byo), "--json")
+        assert p.returncode == 0, p.stderr
+        result = json.loads(p.stdout)
+        train = next(s for s in result["steps"] if s["name"] == "train")
+        assert train["status"] == "changed" and "the spec's weights from" in train["detail"]
+        assert result["summary"]["modelSha256"] == trained["sha256"]
+        assert [e["input"] for e in result["summary"]["prediction"]["examples"]][0] == "digit-7.png"
+        (imported,) = (tmp_path / "models").glob("byo-*")  # the trained folder's files, as they were
+        for name in ("model.pt", "metadata.json"):
+            assert (imported / name).read_bytes() == (Path(trained["artifact"]) / name).read_bytes()
+    finally:
+        mlctl("delete", str(byo))

@@ -79,6 +79,17 @@ def cluster_endpoint(spec: Spec) -> StoreEndpoint | None:
     return StoreEndpoint(host, url.port or (443 if tls else 80), store.bucket, tls)
 
 
+def objects_folder(spec: Spec, uri: str) -> Path | None:
+    """The host folder holding the objects of `uri` (s3://bucket/path) when mlctl's own stand-in
+    serves the spec's store (it serves that folder's files as they are), else None."""
+    endpoint = cluster_endpoint(spec)
+    found = _inspect(endpoint.container) if endpoint is not None else None
+    if endpoint is None or found is None or _answering(endpoint) not in (None, endpoint.container):
+        return None
+    data = next((m["Source"] for m in found.get("Mounts") or [] if m["Destination"] == "/data"), None)
+    return Path(data, *uri.removeprefix("s3://").split("/")) if data else None
+
+
 def state(spec: Spec) -> str:
     """What `plan` says of the store: nothing to stand in, which container answers, or what would run."""
     endpoint = cluster_endpoint(spec)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from mlctl import chart, helm, podman, predict
-from mlctl.artifacts import metadata_from_log, store_uri, training_hash
+from mlctl.artifacts import import_weights, metadata_from_log, read_local, store_uri, training_hash
 from mlctl.contract import Contract
 from mlctl.errors import MlctlError
 from mlctl.pods import ClusterPod, cluster_pods
@@ -76,8 +76,9 @@ def _record(spec: Spec) -> Path:
     return state_dir(spec) / "training.json"
 
 
-def _trained(spec: Spec, job: str) -> dict | None:
-    """The metadata of the completed Job `job`, if this machine ran it to completion."""
+def _trained(spec: Spec, job: str | None) -> dict | None:
+    """The metadata of the completed Job `job`, if this machine ran it to completion (job None:
+    of the spec's own weights, once placed)."""
     try:
         record = json.loads(_record(spec).read_text())
     except (OSError, ValueError):
@@ -176,7 +177,10 @@ def apply(spec: Spec, report: Report, on_log: Callable[[str], None] = lambda _: 
     secrets = resolve_secrets(spec, pulls_images=False)
     _step("store", lambda: _store(spec, secrets, report))
     built = _step("images", lambda: _images(spec, report, on_log))
-    metadata = _step("train", lambda: _train(spec, secrets, report, on_log))
+    if spec.weights is not None:
+        metadata = _step("train", lambda: _bring(spec, report))
+    else:
+        metadata = _step("train", lambda: _train(spec, secrets, report, on_log))
     release = _release(spec, secrets, model_sha256=metadata["sha256"], on_event=lambda e: on_log(f"serve: {e}"))
     port, ready_after = _step("serve", lambda: _serve(spec, release, report))
     base = _step("check", lambda: _check(release, port, report))
@@ -209,14 +213,20 @@ def plan(spec: Spec, report: Report) -> None:
     secrets = resolve_secrets(spec, pulls_images=False)
     release = _release(spec, secrets)
     job = release.pods["training"].owner.removeprefix("Job/")
-    metadata = _trained(spec, job)
-    if metadata is None:
+    metadata = _trained(spec, None if spec.weights else job)
+    if spec.weights is not None and (metadata or {}).get("sha256") != spec.weights.sha256:
+        metadata = None
+    if metadata is None and spec.weights is not None:
+        report("train", "planned", f"would place the spec's weights from {spec.weights.dir} in {store_uri(spec)}")
+        report("serve", "planned", "would run the predictor pod with them")
+    elif metadata is None:
         report("train", "planned", f"would run the pod of Job {job}")
         report("serve", "planned", "would run the predictor pod with the model the Job writes")
     else:
         release = _release(spec, secrets, model_sha256=metadata["sha256"])
         predictor = release.pods["predictor"]
-        report("train", "up to date", f"Job {job} completed: test accuracy {metadata['test_accuracy']:.2%}")
+        done = "the spec's weights are in place" if spec.weights else f"Job {job} completed"
+        report("train", "up to date", f"{done}: test accuracy {metadata['test_accuracy']:.2%}")
         port = _ready_predictor(release, predictor)
         report(
             "serve",
@@ -240,6 +250,34 @@ def _images(spec: Spec, report: Report, on_log: Callable[[str], None]):
     for image in built.images:
         report("images", "changed" if image.built else "up to date", image.reference)
     return built
+
+
+def _bring(spec: Spec, report: Report) -> dict:
+    """The spec's own weights (weights.dir) where the pods fetch models from: the claim's host
+    folder, or the folder mlctl's stand-in store serves; the model's metadata."""
+    artifact, _ = import_weights(spec)
+    uri = store_uri(spec)
+    if spec.model_store.is_pvc:
+        claim, _, path = uri.removeprefix("pvc://").partition("/")
+        folder: Path | None = state_dir(spec) / "claims" / claim / path
+    else:
+        folder = podman_store.objects_folder(spec, uri)
+    if folder is None:
+        raise MlctlError(
+            f"weights: cannot place {artifact.name} in {uri}: the store the pods reach is not one mlctl serves here",
+            hint=f"copy {artifact.location} to {uri} yourself (rclone copy), or let mlctl start the stand-in store",
+        )
+    placed = read_local(folder) if folder.is_dir() else None
+    status = "up to date"
+    if placed is None or placed.sha256 != artifact.sha256:
+        folder.mkdir(parents=True, exist_ok=True)
+        for file in artifact.files:  # the weights first: a complete metadata file means complete weights
+            shutil.copy2(file, folder / file.name)
+        status = "changed"
+    _record(spec).parent.mkdir(parents=True, exist_ok=True)
+    _record(spec).write_text(json.dumps({"job": None, "metadata": artifact.metadata}, indent=2))
+    report("train", status, f"{artifact.name}: the spec's weights from {spec.weights.dir}, in {uri}")
+    return artifact.metadata
 
 
 def _train(spec: Spec, secrets, report: Report, on_log: Callable[[str], None]) -> dict:
