@@ -100,8 +100,11 @@ def predict_file(
     output = contract.output if contract is not None else None
     common = {"endpoint": endpoint, "timeout": timeout, "protocol": protocol, "model": model, "output": output}
     if isinstance(declared, TensorInput) or (declared is None and kind_of(file) == "tensor"):
-        name, datatype = (declared.name, declared.datatype[0]) if declared else ("input-0", "FP32")
-        return predict_tensor(url, file, input_name=name, datatype=datatype, **common)
+        if declared is not None:
+            name, datatype, rank = declared.name, declared.datatype[0], len(declared.shape) - 1
+        else:
+            name, datatype, rank = "input-0", "FP32", 1
+        return predict_tensor(url, file, input_name=name, datatype=datatype, item_rank=rank, **common)
     return predict_image(url, file, input_name=declared.name if declared else "image", **common)
 
 
@@ -142,9 +145,11 @@ def predict_tensor(
     input_name: str = "input-0",
     datatype: str = "FP32",
     output: Output | None = None,
+    item_rank: int = 1,
 ) -> Prediction:
-    """Post a tensor (a JSON file or its bytes: one item's numbers, or a batch of one) to the
-    server in `protocol`, as the input `input_name` of `datatype`; return the parsed prediction."""
+    """Post a tensor (a JSON file or its bytes: one item's numbers, nested `item_rank` deep, or a
+    batch of them) to the server in `protocol`, as the input `input_name` of `datatype`; return
+    the parsed prediction."""
     data, filename = _read(tensor)
     try:
         values = json.loads(data)
@@ -153,7 +158,7 @@ def predict_tensor(
     if values is None:
         body = data
     else:
-        rows = values if _depth(values) > 1 else [values]
+        rows = values if _depth(values) > item_rank else [values]
         request = {
             "seldon": {"data": {"ndarray": rows}},
             "v2": {"inputs": [{"name": input_name, "datatype": datatype, "shape": _shape(rows), "data": _flat(rows)}]},

@@ -182,6 +182,7 @@ def examples_values(contract: Contract) -> dict[str, Any]:
                 "input": declared.name,
                 "kind": example.kind,
                 "datatype": declared.datatype[0] if isinstance(declared, TensorInput) else "",
+                "itemRank": len(declared.shape) - 1 if isinstance(declared, TensorInput) else 0,
                 "expect": example.expect or "",
                 "status": example.status or 0,
             }

@@ -437,6 +437,8 @@ class TestExample(Values):
     """`image`: the bytes are an encoded image; `tensor`: a JSON array of numbers."""
     datatype: str = ""
     """A tensor's Open Inference Protocol datatype (FP32, …)."""
+    item_rank: int = Field(0, ge=0, le=8)
+    """How deep one item's numbers nest (a tensor's dimensions after the batch); 0 for an image."""
     expect: str = ""
     """The label the answer must name; empty for a bad input."""
     status: int = Field(0, ge=0, le=499)

@@ -77,7 +77,7 @@ def spec_for(root: Path, pkg: Path) -> Path:
 def test_the_shipped_contract_is_valid_and_its_class_has_both_methods():
     contract = load_contract(MODEL_PACKAGE)
     assert find_class(MODEL_PACKAGE, contract.model_class) == []
-    assert [e.input.name for e in contract.labelled_examples] == ["digit-7.png"]
+    assert [e.input.name for e in contract.labelled_examples] == ["digit-7.png", "digit-7-pixels.json"]
     assert all(contract.input_for(e.input) is not None for e in contract.examples)
 
 

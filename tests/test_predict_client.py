@@ -160,3 +160,16 @@ def test_mlctl_predict_speaks_v2(mlctl, server, tmp_path: Path):
     p = mlctl("predict", str(image), "--url", url, "--protocol", "v2", "--model", "digits", "--json")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["predictions"][0]["index"] == 3 and seen[0][0] == "/v2/models/digits/infer"
+
+
+def test_a_tensor_item_of_several_dimensions_is_sent_as_a_batch_of_one(server, tmp_path):
+    """A 2×3 item (item_rank 2) is one item, not a batch of two rows; a file of two such items
+    is a batch of two."""
+    url, seen, state = server
+    state["body"] = json.dumps(ANSWERS["v2"]).encode()
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    one.write_text("[[1, 2, 3], [4, 5, 6]]")
+    two.write_text("[[[1, 2, 3], [4, 5, 6]], [[0, 0, 0], [0, 0, 0]]]")
+    for file, shape in ((one, [1, 2, 3]), (two, [2, 2, 3])):
+        predict.predict_tensor(url, file, protocol="v2", datatype="UINT8", item_rank=2, output=OUTPUT)
+        assert json.loads(seen[-1][2])["inputs"][0]["shape"] == shape

@@ -45,7 +45,7 @@ def test_readme_commands_on_a_fresh_clone(tmp_path):
     try:
         p = subprocess.run(["bash", "-c", main], cwd=clone, env=env, capture_output=True, text=True, timeout=1500)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-        assert "predicted 7" in p.stderr and "/api/v1.0/predictions" in p.stdout
+        assert "digit-7.png → 7 (p=" in p.stderr and "/api/v1.0/predictions" in p.stdout
         p = subprocess.run(
             ["bash", "-c", f"{tests} tests/test_spec.py -q"],
             cwd=clone,

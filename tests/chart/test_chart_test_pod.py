@@ -69,7 +69,10 @@ class FakeSeldon(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        fields = _fields(self, body)
+        if self.headers.get_content_type() == "application/json":  # a tensor: Seldon's JSON ndarray
+            fields = {"ndarray": json.loads(body)["data"]["ndarray"]}
+        else:
+            fields = _fields(self, body)
         type(self).received.append(fields)
         refused = None if self.accept_all else refusal(body)
         if refused:
@@ -85,7 +88,7 @@ class FakeSeldon(http.server.BaseHTTPRequestHandler):
         else:
             data = {"names": [f"t:{i}" for i in range(10)], "tensor": {"shape": [1, 10], "values": scores}}
         payload = json.dumps({"data": data, "meta": {}}).encode()
-        status = 200 if self.path == "/api/v1.0/predictions" and "binData" in fields else 400
+        status = 200 if self.path == "/api/v1.0/predictions" and {"binData", "ndarray"} & set(fields) else 400
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -144,7 +147,11 @@ def test_check_passes_when_every_example_gets_its_answer(sample, server, fmt):
     assert [(g["input"], g.get("label"), g["status"]) for g in got] == [
         (e.input.name, e.expect, e.status or 200) for e in CONTRACT.examples
     ]
-    assert [f["binData"] for f in handler.received] == [e.input.read_bytes() for e in CONTRACT.examples]
+    sent = [f.get("binData", f.get("ndarray")) for f in handler.received]
+    assert sent == [  # an image as its bytes, a tensor (one 28×28 item) as a batch of one
+        [json.loads(e.input.read_text())] if e.kind == "tensor" else e.input.read_bytes() for e in CONTRACT.examples
+    ]
+    assert any(e.kind == "tensor" for e in CONTRACT.examples)
 
 
 def test_check_fails_on_a_wrong_digit(sample, server):

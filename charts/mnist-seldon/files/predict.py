@@ -5,7 +5,7 @@ Standard library only (it runs in a bare python image). Reads PREDICT_URL, PROTO
 an image as multipart binData, a tensor as JSON ndarray, Seldon's answer; `v2`: the Open
 Inference Protocol, an image as a base64 BYTES tensor, the answer's named output) and EXAMPLES
 (examples.json: the output's name and labels, and each example's file, input, kind, datatype,
-expect or status; the files lie beside it) from the environment. Retries while the Service warms
+item rank, expect or status; the files lie beside it) from the environment. Retries while the Service warms
 up (ATTEMPTS, RETRY_SECONDS). Prints one JSON line with what each example got; exits 0 only when
 every example got its answer.
 """
@@ -34,6 +34,10 @@ def multipart(field: str, filename: str, payload: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
+def depth(values):
+    return 1 + depth(values[0]) if isinstance(values, list) and values else 0
+
+
 def flat(values):
     return [x for v in values for x in flat(v)] if isinstance(values, list) else [values]
 
@@ -54,7 +58,7 @@ def request(example: dict, payload: bytes, protocol: str) -> tuple[bytes, str]:
         values = json.loads(payload)
     except ValueError:
         return payload, "application/json"  # a bad example: sent as it is
-    rows = values if values and isinstance(values[0], list) else [values]
+    rows = values if depth(values) > example["itemRank"] else [values]
     if protocol == "seldon":
         return json.dumps({"data": {"ndarray": rows}}).encode(), "application/json"
     tensor = {"name": example["input"], "datatype": example["datatype"], "shape": shape(rows), "data": flat(rows)}
