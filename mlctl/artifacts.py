@@ -37,8 +37,8 @@ def hyperparameters(training: TrainingSpec) -> dict[str, object]:
 
 def training_code_sha256(package: Path) -> dict[str, str]:
     """sha256 of every training source file of the model package (its top-level modules but the
-    serving ones). The MNIST package's data.py carries the data checksums it enforces, so a
-    change of data identity shows up here too."""
+    serving ones). A package whose code checks its data's checksums turns a change of data into
+    a change here too."""
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(package.glob("*.py"))

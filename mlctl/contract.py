@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from mlctl.spec import SPEC_VERSION, Problem, SpecPath, Strict
-from model.settings import DEFAULTS as RUNTIME_DEFAULTS
+from model.settings import DEFAULT_MAX_BATCH, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 CONTRACT_FILE = "model.yaml"
 DATATYPES = ("FP32", "FP64", "INT32", "INT64", "UINT8")
@@ -53,9 +53,10 @@ class ImageInput(Strict):
     """`image`: the bytes of one encoded image per item."""
     mode: Literal["L", "RGB"] = "L"
     """The pixels the model is given: `L` (8-bit grey) or `RGB`."""
-    max_bytes: int = Field(RUNTIME_DEFAULTS.max_image_bytes, ge=1024, le=256 * 1024 * 1024)
-    """The largest encoded image accepted (413 above it), checked before decoding."""
-    max_pixels: int = Field(RUNTIME_DEFAULTS.max_image_pixels, ge=1, le=400_000_000)
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=256 * 1024 * 1024)
+    """The largest encoded image accepted (413 above it), checked before decoding. The server
+    enforces what this says (it reads the bounds from model.yaml)."""
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, le=400_000_000)
     """The most pixels (width × height) accepted, read from the header before decoding (413)."""
 
 
@@ -155,8 +156,8 @@ class Contract(Strict):
     """What a request may carry: one of these inputs."""
     output: Output
     """The answer: one score per class label."""
-    max_batch: int = Field(RUNTIME_DEFAULTS.max_batch, ge=1, le=4096)
-    """The most items one request may carry (413 above it)."""
+    max_batch: int = Field(DEFAULT_MAX_BATCH, ge=1, le=4096)
+    """The most items one request may carry (413 above it), as the server enforces it."""
     training: Training
     """How the model is trained."""
     examples: list[Example] = Field(min_length=1)

@@ -1,5 +1,9 @@
 """The model server's settings: each environment variable, its default and its allowed values,
-written once (standard library only: the serving image has no pydantic).
+written once (standard library and PyYAML only: the serving image has no pydantic).
+
+The request bounds (image bytes and pixels, batch) default to what the package's contract,
+model.yaml beside this file, declares (`contract_bounds`): mlctl validates that file, the server
+reads those numbers from it, so the contract's bounds are the ones enforced.
 
 The server reads its settings from the environment only (`ServingSettings.from_env`; the
 SeldonDeployment's graph `parameters` are not used). mlctl builds a local server's environment
@@ -15,6 +19,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 PRECISIONS = ("int8", "float32")
@@ -22,6 +27,31 @@ PRECISIONS = ("int8", "float32")
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 25_000_000
 DEFAULT_MAX_BATCH = 64
+CONTRACT_FILE = Path(__file__).resolve().parent / "model.yaml"
+
+
+def contract_bounds(path: Path = CONTRACT_FILE) -> dict[str, int]:
+    """The request bounds a contract declares, as ServingSettings fields: its image input's
+    maxBytes and maxPixels, its maxBatch. What it leaves out (or a missing file) keeps the
+    defaults above."""
+    import yaml  # PyYAML: every serving image has it (seldon-core and kserve depend on it)
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError:
+        return {}
+    doc = doc if isinstance(doc, dict) else {}
+    inputs = doc.get("inputs") if isinstance(doc.get("inputs"), list) else []
+    image = next((i for i in inputs if isinstance(i, dict) and i.get("kind") == "image"), {})
+    found = {
+        "max_image_bytes": image.get("maxBytes"),
+        "max_image_pixels": image.get("maxPixels"),
+        "max_batch": doc.get("maxBatch"),
+    }
+    return {k: v for k, v in found.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 1}
+
+
+_BOUNDS = contract_bounds()
 REQUEST_OVERHEAD_BYTES = 64 * 1024
 """Room for the multipart envelope or a JSON array around an image: a request body may be this much
 more than MNIST_MAX_IMAGE_BYTES (both engines refuse a larger one with 413)."""
@@ -63,12 +93,23 @@ class ServingSettings:
     threads: int = _setting(1, "GUNICORN_THREADS", "threads per gunicorn worker", minimum=1, wrapper=True)
     grpc_workers: int = _setting(1, "GRPC_WORKERS", "gRPC server processes (0: none)", minimum=0, wrapper=True)
     max_image_bytes: int = _setting(
-        DEFAULT_MAX_BYTES, "MNIST_MAX_IMAGE_BYTES", "largest accepted image, in bytes", minimum=1
+        _BOUNDS.get("max_image_bytes", DEFAULT_MAX_BYTES),
+        "MNIST_MAX_IMAGE_BYTES",
+        "largest accepted image, in bytes",
+        minimum=1,
     )
     max_image_pixels: int = _setting(
-        DEFAULT_MAX_PIXELS, "MNIST_MAX_IMAGE_PIXELS", "largest accepted width × height", minimum=1
+        _BOUNDS.get("max_image_pixels", DEFAULT_MAX_PIXELS),
+        "MNIST_MAX_IMAGE_PIXELS",
+        "largest accepted width × height",
+        minimum=1,
     )
-    max_batch: int = _setting(DEFAULT_MAX_BATCH, "MNIST_MAX_BATCH", "most images one JSON request may carry", minimum=1)
+    max_batch: int = _setting(
+        _BOUNDS.get("max_batch", DEFAULT_MAX_BATCH),
+        "MNIST_MAX_BATCH",
+        "most images one JSON request may carry",
+        minimum=1,
+    )
     metrics_flush_s: float = _setting(
         0.5, "MNIST_METRICS_FLUSH_S", "seconds custom metrics are summed before they are handed on", minimum=0
     )

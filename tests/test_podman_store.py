@@ -56,3 +56,18 @@ def test_the_keys_travel_as_one_csv_field_and_refuse_what_rclone_would_split():
     for key, secret in (("a,b", "s"), ("k", 'x"y')):
         with pytest.raises(MlctlError, match="comma or a double quote"):
             podman_store._keys(Secrets(storage_access_key_id=key, storage_secret_access_key=secret))
+
+
+def test_the_stand_in_store_is_built_on_the_base_every_image_uses():
+    """The stand-in's image adds nothing to pull: its FROM is the serving and training images'."""
+    from mlctl.images import RECIPES
+    from mlctl.targets.podman.store import BASE_IMAGE
+    from tests.helpers import REPO
+
+    bases = {
+        line.split()[1]
+        for recipe in RECIPES
+        for line in (REPO / recipe.dockerfile).read_text().splitlines()
+        if line.startswith("FROM ")
+    }
+    assert bases == {BASE_IMAGE}

@@ -88,3 +88,30 @@ def test_the_chart_sets_the_defaults_under_the_same_names():
     assert set(env) <= set(expected), f"the chart sets {set(env) - set(expected)}, which the server never reads"
     assert env == {k: expected[k] for k in env}
     assert len(env) >= 7
+
+
+def test_the_request_bounds_are_the_contracts():
+    """The server's byte, pixel and batch bounds default to what model.yaml declares, as mlctl
+    reads the same file; a contract that declares others gets those."""
+    from mlctl.specload import load_contract
+    from model.settings import DEFAULTS
+    from tests.helpers import MODEL_PACKAGE
+
+    contract = load_contract(MODEL_PACKAGE)
+    image = next(i for i in contract.inputs if i.kind == "image")
+    assert (DEFAULTS.max_image_bytes, DEFAULTS.max_image_pixels, DEFAULTS.max_batch) == (
+        image.max_bytes,
+        image.max_pixels,
+        contract.max_batch,
+    )
+
+
+def test_bounds_are_read_from_the_contract_file(tmp_path):
+    from model.settings import contract_bounds
+
+    file = tmp_path / "model.yaml"
+    file.write_text("inputs:\n  - {name: i, kind: image, maxBytes: 2048, maxPixels: 900}\nmaxBatch: 8\n")
+    assert contract_bounds(file) == {"max_image_bytes": 2048, "max_image_pixels": 900, "max_batch": 8}
+    file.write_text("inputs:\n  - {name: t, kind: tensor}\n")  # nothing declared: the defaults stay
+    assert contract_bounds(file) == {}
+    assert contract_bounds(tmp_path / "missing.yaml") == {}
