@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -36,6 +37,7 @@ DATATYPES = ("FP32", "FP64", "INT32", "INT64", "UINT8")
 REQUIRED_METHODS = ("load", "predict")
 _CLASS_REF = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 _NAME = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+_FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 def kind_of(file: Path) -> Literal["image", "tensor"]:
@@ -126,6 +128,12 @@ class Example(Strict):
             raise Problem("give exactly one of `expect` (a label) or `status` (a 4xx)", "expect")
         if not self.input.is_file():
             raise Problem(f"{self.input} does not exist (or is not a file)", "input")
+        if not re.match(_FILE_NAME, self.input.name):
+            raise Problem(
+                f"{self.input.name!r}: an example's file name is letters, digits, '.', '_' and '-' "
+                "(the helm test ConfigMap keys its files by name)",
+                "input",
+            )
         return self
 
     @property
@@ -177,6 +185,10 @@ class Contract(Strict):
                     i,
                     "expect",
                 )
+        files = [e.input.name for e in self.examples]
+        for i, name in enumerate(files):
+            if name in files[:i]:
+                raise Problem(f"two examples are named {name} (one file name each)", "examples", i, "input")
         kinds = {i.kind for i in self.inputs}
         for i, example in enumerate(self.examples):
             if example.kind not in kinds:

@@ -48,6 +48,14 @@ MISTAKES = [
     ("missing example file", ("row.json", "nope.json"), None, "model.yaml:11:6", "examples[0].input: "),
     ("expected label not a label", ("expect: setosa", "expect: rose"), None, "model.yaml:11:32", "not one of output"),
     ("image example, no image input", ("row.json", "flower.png"), None, "model.yaml:11:6", "no input is of kind image"),
+    ("example name unfit for a key", ("row.json", "a row.json"), None, "model.yaml:11:6", "file name is letters"),
+    (
+        "two examples, one name",
+        ("row.json, expect: setosa}", "row.json, expect: setosa}\n  - {input: row.json, status: 400}"),
+        None,
+        "model.yaml:12:6",
+        "two examples are named row.json",
+    ),
     (
         "misspelt key",
         ("labels:", "lables:"),
@@ -64,6 +72,8 @@ def package(root: Path, contract: str = GOOD, module: str = CLASS) -> Path:
     (pkg / "model.yaml").write_text(contract)
     (pkg / "model.py").write_text(module)
     (pkg / "examples" / "row.json").write_text("[5.1, 3.5, 1.4, 0.2]")
+    (pkg / "examples" / "a row.json").write_text("[5.1, 3.5, 1.4, 0.2]")
+    (pkg / "row.json").write_text("[5.1, 3.5, 1.4, 0.2]")
     (pkg / "examples" / "flower.png").write_bytes(b"\x89PNG")
     return pkg
 
