@@ -52,7 +52,7 @@ def check_examples(
             if example.status is not None and exc.status == example.status:
                 results.append({"input": name, "status": exc.status})
                 continue
-            wanted = f"answer {example.expect!r}" if example.expect is not None else f"HTTP {example.status}"
+            wanted = f"answer {example.expect!r}" if example.expect is not None else f"answer HTTP {example.status}"
             raise SmokeTestFailed(f"smoke test: {name}: POST {url} should {wanted}, but: {exc.message}") from exc
         if example.status is not None:
             raise SmokeTestFailed(
