@@ -20,7 +20,6 @@ and line it was looked for in (`find_class`).
 from __future__ import annotations
 
 import ast
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +84,9 @@ class TensorInput(Strict):
         return self
 
     @property
-    def item_elements(self) -> int:
-        return math.prod(self.shape[1:])
+    def item_rank(self) -> int:
+        """How many dimensions one item has (the shape after the batch)."""
+        return len(self.shape) - 1
 
 
 Input = Annotated[ImageInput | TensorInput, Field(discriminator="kind")]

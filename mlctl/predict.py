@@ -101,7 +101,7 @@ def predict_file(
     common = {"endpoint": endpoint, "timeout": timeout, "protocol": protocol, "model": model, "output": output}
     if isinstance(declared, TensorInput) or (declared is None and kind_of(file) == "tensor"):
         if declared is not None:
-            name, datatype, rank = declared.name, declared.datatype[0], len(declared.shape) - 1
+            name, datatype, rank = declared.name, declared.datatype[0], declared.item_rank
         else:
             name, datatype, rank = "input-0", "FP32", 1
         return predict_tensor(url, file, input_name=name, datatype=datatype, item_rank=rank, **common)

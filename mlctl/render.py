@@ -81,6 +81,7 @@ def build_values(
     digest = training_hash or spec_training_hash(spec)
     secrets = secrets or Secrets()
     images = resolve_images(spec)
+    contract = load_contract(spec.model)
     runner = training.runner if isinstance(training.runner, KubernetesRunner) else KubernetesRunner(kind="kubernetes")
     data_claim, data_path = _pvc(spec.data.cluster_uri)
     job_args = [
@@ -143,7 +144,7 @@ def build_values(
             "training": {
                 "enabled": train_job,
                 "image": _image(images["training"], serving.image_pull_policy),
-                "command": list(load_contract(spec.model).training.command),
+                "command": list(contract.training.command),
                 "args": job_args,
                 "data": {"claimName": data_claim, "subPath": data_path, "mirrors": list(spec.data.mirrors)},
                 "resources": _resources(runner.resources),
@@ -153,7 +154,7 @@ def build_values(
             "tests": {
                 "enabled": True,
                 "image": _third_party(k.test_image),
-                **examples_values(load_contract(spec.model)),
+                **examples_values(contract),
             },
         }
     )
@@ -182,7 +183,7 @@ def examples_values(contract: Contract) -> dict[str, Any]:
                 "input": declared.name,
                 "kind": example.kind,
                 "datatype": declared.datatype[0] if isinstance(declared, TensorInput) else "",
-                "itemRank": len(declared.shape) - 1 if isinstance(declared, TensorInput) else 0,
+                "itemRank": declared.item_rank if isinstance(declared, TensorInput) else 0,
                 "expect": example.expect or "",
                 "status": example.status or 0,
             }
