@@ -3,11 +3,11 @@
 Starts, one after the other on loopback, timing each cold start (process start → first correct
 prediction) with nothing else running: (a) the tutorial's class
 (`../shared/baseline/seed_seldon_model.SeedModel`, its defaults: 1 worker × 1 thread), (b)
-`model.serving.MnistClassifier` at our settings (`ours`, the Seldon server), (c)
+`runtime.seldon.Model` at our settings (`ours`, the Seldon server), (c)
 `../shared/baseline/trivial_model.TrivialModel` (a constant row: the wrapper's own ceiling) at our
 settings, (d) `constant+`: the same constant model with the one wrapper change ours installs
 (`skip_empty_metric_updates`), the fair ceiling for ours, (e) `kserve`: the KServe runtime
-(`python -m model.kserve_server` from .venv-kserve) on the same artifact, workers, torch threads
+(`python -m runtime.kserve_server` from .venv-kserve) on the same artifact, workers, torch threads
 and precision as ours. The Seldon servers take one MNIST test digit posted as a multipart JPEG
 (`../shared/baseline/multipart.lua`); kserve the same JPEG's bytes to
 `/v2/models/mnist/infer`, twice over: as a base64 BYTES tensor in JSON (`v2-json`) and raw
@@ -78,9 +78,9 @@ KSERVE_MODEL = "mnist"
 SERVERS = ("tutorial", "ours", "constant", "constant+", "kserve")
 ALIASES = {"seldon": "ours"}
 """Other names `--only` takes: ours is the Seldon server."""
-# The constant model plus the one wrapper change ours makes (model.wrapper_fixes.skip_empty_metric_updates):
+# The constant model plus the one wrapper change ours makes (runtime.wrapper_fixes.skip_empty_metric_updates):
 # the fair ceiling for ours, since that change removes wrapper work, not model work.
-CONSTANT_SKIP_EMPTY = """from model.wrapper_fixes import skip_empty_metric_updates
+CONSTANT_SKIP_EMPTY = """from runtime.wrapper_fixes import skip_empty_metric_updates
 from trivial_model import TrivialModel
 
 

@@ -1,6 +1,6 @@
 """Trained models as mlctl sees them: the training hash, a model's name and addresses, and the two
 kinds of artifact, a folder on this machine (`LocalArtifact`) and a folder in the model store
-(`StoredArtifact`). The format itself (files, version, digest check) is model/artifact.py's.
+(`StoredArtifact`). The format itself (files, version, digest check) is runtime/artifact.py's.
 
 A model is named `<name>-<hash12>` after its training hash, here (`training.output/<that>`) and in
 the store (`modelStore.uri/<that>`): an unchanged spec and unchanged model code find the model they
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mlctl.errors import MlctlError, UsageError
 from mlctl.spec import Spec, TrainingSpec
-from model import artifact as artifact_format
+from runtime import artifact as artifact_format
 
 
 def hyperparameters(training: TrainingSpec) -> dict[str, object]:

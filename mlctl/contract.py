@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from mlctl.spec import SPEC_VERSION, Problem, SpecPath, Strict
-from model.settings import DEFAULT_MAX_BATCH, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from runtime.settings import DEFAULT_MAX_BATCH, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 CONTRACT_FILE = "model.yaml"
 DATATYPES = ("FP32", "FP64", "INT32", "INT64", "UINT8")
@@ -59,6 +59,9 @@ class ImageInput(Strict):
     enforces what this says (it reads the bounds from model.yaml)."""
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, le=400_000_000)
     """The most pixels (width × height) accepted, read from the header before decoding (413)."""
+    min_decode_side: int | None = Field(None, ge=1, le=65536)
+    """For a model that shrinks its images anyway: a large JPEG may be decoded at 1/2, 1/4 or
+    1/8 scale while each side stays at least this long (much faster). Empty: full size."""
 
 
 class TensorInput(Strict):
@@ -73,9 +76,14 @@ class TensorInput(Strict):
     shape: list[int] = Field(min_length=2, max_length=8)
     """The shape with the batch first, as -1: [-1, 4] is a batch of rows of four numbers. A
     request may send any shape holding the same number of elements per item."""
+    range: tuple[float, float] | None = None
+    """The smallest and largest value accepted, e.g. [0, 255]; others are a 400 before the model
+    sees them. Empty: any finite number."""
 
     @model_validator(mode="after")
     def _batch_first(self) -> TensorInput:
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise Problem("the range is [smallest, largest], smallest first", "range")
         if self.shape[0] != -1:
             raise Problem("the first dimension is the batch: write it as -1", "shape", 0)
         for i, size in enumerate(self.shape[1:], start=1):

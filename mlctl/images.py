@@ -7,6 +7,11 @@ exactly that context. So a spec image without a tag (`ghcr.io/acme/mnist-seldon`
 that changes when, and only when, the Dockerfile, a requirements file or the model code does,
 and stray files (caches, virtualenvs) neither reach the image nor change its tag.
 
+The Dockerfiles are the runtime's (runtime/*.Dockerfile), the same for every model: what they
+COPY from `package/` is the spec's model package (its code, model.yaml and requirements.txt),
+staged under that name, and the build argument PACKAGE gives its import name. So a user writes
+no Dockerfile, and the images of two packages differ by exactly their packages.
+
 `mlctl build --push` records the digest the registry answered (`record_push`); `resolve` then
 pins the rendered image to it, so the release runs exactly the bytes that were pushed.
 """
@@ -26,6 +31,10 @@ from mlctl.tools import PROJECT_ROOT
 
 TAG_LENGTH = 12
 IGNORED = ("__pycache__", ".pyc", ".pyo")
+PACKAGE_DIR = "package"
+"""Where the runtime's Dockerfiles COPY the model package from, in the staged context."""
+PACKAGE_REQUIREMENTS = "requirements.txt"
+"""The package's own requirements (what its code imports beyond the runtime), in its folder."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +48,11 @@ class Recipe:
 
 
 SERVING = {
-    "seldon": Recipe("serving", "model/seldon.Dockerfile", "requirements/serve.txt"),
-    "kserve": Recipe("serving", "model/kserve.Dockerfile", "requirements/kserve.txt"),
+    "seldon": Recipe("serving", "runtime/seldon.Dockerfile", "requirements/serve.txt"),
+    "kserve": Recipe("serving", "runtime/kserve.Dockerfile", "requirements/kserve.txt"),
 }
 """The serving image of each engine (spec.serving.engine)."""
-TRAINING = Recipe("training", "model/train.Dockerfile", "requirements/train.txt")
+TRAINING = Recipe("training", "runtime/train.Dockerfile", "requirements/train.txt")
 RECIPES = (*SERVING.values(), TRAINING)
 """Every image mlctl knows how to build."""
 
@@ -107,43 +116,59 @@ def _ignored(path: Path) -> bool:
     return any(part == IGNORED[0] for part in path.parts) or path.suffix in IGNORED[1:]
 
 
-def context_files(recipe: Recipe, root: Path = PROJECT_ROOT) -> list[str]:
-    """Every file of the staged context, relative to the project root, sorted."""
+def source(rel: str, root: Path, package: Path | None) -> Path:
+    """Where a context path's file comes from: `package/…` from the model package, the rest
+    from mlctl's own tree (the runtime, the requirements)."""
+    head, _, rest = rel.partition("/")
+    if head == PACKAGE_DIR and package is not None:
+        return package / rest if rest else package
+    return root / rel
+
+
+def context_files(recipe: Recipe, root: Path = PROJECT_ROOT, package: Path | None = None) -> list[str]:
+    """Every file of the staged context (context paths), sorted."""
     dockerfile = root / recipe.dockerfile
     try:
         text = dockerfile.read_text(encoding="utf-8")
     except OSError as exc:
         raise MlctlError(f"{dockerfile}: {exc.strerror}") from exc
     files = {recipe.dockerfile}
-    for source in copy_sources(text):
-        path = root / source
+    for rel in copy_sources(text):
+        path = source(rel, root, package)
         if path.is_dir():
             files |= {
-                str(p.relative_to(root)) for p in path.rglob("*") if p.is_file() and not _ignored(p.relative_to(root))
+                f"{rel}/{p.relative_to(path)}" if rel != "." else str(p.relative_to(path))
+                for p in path.rglob("*")
+                if p.is_file() and not _ignored(p.relative_to(path))
             }
         elif path.is_file():
-            files.add(source)
+            files.add(rel)
+        elif rel.startswith(PACKAGE_DIR + "/") and package is not None:
+            raise MlctlError(
+                f"{package}: the model package has no {rel.partition('/')[2]} (the images install it)",
+                hint=f"add {package / rel.partition('/')[2]}, listing what the model code imports (may be empty)",
+            )
         else:
-            raise MlctlError(f"{recipe.dockerfile}: COPY source {source} does not exist")
+            raise MlctlError(f"{recipe.dockerfile}: COPY source {rel} does not exist")
     return sorted(files)
 
 
-def content_digest(recipe: Recipe, root: Path = PROJECT_ROOT) -> str:
-    """sha256 over the staged context: each file's path and bytes."""
-    h = hashlib.sha256()
-    for rel in context_files(recipe, root):
-        data = (root / rel).read_bytes()
+def content_digest(recipe: Recipe, root: Path = PROJECT_ROOT, package: Path | None = None) -> str:
+    """sha256 over the staged context (each file's path and bytes) and the package's name."""
+    h = hashlib.sha256(f"PACKAGE={package.name if package else ''}\0".encode())
+    for rel in context_files(recipe, root, package):
+        data = source(rel, root, package).read_bytes()
         h.update(f"{rel}\0{len(data)}\0".encode())
         h.update(data)
     return h.hexdigest()
 
 
-def stage(recipe: Recipe, into: Path, root: Path = PROJECT_ROOT) -> Path:
+def stage(recipe: Recipe, into: Path, root: Path = PROJECT_ROOT, package: Path | None = None) -> Path:
     """Copy the context into `into`; returns the Dockerfile's path there."""
-    for rel in context_files(recipe, root):
+    for rel in context_files(recipe, root, package):
         target = into / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / rel, target)
+        shutil.copy2(source(rel, root, package), target)
     return into / recipe.dockerfile
 
 
@@ -190,7 +215,7 @@ def resolve(spec: Spec, root: Path = PROJECT_ROOT) -> dict[str, ImageRef]:
     for recipe in recipes(spec):
         repository, tag, digest = parse(named[recipe.role])
         derived = not tag
-        tag = tag or content_digest(recipe, root)[:TAG_LENGTH]
+        tag = tag or content_digest(recipe, root, spec.model)[:TAG_LENGTH]
         out[recipe.role] = ImageRef(
             recipe.role, repository, tag, derived, digest or pushed.get(f"{repository}:{tag}", "")
         )

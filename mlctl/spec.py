@@ -30,8 +30,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from model import trainconfig as recipe
-from model.settings import DEFAULTS as SERVING_DEFAULTS
-from model.settings import PRECISIONS
+from runtime.settings import DEFAULTS as SERVING_DEFAULTS
+from runtime.settings import PRECISIONS
 
 SPEC_VERSION = "mlctl/v1"
 # The seldon.io/rest-timeout floor: the wrapper's whole-second gunicorn timeout covers worker start.
@@ -241,7 +241,7 @@ class TrainingSpec(Strict):
     """How the model is trained. Any change here (or to the model code or data) retrains."""
 
     image: Image = "ghcr.io/example/mnist-train"
-    """Training image (model/train.Dockerfile), run by the cluster's Job and the podman target.
+    """Training image (runtime/train.Dockerfile), run by the cluster's Job and the podman target.
     Without a tag, `mlctl build` tags it with a digest of what goes into it."""
 
     epochs: int = Field(recipe.DEFAULT_EPOCHS, ge=1, le=100)
@@ -339,7 +339,7 @@ class KServeSpec(Strict):
     """What only the KServe engine uses."""
 
     image: Image = "ghcr.io/example/mnist-kserve"
-    """Serving image (model/kserve.Dockerfile: the KServe SDK's ModelServer, no seldon-core),
+    """Serving image (runtime/kserve.Dockerfile: the KServe SDK's ModelServer, no seldon-core),
     tagged like `serving.image`."""
     deployment_mode: Literal["Standard", "Knative"] = "Standard"
     """The InferenceService's serving.kserve.io/deploymentMode: `Standard` (a Deployment and a
@@ -359,7 +359,7 @@ class ServingSpec(Strict):
     InferenceService speaking KServe's V1 and the Open Inference Protocol V2). The same trained
     artifact and the same answers either way."""
     image: Image = "ghcr.io/example/mnist-seldon"
-    """Seldon serving image (model/seldon.Dockerfile). Without a tag, `mlctl build` tags it with
+    """Seldon serving image (runtime/seldon.Dockerfile). Without a tag, `mlctl build` tags it with
     a digest of what goes into it (Dockerfile, requirements, model code), so changed model code
     means a new image. Engine kserve uses `kserve.image`."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from mlctl.spec import DNS_LABEL_MAX, DNS_LABEL_PATTERN, ENGINES, MIN_REST_TIMEOUT_MS, QUANTITY_PATTERN
-from model.settings import DEFAULTS as SERVING_DEFAULTS
-from model.settings import PRECISIONS
+from runtime.settings import DEFAULTS as SERVING_DEFAULTS
+from runtime.settings import PRECISIONS
 
 OPTIONAL = {"x-optional": True}
 """json_schema_extra of a key the schema does not require (the generator removes the marker)."""
@@ -256,7 +256,7 @@ class Serving(Values):
     engine: Literal[ENGINES] = "seldon"
     """seldon renders a SeldonDeployment; kserve an InferenceService (serving.kserve.io/v1beta1)."""
     image: Image = Field(default_factory=lambda: Image(repository="ghcr.io/example/mnist-seldon"))
-    """The serving image: model/seldon.Dockerfile's, or model/kserve.Dockerfile's for kserve."""
+    """The serving image: runtime/seldon.Dockerfile's, or runtime/kserve.Dockerfile's for kserve."""
     replicas: Annotated[int, Field(ge=0)] = 1
     """Number of model pods when autoscaling is off."""
     workers: Annotated[int, Field(ge=1)] = SERVING_DEFAULTS.workers
@@ -398,7 +398,7 @@ class Training(Values):
     enabled: bool = False
     """Add the training Job."""
     image: Image = Field(default_factory=lambda: Image(repository="ghcr.io/example/mnist-train"))
-    """The training image (model/train.Dockerfile)."""
+    """The training image (runtime/train.Dockerfile)."""
     command: list[str] = Field(default_factory=list)
     """The training command (the model contract's training.command); required when enabled."""
     args: list[str] = Field(default_factory=list)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.artifact import fsync_path
+from runtime.artifact import fsync_path
 
 MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",

@@ -1,25 +1,19 @@
-"""The served network, whichever engine serves it: load, predict, probe, describe.
+"""The MNIST CNN as the model contract's class: `load(folder)` and `predict(inputs)`.
 
-`model/serving.py` (Seldon Core v1) and `model/kserve_server.py` (KServe) are thin adapters
-over `MnistModel`: they turn their protocol's request into 28×28 uint8 grids (`model.decode`
-does the decoding for both) and this class's answer and errors into their protocol's. So the
-weights checks, the int8-or-float32 choice, the traced graph and the health probe exist once.
-Imports neither seldon_core nor kserve.
+The server runtime (runtime/, either engine) verifies the weights, decodes and bounds each
+request, then calls this class; what is MNIST's stays here: the network, the int8-or-float32
+choice, the traced graph, and the preprocessing that turns the runtime's arrays into normalised
+28×28 grids (model/preprocess.py, shared with training).
 
-Process rule (both engines fork or spawn workers): build this object anywhere, but call `load()`
-in the process that serves. Loaded torch state never crosses a process boundary: created before
-a fork, the first prediction in the child deadlocks inside Conv2d (NOTES.md), so a pickled
-MnistModel carries its settings only and arrives unloaded.
-
-Settings (model.settings.ServingSettings; what they mean is written there and in
-model/serving.py's docstring): MODEL_URI, MODEL_SHA256, MNIST_PRECISION, TORCH_THREADS and
-MNIST_MAX_BATCH are read here; the byte, pixel and batch limits of the decoders are the
-adapters' business.
+Settings of this model (the environment): MNIST_PRECISION (default int8) serves the network
+quantized with the activation ranges training recorded in metadata.json (model/quantize.py:
+faster, the same predictions on ≥ 99.8 % of the test set); `float32` serves model.pt as trained.
+An artifact without int8 ranges, or a torch without the x86 int8 engine, is served in float32
+with a warning; `describe()` says which ran.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -30,68 +24,34 @@ import numpy as np
 import torch
 
 from model import quantize
-from model.artifact import ArtifactError, read_artifact
 from model.net import Net
-from model.preprocess import normalize
-from model.settings import ServingSettings
+from model.preprocess import image_to_grid, normalize, pixels_to_grid
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAMES = tuple(f"t:{i}" for i in range(10))
-"""The output columns as Seldon names a 2-D answer without class_names(): `t:0` … `t:9`."""
-METADATA_KEYS = ("format", "sha256", "test_accuracy", "training_hash", "created")
-"""metadata.json fields every engine reports as they are."""
-
-
-class ModelNotLoaded(RuntimeError):
-    """`predict` or `health` before `load()` (or in a process that did not load)."""
-
-
-class UnhealthyModel(RuntimeError):
-    """The health probe's prediction came out wrong (non-finite scores)."""
+PRECISION_ENV = "MNIST_PRECISION"
+PRECISIONS = ("int8", "float32")
 
 
 class MnistModel:
     """The MNIST CNN as one server process serves it."""
 
-    def __init__(self, settings: ServingSettings) -> None:
-        self.settings = settings
-        self.model_uri = settings.model_uri
-        self.expected_sha256 = settings.model_sha256 or None
-        self.requested_precision = settings.precision
-        self.precision = settings.precision  # what load() ends up serving
-        self.torch_threads = settings.torch_threads
-        self.metadata: dict[str, Any] = {}
-        self.sha256: str | None = None
+    def __init__(self) -> None:
+        requested = os.environ.get(PRECISION_ENV, "").strip().lower() or "int8"
+        if requested not in PRECISIONS:
+            raise ValueError(f"{PRECISION_ENV}={requested!r}: expected one of {', '.join(PRECISIONS)}")
+        self.requested_precision = requested
+        self.precision = requested  # what load() ends up serving
         self._net: torch.nn.Module | None = None
-        self._probe: torch.Tensor | None = None
         self._memory_format = torch.contiguous_format
 
-    # -- process boundaries ------------------------------------------------------------------
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Only the settings travel: the receiving process loads its own weights and pools."""
-        return {"settings": self.settings}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["settings"])  # type: ignore[misc]
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def load(self) -> None:
-        """Read metadata.json, verify the weights' sha256, load them; runs in each worker."""
-        torch.set_num_threads(self.torch_threads)
-        try:  # format, sha256, and the digest the deployment names (MODEL_SHA256)
-            weights, metadata = read_artifact(self.model_uri, expected_sha256=self.expected_sha256)
-        except ArtifactError as e:
-            log.error("not serving %s: %s", self.model_uri, e)  # the worker never boots: never ready
-            raise
-        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    def load(self, folder: Path) -> None:
+        """The verified model.pt and metadata.json of `folder` → the traced network to serve."""
+        metadata = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+        state = torch.load(folder / metadata.get("weights", "model.pt"), map_location="cpu", weights_only=True)
         net = Net()
         net.load_state_dict(state)
         net.eval()
-        self.metadata = metadata
-        self.sha256 = metadata["sha256"]
         self.precision, int8 = self._int8_or_float(net, metadata)
         if int8 is not None:
             net = int8
@@ -101,29 +61,19 @@ class MnistModel:
             # (bench/README.md), same outputs to 1e-6.
             net = net.to(memory_format=torch.channels_last)
             self._memory_format = torch.channels_last
-        self._probe = self._as_input(normalize(np.zeros((28, 28), dtype=np.uint8)))
+        probe = self._as_input(normalize(np.zeros((28, 28), dtype=np.uint8)))
         # A frozen TorchScript graph, traced here, after the fork. trace's own check_trace is
         # off (its comparison imports torch.distributed, a large share of each worker's cold start);
         # the traced graph is compared with the module below instead.
         with torch.no_grad(), quantize.quiet():
-            eager = net(self._probe)
-            net = torch.jit.freeze(torch.jit.trace(net, self._probe, check_trace=False))
+            eager = net(probe)
+            net = torch.jit.freeze(torch.jit.trace(net, probe, check_trace=False))
         with torch.inference_mode():
             for _ in range(3):  # warm-up: the profiling runs of a frozen graph happen here
-                out = net(self._probe)
-        if tuple(out.shape) != (1, 10):
-            raise ArtifactError(f"{self.model_uri}: the network answers shape {tuple(out.shape)}, not (1, 10)")
+                out = net(probe)
         if not torch.allclose(out, eager, atol=1e-4):
-            raise ArtifactError(f"{self.model_uri}: the traced network answers differently from the module")
+            raise RuntimeError(f"{folder}: the traced network answers differently from the module")
         self._net = net
-        log.info(
-            "loaded %s (sha256 %s, %s) in pid %d with %d torch thread(s)",
-            self.model_uri,
-            self.sha256,
-            self.precision,
-            os.getpid(),
-            self.torch_threads,
-        )
 
     def _int8_or_float(self, net: torch.nn.Module, metadata: dict[str, Any]) -> tuple[str, torch.nn.Module | None]:
         """("int8", the int8 network) when asked for and possible, else ("float32", None)."""
@@ -143,73 +93,24 @@ class MnistModel:
         log.warning("serving float32, not int8: %s", why)
         return "float32", None
 
-    @property
-    def loaded(self) -> bool:
-        return self._net is not None
-
     # -- the prediction ----------------------------------------------------------------------
 
-    def predict(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) uint8 MNIST grids → the (N, 10) float32 log-probabilities of 0–9, through
+    def predict(self, inputs: dict[str, Any]) -> np.ndarray:
+        """`image` (decoded grayscale images, any size) or `pixels` ((N, 28, 28) numbers in
+        0..255) → the (N, 10) float32 log-probabilities of 0–9, through
         `model.preprocess.normalize`, the function training uses."""
-        net = self._require_net()
+        if self._net is None:
+            raise RuntimeError("load() first")
+        if "image" in inputs:
+            grids = np.stack([image_to_grid(image) for image in inputs["image"]])
+        else:
+            grids = pixels_to_grid(inputs["pixels"])
         with torch.inference_mode():
-            return net(self._as_input(normalize(pixels))).numpy()
+            return self._net(self._as_input(normalize(grids))).numpy()
 
-    def health(self) -> dict[str, Any]:
-        """A tiny real prediction (a blank image): what a health probe answers."""
-        net = self._require_net()
-        with torch.inference_mode():
-            row = net(self._probe).numpy()
-        if not np.isfinite(row).all():
-            raise UnhealthyModel("health check: the model answered non-finite scores")
-        return {
-            "status": "ok",
-            "model_sha256": self.sha256,
-            "precision": self.precision,
-            "probe_class": int(row.argmax()),
-        }
-
-    # -- what the model is -------------------------------------------------------------------
-
-    @property
-    def version(self) -> str:
-        """The weights' short name: the first 12 hex digits of their sha256."""
-        return (self.sha256 or "")[:12]
-
-    def describe(self) -> dict[str, Any]:
-        """The facts a metadata endpoint reports, from metadata.json alone (no torch work, so
-        an engine's parent process can answer before any worker loaded): `versions` ([the
-        short sha256], or [] when unreadable) and `custom` (strings: torch, model_uri, the
-        requested precision, max_batch and the artifact's recorded facts)."""
-        custom = {
-            "torch": torch.__version__,
-            "model_uri": self.model_uri,
-            "precision": self.requested_precision,
-            "max_batch": str(self.settings.max_batch),
-        }
-        versions: list[str] = []
-        try:
-            metadata = json.loads((Path(self.model_uri) / "metadata.json").read_text())
-        except (OSError, ValueError):
-            metadata = {}
-        if isinstance(metadata, dict):
-            for key in METADATA_KEYS:
-                if key in metadata:
-                    custom[key] = str(metadata[key])
-            int8 = metadata.get("int8")
-            if isinstance(int8, dict) and "test_accuracy" in int8:
-                custom["int8_test_accuracy"] = str(int8["test_accuracy"])
-            if isinstance(metadata.get("sha256"), str):
-                versions = [metadata["sha256"][:12]]
-        return {"versions": versions, "custom": custom}
-
-    # -- helpers -----------------------------------------------------------------------------
+    def describe(self) -> dict[str, str]:
+        """What the servers report beside the weights' digest: the arithmetic that runs."""
+        return {"precision": self.precision, "torch": torch.__version__}
 
     def _as_input(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.contiguous(memory_format=self._memory_format)
-
-    def _require_net(self) -> torch.nn.Module:
-        if self._net is None:
-            raise ModelNotLoaded("the model is not loaded yet")
-        return self._net

@@ -1,6 +1,6 @@
 """Train the MNIST `Net` and write an artifact folder: `python -m model.train --data-dir D --out O`.
 
-The one training entrypoint: mlctl's local runner and the Kubernetes Job (model/train.Dockerfile)
+The one training entrypoint: mlctl's local runner and the Kubernetes Job (runtime/train.Dockerfile)
 both run exactly this. Output contract:
 
 - `OUT/model.pt`: `Net().state_dict()` (`torch.load(p, weights_only=True)` loads it);
@@ -12,7 +12,7 @@ both run exactly this. Output contract:
 - exit 0 on success, 2 with one line on stderr for what a user can cause (missing or corrupt
   data, bad arguments, an unwritable OUT), a traceback only for bugs.
 
-OUT is replaced atomically (model/artifact.py explains how and how to read it safely). The
+OUT is replaced atomically (runtime/artifact.py explains how and how to read it safely). The
 command line is model/trainconfig.py; the recipe below, model/fit.py; this module runs them.
 
 The recipe (fast on a 2-core CPU, ≥ 99 % test accuracy): the whole training set normalised once
@@ -67,8 +67,8 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = lambda _: None) -> dict[s
     """Load data, train, evaluate, write the artifact; return its metadata."""
     import torch
 
-    from model import artifact
     from model.data import MIRRORS, load_mnist
+    from runtime import artifact
 
     out = Path(cfg.out)
     try:  # before training, so a wrong --out costs nothing

@@ -3,7 +3,7 @@
 #   .venv        mlctl + training (torch 2.13.0 CPU) + test tools
 #   .venv-serve  the seldon-core serving runtime (requirements/serve.txt), kept apart because
 #                seldon-core pins old Flask/click/jsonschema/numpy
-#   .venv-kserve the KServe runtime (requirements/kserve.txt: `python -m model.kserve_server`),
+#   .venv-kserve the KServe runtime (requirements/kserve.txt: `python -m runtime.kserve_server`),
 #                kept apart from .venv-serve because kserve needs numpy 2, protobuf 6 and FastAPI
 #   .venv-checkov  checkov (requirements/checkov.txt), the rule set the tests run over the release
 #   .mlctl/bin   helm and kubectl when they are not on PATH (scripts/fetch-tools.sh)

@@ -3,7 +3,7 @@
 from mlctl.podman import log_excerpt
 
 REASON = (
-    "2026-12-01 22:52:07,101 - model.serving:load:135 - ERROR:  not serving /mnt/models: "
+    "2026-12-01 22:52:07,101 - runtime.seldon:load:135 - ERROR:  not serving /mnt/models: "
     "the weights' sha256 is ab…, but 0f… was expected (MODEL_SHA256)"
 )
 SHUTDOWN = [f'  File "/usr/lib/python3.11/multiprocessing/process.py", line {n}, in join' for n in range(30)]
@@ -28,8 +28,8 @@ def test_a_log_without_errors_before_its_tail_is_just_its_tail():
 
 
 def test_a_traceback_s_exception_line_counts_as_an_error_line():
-    text = "\n".join(["model.artifact.DigestMismatch: /mnt/models: refusing to serve other weights", *SHUTDOWN])
-    assert log_excerpt(text, tail=5).splitlines()[0].startswith("model.artifact.DigestMismatch:")
+    text = "\n".join(["runtime.artifact.DigestMismatch: /mnt/models: refusing to serve other weights", *SHUTDOWN])
+    assert log_excerpt(text, tail=5).splitlines()[0].startswith("runtime.artifact.DigestMismatch:")
 
 
 def test_an_error_repeated_by_each_worker_is_quoted_once():

@@ -138,7 +138,7 @@ def test_the_kserve_command_line_and_readiness(tmp_path: Path):
     )
     argv = server_argv(cfg, binary="/py")
     assert argv == [
-        "/py", "-m", "model.kserve_server", "--model_name=digits", "--http_port=8123",
+        "/py", "-m", "runtime.kserve_server", "--model_name=digits", "--http_port=8123",
         "--grpc_port=8124", "--workers=3", "--enable_grpc=false",
     ]  # fmt: skip
     assert cfg.readiness_paths == ("/v2/health/live", "/v2/models/digits/ready")

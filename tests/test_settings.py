@@ -1,4 +1,4 @@
-"""model/settings.py is the one place the server's settings are written: the server reads it,
+"""runtime/settings.py is the one place the server's settings are written: the server reads it,
 mlctl's local server is started through it, and the chart and the serving image agree with it."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from model.settings import DEFAULTS, ServingSettings, SettingsError, env_name
+from runtime.settings import DEFAULTS, ServingSettings, SettingsError, env_name
 from tests.chart.helpers import find_helm, one, template
 from tests.helpers import REPO
 
@@ -36,8 +36,8 @@ def test_the_environment_round_trips():
         ({"TORCH_THREADS": "0"}, "TORCH_THREADS='0': expected a whole number ≥ 1"),
         ({"GUNICORN_WORKERS": "two"}, "GUNICORN_WORKERS='two': expected a whole number"),
         ({"MODEL_SHA256": "abc"}, "MODEL_SHA256='abc': expected 64 hex digits"),
-        ({"MNIST_SKIP_EMPTY_METRIC_UPDATES": "yes"}, "expected 0 or 1"),
-        ({"MNIST_METRICS_FLUSH_S": "-1"}, "MNIST_METRICS_FLUSH_S='-1': expected a number ≥ 0"),
+        ({"MODEL_SKIP_EMPTY_METRIC_UPDATES": "yes"}, "expected 0 or 1"),
+        ({"MODEL_METRICS_FLUSH_S": "-1"}, "MODEL_METRICS_FLUSH_S='-1': expected a number ≥ 0"),
     ],
 )
 def test_a_bad_value_names_its_variable(env, message):
@@ -55,24 +55,22 @@ def _dockerfile_env(path) -> dict[str, str]:
 
 
 def test_the_serving_image_sets_the_defaults():
-    env = _dockerfile_env(REPO / "model" / "seldon.Dockerfile")
+    env = _dockerfile_env(REPO / "runtime" / "seldon.Dockerfile")
     expected = DEFAULTS.to_env()
     set_here = {k: v for k, v in env.items() if k in expected}
     assert set_here == {k: expected[k] for k in set_here}
     # The ones a pod's behaviour hangs on are set there explicitly, not left to the wrapper.
-    assert {
-        env_name(s) for s in ("workers", "threads", "torch_threads", "precision", "grpc_workers", "model_uri")
-    } <= set(set_here)
+    assert {env_name(s) for s in ("workers", "threads", "torch_threads", "grpc_workers", "model_uri")} <= set(set_here)
 
 
 def test_the_kserve_image_sets_the_model_defaults():
-    """model/kserve.Dockerfile sets the model's settings it sets to DEFAULTS, and none of those only
-    the Seldon server reads (model/kserve_server.py never does)."""
-    env = _dockerfile_env(REPO / "model" / "kserve.Dockerfile")
+    """runtime/kserve.Dockerfile sets the model's settings it sets to DEFAULTS, and none of those only
+    the Seldon server reads (runtime/kserve_server.py never does)."""
+    env = _dockerfile_env(REPO / "runtime" / "kserve.Dockerfile")
     expected = DEFAULTS.to_env()
     set_here = {k: v for k, v in env.items() if k in expected}
     assert set_here == {k: expected[k] for k in set_here}
-    assert {env_name(s) for s in ("torch_threads", "precision", "model_uri")} <= set(set_here)
+    assert {env_name(s) for s in ("torch_threads", "model_uri")} <= set(set_here)
     seldon_only = {env_name(s) for s in ("workers", "threads", "grpc_workers", "metrics_flush_s")}
     assert not seldon_only & set(env)
 
@@ -94,7 +92,7 @@ def test_the_request_bounds_are_the_contracts():
     """The server's byte, pixel and batch bounds default to what model.yaml declares, as mlctl
     reads the same file; a contract that declares others gets those."""
     from mlctl.specload import load_contract
-    from model.settings import DEFAULTS
+    from runtime.settings import DEFAULTS
     from tests.helpers import MODEL_PACKAGE
 
     contract = load_contract(MODEL_PACKAGE)
@@ -107,7 +105,7 @@ def test_the_request_bounds_are_the_contracts():
 
 
 def test_bounds_are_read_from_the_contract_file(tmp_path):
-    from model.settings import contract_bounds
+    from runtime.settings import contract_bounds
 
     file = tmp_path / "model.yaml"
     file.write_text("inputs:\n  - {name: i, kind: image, maxBytes: 2048, maxPixels: 900}\nmaxBatch: 8\n")

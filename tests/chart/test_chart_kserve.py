@@ -64,7 +64,7 @@ def test_an_inferenceservice_replaces_the_seldondeployment(helm):
     c = container(objects)
     # KServe finds the predictor's container by this name.
     assert c["name"] == "kserve-container"
-    assert c["command"] == ["python", "-m", "model.kserve_server"]
+    assert c["command"] == ["python", "-m", "runtime.kserve_server"]
     assert c["args"] == ["--model_name=classifier", "--http_port=8080", "--workers=2", "--enable_grpc=false"]
     assert c["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
     env = {e["name"]: e["value"] for e in c["env"]}

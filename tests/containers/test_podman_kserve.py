@@ -154,7 +154,7 @@ def test_the_predictor_runs_as_the_rendered_security_context_says(applied):
     assert c["EffectiveCaps"] in (None, [])  # capabilities: drop ALL
     assert "10001" in [str(g) for g in host["GroupAdd"]]  # fsGroup
     assert [c["Path"], *c["Args"]] == [
-        "python", "-m", "model.kserve_server", "--model_name=mnist", "--http_port=8080", "--workers=2",
+        "python", "-m", "runtime.kserve_server", "--model_name=mnist", "--http_port=8080", "--workers=2",
         "--enable_grpc=false",
     ]  # fmt: skip
     env = dict(e.split("=", 1) for e in config["Env"])

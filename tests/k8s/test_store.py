@@ -19,7 +19,7 @@ from mlctl.secrets import Secrets
 from mlctl.specload import load_spec
 from mlctl.targets.kubernetes import store
 from mlctl.tools import free_port
-from model.artifact import ArtifactError, read_artifact
+from runtime.artifact import ArtifactError, read_artifact
 from tests.chart.helpers import find_helm
 from tests.k8s.conftest import local_artifact, remote_artifact, write_spec
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import artifact
 from model.net import Net
 from model.trainconfig import DEFAULT_FREEZE_CONV2
+from runtime import artifact
 
 REPO = Path(__file__).resolve().parents[2]
 # Small enough for seconds on 2 cores; "learns" asks for far above chance (10 %).

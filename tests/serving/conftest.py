@@ -1,6 +1,6 @@
 """Fixtures for the serving tests: MNIST test images, a well-trained model (trained once, cached),
 one real multi-worker seldon-core-microservice and one real multi-worker KServe server
-(`python -m model.kserve_server` from .venv-kserve) on loopback."""
+(`python -m runtime.kserve_server` from .venv-kserve) on loopback."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def server(trained_model_dir: Path, serve_bin: str) -> Iterator[LocalServer]:
         model_dir=trained_model_dir,
         workers=2,
         threads=2,
-        extra_env={"MNIST_METRICS_FLUSH_S": "0", "MNIST_MAX_IMAGE_BYTES": str(1024 * 1024)},
+        extra_env={"MODEL_METRICS_FLUSH_S": "0", "MODEL_MAX_IMAGE_BYTES": str(1024 * 1024)},
     )
     with LocalServer(cfg) as srv:
         yield srv
@@ -130,13 +130,13 @@ class KServeWithGrpc(LocalServer):
 
 @pytest.fixture(scope="module")
 def kserve_server(trained_model_dir: Path, kserve_bin: str) -> Iterator[LocalServer]:
-    """One real KServe server (`python -m model.kserve_server`): 2 spawned uvicorn workers, each
+    """One real KServe server (`python -m runtime.kserve_server`): 2 spawned uvicorn workers, each
     loading the model itself, gRPC in the parent; a 1 MiB image limit, small enough to send past."""
     cfg = ServerConfig(
         model_dir=trained_model_dir,
         engine="kserve",
         workers=2,
-        extra_env={"MNIST_MAX_IMAGE_BYTES": str(1024 * 1024)},
+        extra_env={"MODEL_MAX_IMAGE_BYTES": str(1024 * 1024)},
     )
     with KServeWithGrpc(cfg, start_timeout=120) as srv:
         assert "--enable_grpc=true" in srv.argv

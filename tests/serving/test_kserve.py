@@ -1,4 +1,4 @@
-"""The KServe runtime (model/kserve_server.py) as a real server: `python -m model.kserve_server`
+"""The KServe runtime (runtime/kserve_server.py) as a real server: `python -m runtime.kserve_server`
 from .venv-kserve on loopback with 2 spawned workers, started once for the module.
 
 Accuracy through every request form, the same answers as the Seldon server, a V2 client that is
@@ -33,17 +33,25 @@ from PIL import Image
 from mlctl.predict import predict_image
 from mlctl.targets.local.server import LocalServer, ServerConfig, ServerError, server_argv, server_env
 from mlctl.tools import free_port
-from model.inference import OUTPUT_NAMES
-from model.settings import DEFAULTS, REQUEST_OVERHEAD_BYTES
+from runtime.settings import DEFAULTS, REQUEST_OVERHEAD_BYTES
 from tests.serving.test_serving import encode, png_header  # the Seldon tests' image helpers
 
 pytestmark = pytest.mark.slow
 
-MODEL = "mnist"
+MODEL = "model"  # ServerConfig's default model name
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
 BATCH = DEFAULTS.max_batch
 N_ACCURACY = 5000  # every second test image, through each of five request forms
+
+OUTPUT_NAMES = tuple(f"t:{i}" for i in range(10))
+"""Seldon's column names, which the KServe answers carry too."""
+
+
+def torch_version() -> str:
+    from importlib.metadata import version
+
+    return version("torch")
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, dict, bytes]:
@@ -202,8 +210,9 @@ def test_v2_answer_names_its_columns_and_its_weights(kserve_server, trained_mode
     )
     assert status == 200, answer
     assert answer["id"] == "req-7" and answer["model_name"] == MODEL and answer["model_version"] == sha[:12]
-    assert answer["parameters"] == {"model_sha256": sha, "precision": "int8"}
+    assert answer["parameters"] == {"model_sha256": sha, "precision": "int8", "torch": torch_version()}
     assert answer["outputs"][0]["parameters"]["names"] == ",".join(OUTPUT_NAMES)
+    assert answer["outputs"][0]["parameters"]["labels"] == ",".join(str(d) for d in range(10))
     assert answer["outputs"][0]["shape"] == [1, 10]
     # mlctl's own client reads the same answer (its v2 and v1 protocols).
     png = encode(mnist_test[0][0], "PNG")
@@ -280,7 +289,7 @@ png = open(sys.argv[3], "rb").read()
 Tensor = pb.ModelInferRequest.InferInputTensor
 
 def infer(tensor, raw=()):
-    request = pb.ModelInferRequest(model_name="mnist", inputs=[tensor], raw_input_contents=list(raw))
+    request = pb.ModelInferRequest(model_name="model", inputs=[tensor], raw_input_contents=list(raw))
     r = stub.ModelInfer(request, timeout=20)
     out = r.outputs[0]
     values = out.contents.fp32_contents or np.frombuffer(r.raw_output_contents[0], "<f4")
@@ -298,7 +307,7 @@ try:
     bad = None
 except grpc.RpcError as e:
     bad = [e.code().name, e.details()]
-ready = stub.ModelReady(pb.ModelReadyRequest(name="mnist"), timeout=20).ready
+ready = stub.ModelReady(pb.ModelReadyRequest(name="model"), timeout=20).ready
 print(json.dumps({"answers": answers, "bad": bad, "ready": ready}))
 """
 
@@ -347,8 +356,8 @@ def _image(data: bytes) -> dict:
 
 
 def image_limit(srv: LocalServer) -> int:
-    """The server's MNIST_MAX_IMAGE_BYTES (the fixture sets it)."""
-    return int(srv.cfg.extra_env["MNIST_MAX_IMAGE_BYTES"])
+    """The server's MODEL_MAX_IMAGE_BYTES (the fixture sets it)."""
+    return int(srv.cfg.extra_env["MODEL_MAX_IMAGE_BYTES"])
 
 
 def bad_requests(mnist_test, max_image_bytes: int) -> list[tuple[str, str, bytes, dict[str, str], int, str]]:
@@ -377,14 +386,14 @@ def bad_requests(mnist_test, max_image_bytes: int) -> list[tuple[str, str, bytes
             "too large",
         ),
         (
-            "v2 batch over MNIST_MAX_BATCH",
+            "v2 batch over MODEL_MAX_BATCH",
             V2,
             *_v2({**pixels, "shape": [BATCH + 1, 784], "data": [0] * 784 * (BATCH + 1)}),
             413,
             f"at most {BATCH}",
         ),
         (
-            "v2 images over MNIST_MAX_BATCH",
+            "v2 images over MODEL_MAX_BATCH",
             V2,
             *_v2({**_image(png), "shape": [BATCH + 1], "data": [b64(png)] * (BATCH + 1)}),
             413,
@@ -464,10 +473,10 @@ def bad_requests(mnist_test, max_image_bytes: int) -> list[tuple[str, str, bytes
             V1,
             *_v1({"instances": [np.zeros((2, 784), int).tolist()]}),
             400,
-            "one image per instance",
+            "one item per instance",
         ),
         (
-            "v1 over MNIST_MAX_BATCH",
+            "v1 over MODEL_MAX_BATCH",
             V1,
             *_v1({"instances": [{"b64": b64(png)}] * (BATCH + 1)}),
             413,
@@ -551,7 +560,7 @@ def test_metadata_health_and_readiness(kserve_server, trained_model_dir):
     sha = json.loads((trained_model_dir / "metadata.json").read_text())["sha256"]
     meta = get_json(kserve_server.url + f"/v2/models/{MODEL}")
     assert meta["name"] == MODEL and meta["platform"] == "pytorch" and meta["versions"] == [sha[:12]]
-    assert [(t["name"], t["datatype"]) for t in meta["inputs"]] == [("image", "BYTES"), ("pixels", "FP32")]
+    assert [(t["name"], t["datatype"]) for t in meta["inputs"]] == [("image", "BYTES"), ("pixels", "UINT8")]
     assert meta["outputs"] == [{"name": "t", "datatype": "FP32", "shape": [-1, 10]}]
     assert get_json(kserve_server.url + "/v2/health/live") == {"live": True}
     assert get_json(kserve_server.url + "/v2/health/ready") == {"ready": True}
@@ -566,7 +575,7 @@ def _counts(metrics_url: str) -> dict[str, float]:
     with urllib.request.urlopen(metrics_url, timeout=10) as r:
         text = r.read().decode()
     assert f'request_predict_seconds_count{{model_name="{MODEL}"}}' in text, "kserve's own metrics"
-    return {m[1]: float(m[2]) for m in re.finditer(r'^mnist_predictions_total\{digit="(\d)"\} (\S+)$', text, re.M)}
+    return {m[1]: float(m[2]) for m in re.finditer(r'^model_predictions_total\{label="(\d)"\} (\S+)$', text, re.M)}
 
 
 def test_each_worker_loads_its_own_weights_and_metrics_sum_over_workers(kserve_server, trained_model_dir, mnist_test):
@@ -583,7 +592,9 @@ def test_each_worker_loads_its_own_weights_and_metrics_sum_over_workers(kserve_s
         assert {d: counts.get(d, 0.0) for d in expected} == expected
     log = kserve_server.log_text()
     sha = json.loads((trained_model_dir / "metadata.json").read_text())["sha256"]
-    loaded = {int(pid) for pid in re.findall(rf"loaded \S+ \(sha256 {sha}, int8\) in pid (\d+)", log)}
+    loaded = {
+        int(pid) for pid in re.findall(rf"loaded \S+ \(sha256 {sha}, precision int8[^)]*\) with \S+ in pid (\d+)", log)
+    }
     served = {int(pid) for pid in re.findall(rf'127\.0\.0\.1:\d+ (\d+) - "POST {re.escape(V2)} ', log)}
     assert len(loaded) == 3, f"the parent and both workers load the weights themselves: {loaded}"
     assert len(served) == 2 and served <= loaded, (served, loaded)
@@ -617,8 +628,8 @@ def test_weights_other_than_model_sha256_stop_the_server(trained_model_dir, kser
 
 
 def test_a_bad_setting_stops_the_server_naming_its_variable(trained_model_dir, kserve_bin):
-    message = _fails_to_start(trained_model_dir, MNIST_MAX_BATCH="lots")
-    assert "exited with status 2" in message and "MNIST_MAX_BATCH='lots': expected a whole number" in message
+    message = _fails_to_start(trained_model_dir, MODEL_MAX_BATCH="lots")
+    assert "exited with status 2" in message and "MODEL_MAX_BATCH='lots': expected a whole number" in message
 
 
 def test_a_worker_that_cannot_load_stops_the_server(trained_model_dir, kserve_bin, tmp_path):

@@ -22,12 +22,15 @@ from PIL import Image, ImageFile
 
 from mlctl.predict import PredictError, encode_multipart, predict_image
 from mlctl.targets.local.server import LocalServer, ServerConfig, ServerError
-from model.decode import InputError, _median_above_127, array_to_pixels, decode_image
 from model.inference import MnistModel
-from model.preprocess import normalize
-from model.settings import DEFAULTS, ServingSettings
+from model.preprocess import _median_above_127, image_to_grid, normalize, pixels_to_grid
+from runtime.contract import read as read_contract
+from runtime.decode import InputError, decode_image, to_tensor
+from runtime.settings import DEFAULTS
 
 REPO = Path(__file__).resolve().parents[2]
+CONTRACT = read_contract(REPO / "model")
+PIXELS, IMAGE = CONTRACT.input("pixels"), CONTRACT.image_input
 N_ACCURACY = 1000  # test images sent through each endpoint and format
 ENDPOINTS = ("/predict", "/api/v1.0/predictions")
 
@@ -50,6 +53,17 @@ def png_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def grid(data: bytes, **kw: object) -> np.ndarray:
+    """What the MNIST model makes of posted image bytes: the runtime's decode (with the contract's
+    bounds), then the package's own inversion and resizing."""
+    return image_to_grid(decode_image(data, mode=IMAGE.mode, min_side=IMAGE.min_decode_side, **kw))
+
+
+def array_to_pixels(features: object, max_batch: int = 64) -> np.ndarray:
+    """What the MNIST model makes of posted numbers: the runtime's checks, then its scaling."""
+    return pixels_to_grid(to_tensor(features, PIXELS, max_batch))
+
+
 def post_raw(url: str, body: bytes, content_type: str, timeout: float = 10) -> tuple[int, dict]:
     req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
     try:
@@ -65,7 +79,7 @@ def post_raw(url: str, body: bytes, content_type: str, timeout: float = 10) -> t
 def test_png_decode_matches_training_preprocessing(mnist_test):
     images, _ = mnist_test
     for i in range(0, 2000, 40):
-        served = normalize(decode_image(encode(images[i], "PNG")))
+        served = normalize(grid(encode(images[i], "PNG")))
         assert torch.equal(served, normalize(images[i])), f"test image {i}"
 
 
@@ -87,10 +101,10 @@ def test_a_batch_in_every_accepted_shape_gives_its_images_in_order(mnist_test, s
 def test_a_batch_over_the_bound_is_a_413_and_an_empty_one_a_400(mnist_test):
     images = mnist_test[0][:5]
     assert array_to_pixels(images, max_batch=5).shape == (5, 28, 28)
-    with pytest.raises(InputError, match=r"a batch of 5 images; this server takes at most 4 .*MNIST_MAX_BATCH") as e:
+    with pytest.raises(InputError, match=r"a batch of 5 items; this server takes at most 4 .*MODEL_MAX_BATCH") as e:
         array_to_pixels(images, max_batch=4)
     assert e.value.status == 413
-    with pytest.raises(InputError, match="holds no image") as e:
+    with pytest.raises(InputError, match="holds no item") as e:
         array_to_pixels(np.zeros((0, 784)))
     assert e.value.status == 400
 
@@ -113,7 +127,7 @@ def test_bad_arrays_are_rejected(payload, message):
 def test_dark_on_light_photo_is_inverted_and_resized(mnist_test):
     digit = mnist_test[0][0]
     big = np.asarray(Image.fromarray(255 - digit).resize((112, 84)), dtype=np.uint8)  # 4:3
-    out = decode_image(encode(big, "JPEG", quality=95))
+    out = grid(encode(big, "JPEG", quality=95))
     assert out.shape == (28, 28) and out.dtype == np.uint8
     assert out[0].max() < 40 and out[-1].max() < 40, "the padded, inverted background is black"
     assert out.max() > 200, "the strokes came out light"
@@ -123,18 +137,18 @@ def test_transparent_canvas_strokes_survive_compositing():
     rgba = np.zeros((56, 56, 4), dtype=np.uint8)
     rgba[10:46, 26:30] = (20, 20, 20, 255)  # dark stroke on a fully transparent canvas
     buf = encode(rgba, "PNG")
-    out = decode_image(buf)
+    out = grid(buf)
     assert out[:, 13:15].max() > 200 and out[:, :8].max() < 20
 
 
 def test_sixteen_bit_and_palette_images_decode():
     wide = (np.arange(28 * 28, dtype=np.uint16).reshape(28, 28) * 80).astype(np.uint16)
-    out16 = decode_image(encode(wide, "PNG"))
+    out16 = grid(encode(wide, "PNG"))
     assert out16.dtype == np.uint8 and out16.max() > 200
     pal = Image.fromarray(np.eye(28, dtype=np.uint8) * 255).convert("P")
     buf = io.BytesIO()
     pal.save(buf, format="GIF")
-    assert decode_image(buf.getvalue()).max() == 255
+    assert grid(buf.getvalue()).max() == 255
 
 
 def test_decompression_bomb_is_rejected_from_the_header_before_decoding(monkeypatch):
@@ -143,7 +157,7 @@ def test_decompression_bomb_is_rejected_from_the_header_before_decoding(monkeypa
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     with pytest.raises(InputError) as e:
-        decode_image(png_header(30_000, 30_000))
+        grid(png_header(30_000, 30_000))
     assert e.value.status == 413 and "too many pixels" in e.value.message
 
 
@@ -158,7 +172,7 @@ def jpeg_claiming(width: int, height: int) -> bytes:
 def test_jpeg_fast_path_gives_pillows_pixels(mnist_test, monkeypatch):
     """libjpeg-turbo via simplejpeg (the server's JPEG path) and Pillow agree on every pixel for
     grey, colour and CMYK JPEGs of MNIST digits (CMYK is left to Pillow), at 28×28 and scaled."""
-    from model import decode as decode_module
+    from runtime import decode as decode_module
 
     assert decode_module.simplejpeg is not None, "simplejpeg is a serving requirement"
     images = mnist_test[0]
@@ -169,30 +183,30 @@ def test_jpeg_fast_path_gives_pillows_pixels(mnist_test, monkeypatch):
             buf = io.BytesIO()
             img.save(buf, format="JPEG", quality=quality)
             bodies.append(buf.getvalue())
-    fast = [decode_image(b) for b in bodies]
+    fast = [grid(b) for b in bodies]
     monkeypatch.setattr(decode_module, "simplejpeg", None)
-    slow = [decode_image(b) for b in bodies]
+    slow = [grid(b) for b in bodies]
     for n, (a, b) in enumerate(zip(fast, slow, strict=True)):
         assert np.array_equal(a, b), f"JPEG {n}"
     for i in range(0, 1000, 50):  # a large photo of a digit: decoded at a reduced scale, still right
         big = encode(np.asarray(Image.fromarray(images[i]).resize((600, 600))), "JPEG")
-        assert np.abs(decode_image(big).astype(int) - images[i]).mean() < 8, f"test image {i}"
+        assert np.abs(grid(big).astype(int) - images[i]).mean() < 8, f"test image {i}"
 
 
 def test_jpeg_bomb_is_rejected_from_the_header_and_corrupt_jpegs_are_worded_by_pillow(monkeypatch):
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("the pixels were decoded: the limit must be checked from the header")
 
-    from model import decode as decode_module
+    from runtime import decode as decode_module
 
     monkeypatch.setattr(decode_module.simplejpeg, "decode_jpeg", no_decoding)
     with pytest.raises(InputError) as e:
-        decode_image(jpeg_claiming(30_000, 30_000))
+        grid(jpeg_claiming(30_000, 30_000))
     assert e.value.status == 413 and "30000×30000" in e.value.message
     monkeypatch.undo()
     whole = encode(np.full((64, 64), 200, dtype=np.uint8), "JPEG")
     with pytest.raises(InputError, match="(?i)truncated"):
-        decode_image(whole[: len(whole) // 2])
+        grid(whole[: len(whole) // 2])
 
 
 @settings(max_examples=300, deadline=None)
@@ -210,7 +224,7 @@ def test_background_test_equals_numpy_median(values, shift):
 _METRICS_SCRIPT = """
 import json, sys
 from seldon_core.metrics import SeldonMetrics
-from model.wrapper_fixes import skip_empty_metric_updates
+from runtime.wrapper_fixes import skip_empty_metric_updates
 
 class Recorder(dict):
     calls = 0
@@ -230,7 +244,7 @@ m._lock, m.data = Recorder(), Recorder()
 first, again = skip_empty_metric_updates(), skip_empty_metric_updates()
 m.update([], "predict")
 empty_calls = Recorder.calls
-m.update([{"type": "COUNTER", "key": "mnist_predictions_total", "value": 3, "tags": {"digit": "7"}}], "predict")
+m.update([{"type": "COUNTER", "key": "model_predictions_total", "value": 3, "tags": {"label": "7"}}], "predict")
 text, _ = m.generate_metrics()
 print(json.dumps({"first": first, "again": again, "empty_calls": empty_calls,
                   "calls": Recorder.calls, "text": text}))
@@ -246,8 +260,8 @@ def test_empty_metric_updates_skip_the_manager_and_real_ones_still_count(serve_b
     assert (out["first"], out["again"]) == (True, False), "installs once, idempotently"
     assert out["empty_calls"] == 0, "an empty update still went to the Manager"
     assert out["calls"] > 0
-    assert "mnist_predictions_total{" in out["text"] and 'digit="7"' in out["text"]
-    assert out["text"].split('digit="7"')[1].split("\n")[0].rstrip().endswith("3.0")
+    assert "model_predictions_total{" in out["text"] and 'label="7"' in out["text"]
+    assert out["text"].split('label="7"')[1].split("\n")[0].rstrip().endswith("3.0")
 
 
 _GRPC_SCRIPT = r"""
@@ -317,9 +331,9 @@ def in_process_classes(trained_model_dir, mnist_test) -> np.ndarray:
     by the int8 accuracy training recorded (test_quantize.py holds it to the rebuilt network)."""
     meta = json.loads((trained_model_dir / "metadata.json").read_text())
     assert meta["int8"]["test_accuracy"] >= 0.985, "the test model is not a ~99 % model"
-    model = MnistModel(ServingSettings(model_uri=str(trained_model_dir)))
-    model.load()
-    return np.array([int(model.predict(mnist_test[0][i : i + 1]).argmax()) for i in ACCURACY_SAMPLE])
+    model = MnistModel()
+    model.load(trained_model_dir)
+    return np.array([int(model.predict({"pixels": mnist_test[0][i : i + 1]}).argmax()) for i in ACCURACY_SAMPLE])
 
 
 @pytest.mark.slow
@@ -495,12 +509,12 @@ def test_health_metadata_and_metrics_endpoints(server, mnist_test):
         assert json.loads(r.read())["jsonData"]["status"] == "ok"
     with urllib.request.urlopen(server.url + "/metadata", timeout=5) as r:
         meta = json.loads(r.read())
-    assert meta["name"] == "mnist-classifier" and meta["outputs"][0]["schema"]["shape"] == [-1, 10]
-    assert {"messagetype": "ndarray", "schema": {"shape": [-1, 784]}} in meta["inputs"]
+    assert meta["name"] == "model" and meta["outputs"][0]["schema"]["shape"] == [-1, 10]
+    assert {"messagetype": "ndarray", "schema": {"shape": [-1, 28, 28]}} in meta["inputs"]
     assert meta["custom"]["max_batch"] == str(DEFAULTS.max_batch)
     with urllib.request.urlopen(server.metrics_url, timeout=5) as r:
         text = r.read().decode()
-    assert f'digit="{int(mnist_test[1][0])}"' in text and "mnist_predict_ms_total" in text
+    assert f'label="{int(mnist_test[1][0])}"' in text and "model_predict_ms_total" in text
 
 
 @pytest.mark.slow
@@ -556,7 +570,7 @@ def test_predict_client_reports_an_unreadable_file(tmp_path: Path):
 
 @pytest.mark.slow
 def test_a_bad_setting_stops_the_server_naming_its_variable(trained_model_dir, serve_bin):
-    """Settings come from the environment only (model/settings.py), checked before any worker."""
+    """Settings come from the environment only (runtime/settings.py), checked before any worker."""
     cfg = ServerConfig(model_dir=trained_model_dir, workers=1, extra_env={"MNIST_PRECISION": "fp16"})
     with pytest.raises(ServerError, match=re.escape("MNIST_PRECISION='fp16': expected one of int8, float32")):
         LocalServer(cfg, start_timeout=60).start()

@@ -30,7 +30,7 @@ from mlctl.errors import MlctlError, UsageError
 from mlctl.result import Result
 from mlctl.secrets import Secrets
 from mlctl.spec import Spec
-from model.artifact import METADATA
+from runtime.artifact import METADATA
 
 ENDPOINT_ENV = "MLCTL_S3_ENDPOINT"
 PVC_MOUNT = "/store"

@@ -25,7 +25,7 @@ def serve(path: Path, port: int | None = None) -> Iterator[server.LocalServer]:
             hint=f"run `mlctl train {path}` (or `mlctl apply {path}`) first",
         )
     port = port or spec.serving.local.port
-    cfg = server.ServerConfig.for_spec(spec.serving, artifact.path, port, model_name=spec.name)
+    cfg = server.ServerConfig.for_spec(spec.serving, artifact.path, port, model_name=spec.name, package=spec.model)
     if not server.port_is_free(port):
         raise MlctlError(
             f"port {port} is already in use",

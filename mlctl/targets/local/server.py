@@ -10,7 +10,6 @@ seldon_core or kserve.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -29,15 +28,15 @@ import psutil
 from mlctl import poll
 from mlctl.errors import MlctlError
 from mlctl.tools import PROJECT_ROOT, free_port
-from model.settings import DEFAULTS, ServingSettings
+from runtime.settings import DEFAULTS, PACKAGE_ENV, ServingSettings
 
 if TYPE_CHECKING:
     from mlctl.spec import ServingSpec
 
-MODEL_CLASS = "model.serving.MnistClassifier"
+MODEL_CLASS = "runtime.seldon.Model"
 SERVER_BIN = "seldon-core-microservice"
 ENV_SERVER_BIN = "MLCTL_SERVE_BIN"
-KSERVE_MODULE = "model.kserve_server"
+KSERVE_MODULE = "runtime.kserve_server"
 ENV_KSERVE_PYTHON = "MLCTL_KSERVE_PYTHON"
 LOG_TAIL_LINES = 40
 
@@ -59,21 +58,24 @@ class ServerConfig:
     threads: int = DEFAULTS.threads
     torch_threads: int = DEFAULTS.torch_threads
     precision: str = DEFAULTS.precision
-    """int8 or float32 (model/settings.py)."""
+    """int8 or float32 (runtime/settings.py)."""
     model_class: str = MODEL_CLASS
     host: str = "127.0.0.1"
     """Where clients reach it; both servers bind 0.0.0.0."""
     extra_env: dict[str, str] = field(default_factory=dict)
     engine: str = "seldon"
-    """seldon (seldon-core-microservice) or kserve (`python -m model.kserve_server`)."""
-    model_name: str = "mnist"
+    """seldon (seldon-core-microservice) or kserve (`python -m runtime.kserve_server`)."""
+    model_name: str = "model"
     """The model's name in KServe's V1/V2 paths."""
+    package: Path | None = None
+    """The model package's folder (its model.yaml); None: the runtime's default."""
 
     @classmethod
-    def for_spec(cls, serving: ServingSpec, model_dir: Path, port: int, model_name: str = "mnist") -> ServerConfig:
+    def for_spec(cls, serving: ServingSpec, model_dir: Path, port: int, model_name: str, package: Path) -> ServerConfig:
         """The spec's serving settings (engine, workers, threads, precision, host) on `port`."""
         return cls(
             model_dir=model_dir,
+            package=package,
             http_port=port,
             workers=serving.workers,
             threads=serving.threads,
@@ -143,15 +145,11 @@ def kserve_python() -> str:
     )
 
 
-def model_package_parent() -> Path:
-    """The folder holding the `model` package, found without importing it (it imports torch)."""
-    spec = importlib.util.find_spec("model")
-    if spec is None or not spec.submodule_search_locations:
-        raise ServerError(
-            "the model package is not importable",
-            hint="run mlctl from the repository root or install it with `pip install -e .`",
-        )
-    return Path(next(iter(spec.submodule_search_locations))).resolve().parent
+def runtime_parent() -> Path:
+    """The folder holding the `runtime` package the servers run (shipped with mlctl)."""
+    import runtime
+
+    return Path(runtime.__file__).resolve().parent.parent
 
 
 def server_argv(cfg: ServerConfig, binary: str | None = None) -> list[str]:
@@ -176,11 +174,14 @@ def server_argv(cfg: ServerConfig, binary: str | None = None) -> list[str]:
 
 
 def server_env(cfg: ServerConfig, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment the server runs with: its settings (model/settings.py, the one channel the
+    """The environment the server runs with: its settings (runtime/settings.py, the one channel the
     server and the wrapper read, as in the cluster), no gRPC server."""
     env = dict(os.environ if base is None else base)
-    parent = str(model_package_parent())
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH", "")) if p)
+    parents = [str(runtime_parent())]
+    if cfg.package is not None:
+        parents.insert(0, str(Path(cfg.package).resolve().parent))
+        env[PACKAGE_ENV] = str(Path(cfg.package).resolve())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (*parents, env.get("PYTHONPATH", "")) if p)
     settings = ServingSettings(
         model_uri=str(Path(cfg.model_dir).resolve()),
         precision=cfg.precision,
@@ -256,7 +257,7 @@ class LocalServer:
         self.proc = subprocess.Popen(
             argv,
             env=server_env(self.cfg),
-            cwd=str(model_package_parent()),
+            cwd=str(Path(self.cfg.package).resolve().parent if self.cfg.package else runtime_parent()),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -91,7 +91,7 @@ def start(spec: Spec, artifact: Artifact, ready_timeout: float = 120) -> LocalSt
         raise MlctlError(
             f"port {port} is already in use", hint="stop what uses it, or set serving.local.port in the spec"
         )
-    cfg = server.ServerConfig.for_spec(spec.serving, artifact.path, port, model_name=spec.name)
+    cfg = server.ServerConfig.for_spec(spec.serving, artifact.path, port, model_name=spec.name, package=spec.model)
     log = run_dir / f"{spec.name}.log"
     # Not used as a context manager: the server is meant to outlive this command.
     srv = server.LocalServer(cfg, start_timeout=ready_timeout, log_path=log).start()

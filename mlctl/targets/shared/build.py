@@ -143,7 +143,7 @@ def stale(spec: Spec, engine_name: str | None = None, root: Path = PROJECT_ROOT)
     refs = images.resolve(spec, root)
     return {
         refs[r.role].reference: engines.image_label(engine, refs[r.role].reference, engines.CONTENT_LABEL)
-        != images.content_digest(r, root)
+        != images.content_digest(r, root, spec.model)
         for r in images.recipes(spec)
     }
 
@@ -174,19 +174,22 @@ def build(
     chosen = [r for r in images.recipes(spec) if r.role in roles]
     for recipe in chosen:
         ref = refs[recipe.role]
-        content = images.content_digest(recipe, root)
+        content = images.content_digest(recipe, root, spec.model)
         t0 = time.monotonic()
         built = engines.image_label(engine, ref.reference, engines.CONTENT_LABEL) != content
         if built:
-            build_args, volumes = {}, []
+            build_args: dict[str, str] = {}
+            volumes: list[tuple[Path, str]] = []
             if deps == "host":
-                needs = tuple(sorted({r.requirements for r in chosen}))
+                package_needs = str(spec.model / images.PACKAGE_REQUIREMENTS)
+                needs = tuple(sorted({r.requirements for r in chosen})) + (package_needs,)
                 house = house or wheelhouse(cache_dir() / "wheelhouse", needs, root, on_progress)
                 build_args = {"PIP_INSTALL_ARGS": f"--no-index --find-links {WHEELHOUSE_MOUNT}"}
                 volumes = [(house, WHEELHOUSE_MOUNT)]
+            build_args = {**build_args, "PACKAGE": spec.model.name}
             on_progress(f"building {ref.reference} ({recipe.dockerfile})")
             with tempfile.TemporaryDirectory(prefix="mlctl-context-") as ctx:
-                dockerfile = images.stage(recipe, Path(ctx), root)
+                dockerfile = images.stage(recipe, Path(ctx), root, spec.model)
                 try:
                     engines.build(
                         engine,

@@ -1,7 +1,7 @@
 """What the KServe runtime adds to kserve's FastAPI app, and the process-wide settings around it:
 a request-body limit enforced before the body is read, JSON 4xx answers for bad requests,
 /metrics summed over every worker (prometheus_client's multiprocess mode), and model.* logs in
-kserve's format. model/kserve_server.py installs these on kserve's app at import, so in the
+kserve's format. runtime/kserve_server.py installs these on kserve's app at import, so in the
 server's own process and in every spawned worker.
 """
 
@@ -24,14 +24,14 @@ from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiproc
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.oip import BadRequest, problems
-from model.settings import REQUEST_OVERHEAD_BYTES, ServingSettings
+from runtime.oip import BadRequest, problems
+from runtime.settings import REQUEST_OVERHEAD_BYTES, ServingSettings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class BodyLimit:
-    """Refuse request bodies over MNIST_MAX_IMAGE_BYTES + 64 KiB with a JSON 413: from the
+    """Refuse request bodies over MODEL_MAX_IMAGE_BYTES + 64 KiB with a JSON 413: from the
     Content-Length header before reading any of it, or, for a chunked body, once it passes."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -69,7 +69,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, send: Send, size: int) -> None:
-        message = f"request body too large: {size} bytes, the limit is {self.limit} (MNIST_MAX_IMAGE_BYTES + 64 KiB)"
+        message = f"request body too large: {size} bytes, the limit is {self.limit} (MODEL_MAX_IMAGE_BYTES + 64 KiB)"
         await JSONResponse({"error": message}, status_code=413, headers={"connection": "close"})(scope, _no_body, send)
 
 
@@ -106,9 +106,9 @@ def install_app_hooks(app: FastAPI, on_startup: Callable[[], None]) -> None:
     """Our additions to kserve's FastAPI app: the body limit, JSON 4xx answers for bad requests,
     the multiprocess-aware /metrics (registered before kserve's, so it answers) and the startup
     handler that loads a spawned worker's model."""
-    if getattr(app.state, "mnist_hooks", False):
+    if getattr(app.state, "runtime_hooks", False):
         return
-    app.state.mnist_hooks = True
+    app.state.runtime_hooks = True
     app.add_middleware(BodyLimit)
     app.add_exception_handler(BadRequest, _bad_request)
     app.add_exception_handler(RequestValidationError, _invalid_body)
@@ -118,9 +118,9 @@ def install_app_hooks(app: FastAPI, on_startup: Callable[[], None]) -> None:
 
 
 def log_to_stderr() -> None:
-    """model.* logs (which weights each process loads) in kserve's format; kserve configures its
-    own loggers only."""
-    logger = logging.getLogger("model")
+    """runtime.* logs (which weights each process loads) in kserve's format; kserve configures
+    its own loggers only."""
+    logger = logging.getLogger("runtime")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(KSERVE_LOGGER_FORMAT, KSERVE_LOGGER_DATE_FORMAT))
@@ -144,7 +144,7 @@ def prepare_metrics_folder(workers: int) -> str | None:
             stale.unlink()
         return folder
     if workers > 1:
-        folder = tempfile.mkdtemp(prefix="mnist-prometheus-")
+        folder = tempfile.mkdtemp(prefix="model-prometheus-")
         os.environ[MULTIPROC_ENV] = folder
         atexit.register(shutil.rmtree, folder, True)
         return folder

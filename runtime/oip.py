@@ -1,19 +1,21 @@
-"""KServe's requests → the 28×28 uint8 grids model.inference takes: KServe V1 `instances` and
-Open Inference Protocol (V2) tensors, JSON or the binary tensor extension.
+"""KServe's requests → the contract's inputs, as `runtime.served` hands them to the model:
+KServe V1 `instances` and Open Inference Protocol (V2) tensors, JSON or the binary tensor
+extension.
 
-The request shapes (see model/kserve_server.py for the endpoints): V1 instances are images
-`{"b64": …}` / `{"image": {"b64": …}}` or one image's pixels; V2 takes exactly one input, `image`
-(BYTES, shape [N]: base64 strings in JSON, length-prefixed raw bytes in binary) or `pixels`
-(UINT8 or FP32, [N, 28, 28] or [N, 784]). Every malformation is an InputError (model.decode)
-with its 4xx status, or kserve's InvalidInput (400); never a 500. kserve 0.21's own binary
-parser turns BYTES elements into text and lets short bodies escape as 500s, hence
-`binary_request`.
+V1 instances are images `{"b64": …}` / `{"image": {"b64": …}}` (the image input) or one item's
+numbers (the first tensor input). V2 takes exactly one input, named as the contract names it: an
+image input is BYTES, shape [N] (base64 strings in JSON, length-prefixed raw bytes in binary), a
+tensor input one of its declared datatypes, shaped [N, …] with the item's element count. Every
+malformation is an InputError (runtime.decode) with its 4xx status, or kserve's InvalidInput
+(400); never a 500. kserve 0.21's own binary parser turns BYTES elements into text and lets
+short bodies escape as 500s, hence `binary_request`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -25,29 +27,34 @@ from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
 
-from model.decode import SIDE, InputError, array_to_pixels, check_batch_size, decode_image
-from model.settings import ServingSettings
-
-IMAGE_INPUT = "image"
-PIXELS_INPUT = "pixels"
-OUTPUT = "t"
-PIXEL_DTYPES = {"UINT8": np.dtype(np.uint8), "FP32": np.dtype("<f4")}
-ACCEPTED_INPUTS = (
-    f"`{IMAGE_INPUT}` (BYTES, shape [N]) or `{PIXELS_INPUT}` (UINT8 or FP32, shape [N, 28, 28] or [N, 784])"
-)
+from runtime.contract import Contract, Input
+from runtime.decode import DTYPES, InputError, check_batch_size, decode_image, to_tensor
+from runtime.settings import ServingSettings
 
 
 class BadRequest(InvalidInput):
     """An InputError as kserve sees it: gRPC answers INVALID_ARGUMENT (kserve's mapping of
-    InvalidInput), REST the InputError's own status (model/kserve_app.py's handler)."""
+    InvalidInput), REST the InputError's own status (runtime/kserve_app.py's handler)."""
 
     def __init__(self, error: InputError) -> None:
         super().__init__(error.message)
         self.status = error.status
 
 
-def _decode_one(data: bytes | str, where: str, settings: ServingSettings) -> np.ndarray:
-    """One image, as raw bytes or a base64 string, → a (28, 28) grid; errors name `where`."""
+def accepted_inputs(contract: Contract) -> str:
+    """The inputs a V2 request may name, as errors word them."""
+    words = []
+    for spec in contract.inputs:
+        if spec.kind == "image":
+            words.append(f"`{spec.name}` (BYTES, shape [N])")
+        else:
+            dims = ", ".join(map(str, spec.item_shape))
+            words.append(f"`{spec.name}` ({' or '.join(spec.datatypes)}, shape [N, {dims}])")
+    return " or ".join(words)
+
+
+def _decode_one(data: bytes | str, where: str, spec: Input, settings: ServingSettings) -> np.ndarray:
+    """One image, as raw bytes or a base64 string, → its pixels; errors name `where`."""
     try:
         if isinstance(data, str):
             try:
@@ -56,40 +63,67 @@ def _decode_one(data: bytes | str, where: str, settings: ServingSettings) -> np.
                 raise InputError(f"not base64 ({e}); send the image's bytes base64-encoded") from None
         if not data:
             raise InputError("empty image: no bytes")
-        return decode_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        return decode_image(
+            data,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            mode=spec.mode,
+            min_side=spec.min_decode_side,
+        )
     except InputError as e:
         raise InputError(f"{where}: {e.message}", status=e.status, reason=e.reason) from None
 
 
-def pixels_from_v1(payload: Any, settings: ServingSettings) -> np.ndarray:
-    """KServe V1 `{"instances": [...]}` → (N, 28, 28) uint8."""
+def inputs_from_v1(payload: Any, contract: Contract, settings: ServingSettings) -> dict[str, Any]:
+    """KServe V1 `{"instances": [...]}` → {input name: its N items}. The instances are all
+    images (the image input) or all numbers (the first tensor input), one item each."""
+    image, tensor = contract.image_input, contract.tensor_input
+    kinds = " or ".join(
+        (['{"b64": "<base64 image>"} or {"image": {"b64": ...}}'] if image else [])
+        + ([f"one item's numbers for `{tensor.name}`"] if tensor else [])
+    )
     if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
-        raise InputError(
-            'expected a JSON object {"instances": [...]}, each instance {"b64": "<base64 image>"}, '
-            '{"image": {"b64": ...}} or one image\'s 28×28 or 784 pixels'
-        )
+        raise InputError(f'expected a JSON object {{"instances": [...]}}, each instance {kinds}')
     instances = payload["instances"]
     if not instances:
-        raise InputError("no instances: send at least one image")
+        raise InputError("no instances: send at least one item")
     check_batch_size(len(instances), settings.max_batch)
-    grids = []
+    images, rows = [], []
     for i, instance in enumerate(instances):
         where = f"instances[{i}]"
         if isinstance(instance, dict) and isinstance(instance.get("image"), dict):
             instance = instance["image"]
         if isinstance(instance, dict):
+            if image is None:
+                raise InputError(f"{where}: this model takes no image; each instance is {kinds}")
             if set(instance) != {"b64"} or not isinstance(instance["b64"], str):
                 raise InputError(f'{where}: an image is {{"b64": "<base64 bytes>"}}, got keys {sorted(instance)}')
-            grids.append(_decode_one(instance["b64"], where, settings))
+            images.append(_decode_one(instance["b64"], where, image, settings))
             continue
+        if tensor is None:
+            raise InputError(f"{where}: this model takes an image; each instance is {kinds}")
         try:
-            pixels = array_to_pixels(instance, settings.max_batch)
+            item = to_tensor(instance, tensor, settings.max_batch)
         except InputError as e:
             raise InputError(f"{where}: {e.message}", status=e.status, reason=e.reason) from None
-        if pixels.shape[0] != 1:
-            raise InputError(f"{where}: holds {pixels.shape[0]} images; send one image per instance")
-        grids.append(pixels[0])
-    return np.stack(grids)
+        if item.shape[0] != 1:
+            raise InputError(f"{where}: holds {item.shape[0]} items; send one item per instance")
+        rows.append(item)
+    if images and rows:
+        raise InputError("the instances mix images and numbers: send one kind per request")
+    if images:
+        assert image is not None
+        return {image.name: images}
+    assert tensor is not None
+    dtypes = {r.dtype for r in rows}
+    if len(dtypes) > 1:  # JSON integers in one instance, fractions in another: one type for all
+        wider = (
+            DTYPES[next(d for d in tensor.datatypes if DTYPES[d].kind == "f")]
+            if any(DTYPES[d].kind == "f" for d in tensor.datatypes)
+            else max(dtypes, key=lambda d: d.itemsize)
+        )
+        rows = [r.astype(wider) for r in rows]
+    return {tensor.name: np.concatenate(rows)}
 
 
 def _raw(tensor: InferInput) -> bytes | None:
@@ -113,41 +147,43 @@ def _split_bytes_tensor(raw: bytes, where: str) -> list[bytes]:
     return items
 
 
-def _image_tensor(tensor: InferInput, settings: ServingSettings) -> np.ndarray:
+def _image_tensor(tensor: InferInput, spec: Input, settings: ServingSettings) -> list[np.ndarray]:
     shape = list(tensor.shape)
     if tensor.datatype != "BYTES":
-        raise InputError(f"input `{IMAGE_INPUT}` must be BYTES (the encoded images), got {tensor.datatype}")
+        raise InputError(f"input `{spec.name}` must be BYTES (the encoded images), got {tensor.datatype}")
     if len(shape) != 1 or shape[0] < 1:
-        raise InputError(f"input `{IMAGE_INPUT}` must be shaped [N] (N ≥ 1 images), got {shape}")
+        raise InputError(f"input `{spec.name}` must be shaped [N] (N ≥ 1 images), got {shape}")
     check_batch_size(shape[0], settings.max_batch)
     raw = _raw(tensor)
-    items: Any = _split_bytes_tensor(raw, IMAGE_INPUT) if raw is not None else tensor.data
+    items: Any = _split_bytes_tensor(raw, spec.name) if raw is not None else tensor.data
     if not isinstance(items, list) or len(items) != shape[0]:
         count = len(items) if isinstance(items, list) else type(items).__name__
-        raise InputError(f"input `{IMAGE_INPUT}` shaped {shape} carries {count} elements")
-    grids = []
+        raise InputError(f"input `{spec.name}` shaped {shape} carries {count} elements")
+    images = []
     for i, item in enumerate(items):
         if not isinstance(item, (bytes, str)):
-            raise InputError(f"{IMAGE_INPUT}[{i}]: expected a base64 string, got {type(item).__name__}")
-        grids.append(_decode_one(item, f"{IMAGE_INPUT}[{i}]", settings))
-    return np.stack(grids)
+            raise InputError(f"{spec.name}[{i}]: expected a base64 string, got {type(item).__name__}")
+        images.append(_decode_one(item, f"{spec.name}[{i}]", spec, settings))
+    return images
 
 
-def _pixel_tensor(tensor: InferInput, settings: ServingSettings) -> np.ndarray:
+def _numeric_tensor(tensor: InferInput, spec: Input, settings: ServingSettings) -> np.ndarray:
     shape = list(tensor.shape)
-    dtype = PIXEL_DTYPES.get(tensor.datatype)
-    if dtype is None:
-        raise InputError(f"input `{PIXELS_INPUT}` must be UINT8 or FP32, got {tensor.datatype}")
-    if shape[1:] not in ([SIDE, SIDE], [SIDE * SIDE]) or len(shape) < 2 or shape[0] < 1:
-        raise InputError(f"input `{PIXELS_INPUT}` must be shaped [N, 28, 28] or [N, 784], got {shape}")
+    if tensor.datatype not in spec.datatypes:
+        raise InputError(f"input `{spec.name}` must be {' or '.join(spec.datatypes)}, got {tensor.datatype}")
+    dtype = DTYPES[tensor.datatype]
+    dims = ", ".join(map(str, spec.item_shape))
+    if len(shape) < 2 or shape[0] < 1 or math.prod(shape[1:]) != spec.item_elements:
+        flat = f" or [N, {spec.item_elements}]" if len(spec.item_shape) > 1 else ""
+        raise InputError(f"input `{spec.name}` must be shaped [N, {dims}]{flat}, got {shape}")
     n = shape[0]
     check_batch_size(n, settings.max_batch)
-    count = n * SIDE * SIDE
+    count = n * spec.item_elements
     raw = _raw(tensor)
     if raw is not None:
         if len(raw) != count * dtype.itemsize:
             raise InputError(
-                f"input `{PIXELS_INPUT}` shaped {shape} needs {count * dtype.itemsize} bytes of "
+                f"input `{spec.name}` shaped {shape} needs {count * dtype.itemsize} bytes of "
                 f"{tensor.datatype}, got {len(raw)}"
             )
         values = np.frombuffer(raw, dtype=dtype)
@@ -155,34 +191,32 @@ def _pixel_tensor(tensor: InferInput, settings: ServingSettings) -> np.ndarray:
         try:
             values = np.asarray(tensor.data, dtype=np.float64)
         except (ValueError, TypeError) as e:
-            raise InputError(f"input `{PIXELS_INPUT}`: the data are not numbers ({e})") from None
+            raise InputError(f"input `{spec.name}`: the data are not numbers ({e})") from None
         if values.size != count:
-            raise InputError(f"input `{PIXELS_INPUT}` shaped {shape} needs {count} values, got {values.size}")
-        if tensor.datatype == "UINT8":
-            if not np.array_equal(values, np.rint(values)):
-                raise InputError(f"input `{PIXELS_INPUT}` is UINT8: its values must be whole numbers")
-            values = values.astype(np.int64)  # integers: taken as 0..255, never scaled
+            raise InputError(f"input `{spec.name}` shaped {shape} needs {count} values, got {values.size}")
     try:
-        return array_to_pixels(values.reshape(n, SIDE, SIDE), settings.max_batch)
+        return to_tensor(values.reshape(n, *spec.item_shape), spec, settings.max_batch, datatype=tensor.datatype)
     except InputError as e:
-        raise InputError(f"input `{PIXELS_INPUT}`: {e.message}", status=e.status, reason=e.reason) from None
+        message = e.message if e.message.startswith(f"input `{spec.name}`") else f"input `{spec.name}`: {e.message}"
+        raise InputError(message, status=e.status, reason=e.reason) from None
 
 
-def pixels_from_v2(request: InferRequest, settings: ServingSettings) -> np.ndarray:
-    """An OIP inference request (REST or gRPC) → (N, 28, 28) uint8."""
+def inputs_from_v2(request: InferRequest, contract: Contract, settings: ServingSettings) -> dict[str, Any]:
+    """An OIP inference request (REST or gRPC) → {input name: its N items}."""
     inputs = request.inputs
     if len(inputs) != 1:
         names = ", ".join(repr(t.name) for t in inputs) or "none"
-        raise InputError(f"expected exactly one input tensor, {ACCEPTED_INPUTS}; got {len(inputs)}: {names}")
+        raise InputError(f"expected exactly one input tensor, {accepted_inputs(contract)}; got {len(inputs)}: {names}")
     for output in request.request_outputs or []:
-        if output.name != OUTPUT:
-            raise InputError(f"unknown output {output.name!r}: this model answers one output, `{OUTPUT}`")
+        if output.name != contract.output_name:
+            raise InputError(f"unknown output {output.name!r}: this model answers one output, `{contract.output_name}`")
     tensor = inputs[0]
-    if tensor.name == IMAGE_INPUT:
-        return _image_tensor(tensor, settings)
-    if tensor.name == PIXELS_INPUT:
-        return _pixel_tensor(tensor, settings)
-    raise InputError(f"unknown input tensor {tensor.name!r}; expected {ACCEPTED_INPUTS}")
+    spec = contract.input(tensor.name)
+    if spec is None:
+        raise InputError(f"unknown input tensor {tensor.name!r}; expected {accepted_inputs(contract)}")
+    if spec.kind == "image":
+        return {spec.name: _image_tensor(tensor, spec, settings)}
+    return {spec.name: _numeric_tensor(tensor, spec, settings)}
 
 
 def json_request(body: bytes, model_name: str) -> InferRequest:

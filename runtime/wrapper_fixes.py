@@ -5,7 +5,7 @@ The wrapper is frozen (1.17.1 is the last Apache-2.0 release), so each fix wraps
 - `grpc_status_for_bad_input`: a bad gRPC request gets INVALID_ARGUMENT, not UNKNOWN;
 - `request_guard`: a Flask blueprint (the wrapper's `model_error_handler` hook) with a request
   size limit and 4xx JSON answers where the wrapper would answer 500.
-model/serving.py installs all three; each is idempotent.
+runtime/seldon.py installs all three; each is idempotent.
 """
 
 from __future__ import annotations

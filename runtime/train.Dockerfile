@@ -1,5 +1,5 @@
 # The training image: runs `python -m model.train`, the same entrypoint mlctl's local runner uses.
-#   mlctl build spec/mnist.yaml            (or: docker build -f model/train.Dockerfile -t mnist-train .)
+#   mlctl build spec/mnist.yaml            (or: docker build -f runtime/train.Dockerfile -t mnist-train .)
 #   docker run --rm -v "$PWD/data:/data:ro" -v "$PWD/out:/out" mnist-train \
 #       --data-dir /data --out /out/model
 #
@@ -15,24 +15,32 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Where pip finds packages (see model/seldon.Dockerfile): `mlctl build` builds offline from a
+# Where pip finds packages (see runtime/seldon.Dockerfile): `mlctl build` builds offline from a
 # wheelhouse.
 ARG PIP_INSTALL_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
 
 WORKDIR /app
-# torch alone first, in the same steps as model/seldon.Dockerfile: both images share this layer.
+# torch alone first, in the same steps as runtime/seldon.Dockerfile: both images share this layer.
 COPY requirements/constraints.txt /tmp/requirements/constraints.txt
 RUN pip install $PIP_INSTALL_ARGS -r /tmp/requirements/constraints.txt
 COPY requirements/train.txt /tmp/requirements/train.txt
-RUN pip install $PIP_INSTALL_ARGS -r /tmp/requirements/train.txt -c /tmp/requirements/constraints.txt \
- && rm -rf /tmp/requirements
+RUN pip install $PIP_INSTALL_ARGS -r /tmp/requirements/train.txt -c /tmp/requirements/constraints.txt
 
 # Only the model package: it never imports mlctl.
-COPY model/ /app/model/
+# The model package's own requirements, then the runtime, then the package itself (`mlctl build`
+# stages the spec's package as package/ and passes its import name as PACKAGE).
+ARG PACKAGE=model
+COPY package/requirements.txt /tmp/requirements/package.txt
+RUN pip install $PIP_INSTALL_ARGS -r /tmp/requirements/package.txt -c /tmp/requirements/constraints.txt \
+ && rm -rf /tmp/requirements
+COPY runtime/ /app/runtime/
+COPY package/ /app/${PACKAGE}/
+ENV MODEL_PACKAGE=/app/${PACKAGE}
 
 # uid 10001: non-root, and above the range host users usually have. The Job's pod runs it as
 # the chart's runAsUser.
 RUN useradd --system --uid 10001 --no-create-home --home-dir /app trainer
 USER 10001
 
-ENTRYPOINT ["python", "-m", "model.train"]
+# No entrypoint: the command is the contract's training.command, which the chart's Job (and
+# mlctl's podman target) run with the spec's flags, e.g. python -m model.train --out /out/model.

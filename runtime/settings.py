@@ -2,14 +2,14 @@
 written once (standard library and PyYAML only: the serving image has no pydantic).
 
 The request bounds (image bytes and pixels, batch) default to what the package's contract,
-model.yaml beside this file, declares (`contract_bounds`): mlctl validates that file, the server
+model.yaml in the package folder (MODEL_PACKAGE), declares (`contract_bounds`): mlctl validates that file, the server
 reads those numbers from it, so the contract's bounds are the ones enforced.
 
 The server reads its settings from the environment only (`ServingSettings.from_env`; the
 SeldonDeployment's graph `parameters` are not used). mlctl builds a local server's environment
 from the same object (`to_env`), its spec and the chart's values take their defaults from
 `DEFAULTS`, and tests check the chart's container env and the serving Dockerfile's ENV
-against it. Some variables are read by the Seldon wrapper itself, not by model/serving.py
+against it. Some variables are read by the Seldon wrapper itself, not by runtime/seldon.py
 (`wrapper` below): the server cannot check those, so mlctl's spec does.
 """
 
@@ -27,18 +27,30 @@ PRECISIONS = ("int8", "float32")
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 25_000_000
 DEFAULT_MAX_BATCH = 64
-CONTRACT_FILE = Path(__file__).resolve().parent / "model.yaml"
+PACKAGE_ENV = "MODEL_PACKAGE"
+"""The model package's folder (the one holding model.yaml): the images set it, so does mlctl's
+local server; without it, the repository's own package beside this runtime."""
+
+
+def package_folder(environ: Mapping[str, str] | None = None) -> Path:
+    """The model package this server serves (its folder)."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get(PACKAGE_ENV) or Path(__file__).resolve().parent.parent / "model")
+
+
+CONTRACT_FILE = package_folder() / "model.yaml"
 
 
 def contract_bounds(path: Path = CONTRACT_FILE) -> dict[str, int]:
     """The request bounds a contract declares, as ServingSettings fields: its image input's
     maxBytes and maxPixels, its maxBatch. What it leaves out (or a missing file) keeps the
-    defaults above."""
+    defaults above. (Read from the YAML itself, not `runtime.contract.read`: a contract that
+    does not load still must not stop the settings from loading.)"""
     import yaml  # PyYAML: every serving image has it (seldon-core and kserve depend on it)
 
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError:
+    except (OSError, yaml.YAMLError):
         return {}
     doc = doc if isinstance(doc, dict) else {}
     inputs = doc.get("inputs") if isinstance(doc.get("inputs"), list) else []
@@ -54,7 +66,7 @@ def contract_bounds(path: Path = CONTRACT_FILE) -> dict[str, int]:
 _BOUNDS = contract_bounds()
 REQUEST_OVERHEAD_BYTES = 64 * 1024
 """Room for the multipart envelope or a JSON array around an image: a request body may be this much
-more than MNIST_MAX_IMAGE_BYTES (both engines refuse a larger one with 413)."""
+more than MODEL_MAX_IMAGE_BYTES (both engines refuse a larger one with 413)."""
 
 
 class SettingsError(ValueError):
@@ -94,27 +106,27 @@ class ServingSettings:
     grpc_workers: int = _setting(1, "GRPC_WORKERS", "gRPC server processes (0: none)", minimum=0, wrapper=True)
     max_image_bytes: int = _setting(
         _BOUNDS.get("max_image_bytes", DEFAULT_MAX_BYTES),
-        "MNIST_MAX_IMAGE_BYTES",
+        "MODEL_MAX_IMAGE_BYTES",
         "largest accepted image, in bytes",
         minimum=1,
     )
     max_image_pixels: int = _setting(
         _BOUNDS.get("max_image_pixels", DEFAULT_MAX_PIXELS),
-        "MNIST_MAX_IMAGE_PIXELS",
+        "MODEL_MAX_IMAGE_PIXELS",
         "largest accepted width × height",
         minimum=1,
     )
     max_batch: int = _setting(
         _BOUNDS.get("max_batch", DEFAULT_MAX_BATCH),
-        "MNIST_MAX_BATCH",
+        "MODEL_MAX_BATCH",
         "most images one JSON request may carry",
         minimum=1,
     )
     metrics_flush_s: float = _setting(
-        0.5, "MNIST_METRICS_FLUSH_S", "seconds custom metrics are summed before they are handed on", minimum=0
+        0.5, "MODEL_METRICS_FLUSH_S", "seconds custom metrics are summed before they are handed on", minimum=0
     )
     skip_empty_metric_updates: bool = _setting(
-        True, "MNIST_SKIP_EMPTY_METRIC_UPDATES", "skip the wrapper's metrics round trip when nothing is recorded"
+        True, "MODEL_SKIP_EMPTY_METRIC_UPDATES", "skip the wrapper's metrics round trip when nothing is recorded"
     )
 
     @classmethod

@@ -1,54 +1,52 @@
-"""The KServe runtime: the same network behind KServe's ModelServer (V1 and Open Inference Protocol).
+"""The KServe runtime: any package's model behind KServe's ModelServer (V1 and Open Inference Protocol).
 
-    python -m model.kserve_server --model_name mnist --http_port 8080 --grpc_port 8081 --workers 2
+    python -m runtime.kserve_server --model_name mnist --http_port 8080 --grpc_port 8081 --workers 2
 
 The flags are kserve's own (`kserve.model_server.parser`, extended here as KServe's custom
 predictors do); the model's settings come from the environment exactly as for the Seldon server
-(`model.settings.ServingSettings`: MODEL_URI, MODEL_SHA256, MNIST_PRECISION, TORCH_THREADS,
-MNIST_MAX_IMAGE_BYTES, MNIST_MAX_IMAGE_PIXELS, MNIST_MAX_BATCH); a bad value stops the server
-before anything loads, naming the variable. The network is `model.inference.MnistModel`, the
-decoding `model.decode`, both shared with model/serving.py; the request formats are
-model/oip.py's, what this runtime adds to kserve's app (body limit, JSON errors, /metrics over
-workers, logs) model/kserve_app.py's.
+(`runtime.settings.ServingSettings`: MODEL_URI, MODEL_SHA256, MODEL_PACKAGE, TORCH_THREADS,
+MODEL_MAX_IMAGE_BYTES, MODEL_MAX_IMAGE_PIXELS, MODEL_MAX_BATCH); a bad value stops the server
+before anything loads, naming the variable. The model is `runtime.served.ServedModel` (the
+contract's class behind it), the decoding `runtime.decode`, both shared with runtime/seldon.py;
+the request formats are runtime/oip.py's, what this runtime adds to kserve's app (body limit, JSON
+errors, /metrics over workers, logs) runtime/kserve_app.py's.
 
 Processes. kserve 0.21 starts only with a ready model, so the parent checks the artifact first
 (sha256, MODEL_SHA256); a bad one stops the server there, exit 1. With `--workers 1` the parent
 serves HTTP (and gRPC) itself, so it loads the weights. With `--workers N > 1` kserve's
 RESTServerMultiProcess starts N uvicorn workers with multiprocessing's *spawn* context (fresh
 interpreters, not forks) that share the parent's listening socket, and hands each one the model
-by pickling it. The pickled model carries its settings only (no torch state, and unpickling
+by pickling it. The pickled model carries its settings only (no model state, and unpickling
 imports no torch); each worker loads the weights and creates torch's thread pools itself, at its
 app's startup, before its uvicorn accepts a connection (`load_pending_models`). The parent then
 loads a copy of its own only for gRPC (`--enable_grpc`, on by default; the chart turns it off),
-else it imports no torch at all (its PSS: about 95 MiB instead of 250). A worker that cannot load stops the
-whole server (SIGUSR1 to the parent, which stops and exits 1) instead of being restarted by
-kserve in a loop. (kserve's parent also kills a worker that has not answered its liveness ping
-5 s after it was spawned; without torch, unpickling takes well under that on an idle machine,
-and the ping thread runs while the weights load. On a starved CPU kserve may still kill and
-respawn a worker or two before they all come up.)
+else it runs no model code at all (its PSS: about 95 MiB instead of 250). A worker that cannot
+load stops the whole server (SIGUSR1 to the parent, which stops and exits 1) instead of being
+restarted by kserve in a loop. (kserve's parent also kills a worker that has not answered its
+liveness ping 5 s after it was spawned; without torch, unpickling takes well under that on an
+idle machine, and the ping thread runs while the weights load. On a starved CPU kserve may still
+kill and respawn a worker or two before they all come up.)
 
-Endpoints (kserve's routes; the request shapes are this module's):
+Endpoints (kserve's routes; the request shapes are runtime/oip.py's, from the contract):
 - V1 `POST /v1/models/<name>:predict` `{"instances": [I, …]}`, each I an image `{"b64": …}` or
-  `{"image": {"b64": …}}`, or one image's MNIST-oriented pixels (28×28 or 784 numbers, floats in
-  [0, 1] or 0..255); answers `{"predictions": [[10 log-probabilities], …]}`.
-- V2 `POST /v2/models/<name>/infer` with exactly one input: `image`, BYTES, shape [N] (base64
-  strings in JSON; raw bytes with the binary tensor extension, Inference-Header-Content-Length),
-  or `pixels`, UINT8 or FP32, shape [N, 28, 28] or [N, 784] (JSON or binary). Answers one FP32
-  output `t`, shape [N, 10], parameters `{"names": "t:0,…,t:9"}` (Seldon's column names), with
-  the response's `model_version` (sha256[:12]) and `parameters` `{"model_sha256", "precision"}`;
+  `{"image": {"b64": …}}`, or one item's numbers; answers `{"predictions": [[scores], …]}`.
+- V2 `POST /v2/models/<name>/infer` with exactly one of the contract's inputs (JSON or binary).
+  Answers one FP32 output named as the contract's output, shape [N, labels], parameters
+  `{"names": "t:0,…"}` (Seldon's column names) and `{"labels": "…"}`, with the response's
+  `model_version` (sha256[:12]) and `parameters` `{"model_sha256", …the model's facts}`;
   binary when asked (`binary_data_output`, or an output's `binary_data`).
 - `/v2/health/live`, `/v2/health/ready`, `/v2/models/<name>/ready` (a worker that loaded, with a
-  real blank-image prediction at most once a second), `GET /v2/models/<name>` (platform pytorch,
-  versions [sha256[:12]], the inputs and output above). OIP's metadata has no field for output
-  names or custom facts, so those travel in each infer response.
-- `/metrics`: kserve's histograms plus `mnist_predictions_total{digit}`, summed over every worker
+  real blank-item prediction at most once a second), `GET /v2/models/<name>` (platform pytorch,
+  versions [sha256[:12]], the contract's inputs and output). OIP's metadata has no field for
+  output names or custom facts, so those travel in each infer response.
+- `/metrics`: kserve's histograms plus `model_predictions_total{label}`, summed over every worker
   through prometheus_client's multiprocess mode (see `kserve_app.prepare_metrics_folder`).
 
-Bad input is a 4xx with `{"error": "…"}` (never a 500) and the worker goes on: model.decode's
-InputError keeps its status (400; 413 for too many bytes, pixels or images); a malformed or
-invalid request body is a 400; a body over MNIST_MAX_IMAGE_BYTES + 64 KiB is refused with 413
+Bad input is a 4xx with `{"error": "…"}` (never a 500) and the worker goes on: runtime.decode's
+InputError keeps its status (400; 413 for too many bytes, pixels or items); a malformed or
+invalid request body is a 400; a body over MODEL_MAX_IMAGE_BYTES + 64 KiB is refused with 413
 from its Content-Length header, before it is read (chunked bodies: as soon as they pass it). So a
-base64 image in JSON can be at most about 3/4 of MNIST_MAX_IMAGE_BYTES; the binary extension
+base64 image in JSON can be at most about 3/4 of MODEL_MAX_IMAGE_BYTES; the binary extension
 carries the full size.
 """
 
@@ -61,7 +59,7 @@ import signal
 import sys
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import kserve
 import numpy as np
@@ -72,30 +70,29 @@ from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter
 
-from model import oip
-from model.artifact import ArtifactError, read_artifact
-from model.decode import SIDE, InputError
-from model.kserve_app import install_app_hooks, log_to_stderr, prepare_metrics_folder
-from model.oip import IMAGE_INPUT, OUTPUT, PIXELS_INPUT, BadRequest, pixels_from_v1, pixels_from_v2
-from model.settings import ServingSettings, SettingsError
+from runtime import contract as contracts
+from runtime import oip
+from runtime.artifact import ArtifactError
+from runtime.decode import InputError
+from runtime.kserve_app import install_app_hooks, log_to_stderr, prepare_metrics_folder
+from runtime.oip import BadRequest, inputs_from_v1, inputs_from_v2
+from runtime.served import BadAnswer, ServedModel, UnhealthyModel, column_names
+from runtime.settings import ServingSettings, SettingsError, package_folder
 
-if TYPE_CHECKING:  # torch comes with it: imported where a model loads (see __setstate__)
-    from model.inference import MnistModel
-
-log = logging.getLogger("model.kserve_server")  # not __name__: that is __main__ under python -m
+log = logging.getLogger("runtime.kserve_server")  # not __name__: that is __main__ under python -m
 
 PROBE_EVERY_S = 1.0
 """Readiness runs a real (blank-image) prediction at most this often; V2 asks on every request."""
 WORKER_FAILED = signal.SIGUSR1
 """What a worker that cannot load sends the parent: stop the server, exit 1."""
 
-PREDICTIONS = Counter("mnist_predictions", "Images classified, by predicted digit.", ["digit"])
+PREDICTIONS = Counter("model_predictions", "Items answered, by predicted label.", ["label"])
 
 
 # -- the model ----------------------------------------------------------------------------------
 
 
-_PENDING: list[MnistKServeModel] = []
+_PENDING: list[KServeModel] = []
 """Models unpickled in this worker, waiting for its app's startup to load them."""
 
 
@@ -112,33 +109,30 @@ def load_pending_models() -> None:
             raise
 
 
-class MnistKServeModel(kserve.Model):
-    """`model.inference.MnistModel` as a kserve.Model."""
+class KServeModel(kserve.Model):
+    """`runtime.served.ServedModel` as a kserve.Model."""
 
     def __init__(self, name: str, settings: ServingSettings) -> None:
         super().__init__(name)
         self.settings = settings
-        self.core: MnistModel | None = None  # made by load(), in the process that serves
-        self._output_parameters: dict[str, str] = {}
+        self.contract = contracts.read(package_folder())
+        self.core: ServedModel | None = None  # made by load(), in the process that serves
+        self._output_parameters = {
+            "names": ",".join(column_names(self.contract.labels)),  # Seldon's column names
+            "labels": ",".join(self.contract.labels),
+        }
         self._probed_at = 0.0
 
     def load(self) -> bool:
-        from model.inference import OUTPUT_NAMES, MnistModel
-
-        core = MnistModel(self.settings)
+        core = ServedModel(self.settings)
         core.load()
-        self._output_parameters = {"names": ",".join(OUTPUT_NAMES)}  # Seldon's column names
         self.core, self._probed_at, self.ready = core, time.monotonic(), True
         return self.ready
 
     def check(self) -> bool:
         """The parent's part when it serves no model itself (workers > 1, no gRPC): the artifact
-        and MODEL_SHA256 checked without torch; each worker then loads it."""
-        try:
-            _, metadata = read_artifact(self.settings.model_uri, expected_sha256=self.settings.model_sha256 or None)
-        except ArtifactError as e:
-            log.error("not serving %s: %s", self.settings.model_uri, e)  # as MnistModel.load words it
-            raise
+        and MODEL_SHA256 checked without model code; each worker then loads it."""
+        metadata = ServedModel(self.settings).verify()
         log.info(
             "checked %s (sha256 %s) in pid %d; each worker loads it",
             self.settings.model_uri,
@@ -150,7 +144,7 @@ class MnistKServeModel(kserve.Model):
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled for a spawned worker (kserve's workers > 1): the settings travel, the loaded
-        # network does not (NOTES.md: torch state created in another process deadlocks), and
+        # model does not (NOTES.md: torch state created in another process deadlocks), and
         # unpickling imports no torch (the next comment says why that matters).
         return {**self.__dict__, "core": None}
 
@@ -168,13 +162,11 @@ class MnistKServeModel(kserve.Model):
         """Ready once loaded; at most once a second (readiness probes) also a real prediction."""
         if not self.ready or self.core is None:
             return False
-        from model.inference import UnhealthyModel
-
         now = time.monotonic()
         if now - self._probed_at >= PROBE_EVERY_S:
             try:
                 self.core.health()
-            except UnhealthyModel as e:
+            except (UnhealthyModel, BadAnswer) as e:
                 log.error("%s", e)
                 return False
             self._probed_at = now
@@ -185,49 +177,53 @@ class MnistKServeModel(kserve.Model):
     ) -> dict[str, Any] | InferResponse:
         try:
             if isinstance(payload, InferRequest):
-                pixels = pixels_from_v2(payload, self.settings)
+                inputs = inputs_from_v2(payload, self.contract, self.settings)
             else:
-                pixels = pixels_from_v1(payload, self.settings)
+                inputs = inputs_from_v1(payload, self.contract, self.settings)
         except InputError as e:
             raise BadRequest(e) from None
         core = self._loaded()
-        rows = core.predict(pixels)
-        for digit, n in enumerate(np.bincount(rows.argmax(axis=1), minlength=10).tolist()):
+        rows = core.predict(inputs)
+        labels = self.contract.labels
+        for index, n in enumerate(np.bincount(rows.argmax(axis=1), minlength=len(labels)).tolist()):
             if n:
-                PREDICTIONS.labels(digit=str(digit)).inc(n)
+                PREDICTIONS.labels(label=labels[index]).inc(n)
         if not isinstance(payload, InferRequest):
             return {"predictions": rows.tolist()}
-        names = dict(self._output_parameters)  # a copy: kserve adds binary_data_size to it
+        parameters = dict(self._output_parameters)  # a copy: kserve adds binary_data_size to it
         # A list, not the array: kserve 0.21's to_grpc takes an ndarray's truth value (a 500) when
         # a gRPC request came as raw_input_contents.
-        data = rows.ravel().tolist()
-        output = InferOutput(name=OUTPUT, shape=list(rows.shape), datatype="FP32", data=data, parameters=names)
+        data = rows.astype(np.float32).ravel().tolist()
+        output = InferOutput(
+            name=self.contract.output_name, shape=list(rows.shape), datatype="FP32", data=data, parameters=parameters
+        )
         return InferResponse(
             response_id=payload.id if isinstance(payload.id, str) and payload.id else uuid.uuid4().hex,
             model_name=self.name,
             model_version=core.version,
             infer_outputs=[output],
-            parameters={"model_sha256": core.sha256 or "", "precision": core.precision},
+            parameters={"model_sha256": core.sha256 or "", **core.facts},
             use_binary_outputs=bool(payload.use_binary_outputs),
             requested_outputs=payload.request_outputs,
         )
 
     def get_input_types(self) -> list[dict[str, Any]]:
-        # OIP metadata has one datatype and shape per input: `pixels` also takes UINT8 and
-        # [-1, 28, 28] (module docstring).
+        # OIP metadata has one datatype and shape per input: a tensor input's first datatype.
         return [
-            {"name": IMAGE_INPUT, "datatype": "BYTES", "shape": [-1]},
-            {"name": PIXELS_INPUT, "datatype": "FP32", "shape": [-1, SIDE * SIDE]},
+            {"name": i.name, "datatype": "BYTES", "shape": [-1]}
+            if i.kind == "image"
+            else {"name": i.name, "datatype": i.datatypes[0], "shape": list(i.shape)}
+            for i in self.contract.inputs
         ]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, 10]}]
+        return [{"name": self.contract.output_name, "datatype": "FP32", "shape": [-1, len(self.contract.labels)]}]
 
     @property
     def versions(self) -> list[str]:
         return [self.core.version] if self.core is not None else []
 
-    def _loaded(self) -> MnistModel:
+    def _loaded(self) -> ServedModel:
         if self.core is None:
             raise ModelNotReady(self.name)
         return self.core
@@ -236,14 +232,14 @@ class MnistKServeModel(kserve.Model):
 # -- kserve's data plane, server and app, adjusted ----------------------------------------------
 
 
-class MnistDataPlane(DataPlane):
+class ContractDataPlane(DataPlane):
     """kserve's DataPlane with our model's platform and versions in its metadata, and binary
     requests parsed without 500s."""
 
     async def model_metadata(self, model_name: str) -> dict[str, Any]:
         metadata = await super().model_metadata(model_name)
         model = self.get_model_from_registry(model_name)
-        if isinstance(model, MnistKServeModel):
+        if isinstance(model, KServeModel):
             metadata.update(platform="pytorch", versions=model.versions)
         return metadata
 
@@ -253,12 +249,12 @@ class MnistDataPlane(DataPlane):
         return super().decode_inference_request(body, headers, model_name)
 
 
-class MnistModelServer(kserve.ModelServer):
-    """kserve's ModelServer on `MnistDataPlane` (handed to the REST workers and the gRPC server)."""
+class ContractModelServer(kserve.ModelServer):
+    """kserve's ModelServer on `ContractDataPlane` (handed to the REST workers and the gRPC server)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.dataplane = MnistDataPlane(model_registry=self.registered_models)
+        self.dataplane = ContractDataPlane(model_registry=self.registered_models)
 
 
 # On import, so in the server's own process (python -m) and in every spawned worker, which
@@ -272,9 +268,9 @@ install_app_hooks(model_server.app, on_startup=load_pending_models)
 
 def build_parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
-        prog="python -m model.kserve_server",
-        description="Serve the MNIST CNN with KServe (V1 and Open Inference Protocol REST, OIP gRPC). "
-        "Model settings come from the environment (MODEL_URI, MODEL_SHA256, MNIST_PRECISION, ...).",
+        prog="python -m runtime.kserve_server",
+        description="Serve the model package in MODEL_PACKAGE with KServe (V1 and Open Inference Protocol "
+        "REST, OIP gRPC). Model settings come from the environment (MODEL_URI, MODEL_SHA256, ...).",
         parents=[model_server.parser],
     )
 
@@ -288,7 +284,11 @@ def main() -> int:
         log.error("bad setting: %s", e)
         return 2
     folder = prepare_metrics_folder(args.workers)
-    model = MnistKServeModel(args.model_name, settings)
+    try:
+        model = KServeModel(args.model_name, settings)
+    except contracts.ContractError as e:
+        log.error("%s", e)
+        return 2
     serves_itself = args.workers == 1 or args.enable_grpc
     try:
         model.load() if serves_itself else model.check()  # kserve starts only with a ready model
@@ -303,7 +303,7 @@ def main() -> int:
         " (each spawned worker loads the weights itself)" if args.workers > 1 else "",
         f"summed over workers in {folder}" if folder else "of this process",
     )
-    server = MnistModelServer(
+    server = ContractModelServer(
         http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers, enable_grpc=args.enable_grpc
     )
     failed: list[int] = []

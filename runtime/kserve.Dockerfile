@@ -1,19 +1,19 @@
 # The KServe serving image: the MNIST CNN behind KServe's ModelServer (kserve 0.21.0, Apache-2.0),
-# model/kserve_server.py: KServe V1 and Open Inference Protocol (V2) REST on 8080 (and /metrics),
+# runtime/kserve_server.py: KServe V1 and Open Inference Protocol (V2) REST on 8080 (and /metrics),
 # OIP gRPC on 8081. No seldon-core inside.
-#   mlctl build spec/mnist.yaml   (serving.engine: kserve; or: docker build -f model/kserve.Dockerfile -t mnist-kserve .)
+#   mlctl build spec/mnist.yaml   (serving.engine: kserve; or: docker build -f runtime/kserve.Dockerfile -t mnist-kserve .)
 # Weights are not baked in: KServe's storage initializer or a volume puts metadata.json + model.pt
 # at MODEL_URI (/mnt/models).
 #
 # The start command reads these (an InferenceService may instead give the command and flags itself,
 # as the chart does):
-#   MODEL_NAME (mnist)      the model's name in /v1/models/<name>:predict and /v2/models/<name>/...
+#   MODEL_NAME (model)      the model's name in /v1/models/<name>:predict and /v2/models/<name>/...
 #   HTTP_PORT (8080), GRPC_PORT (8081)   KServe's default ports
 #   WORKERS (2)             uvicorn worker processes: one per core of a 2-core pod; each spawned
 #                           worker loads the weights itself (the parent does too, for gRPC)
 #   ENABLE_GRPC (true)      the OIP gRPC server on GRPC_PORT (false: REST only, one port)
-# and the model's settings, as for the Seldon image (model/settings.py): MODEL_URI, MODEL_SHA256,
-# MNIST_PRECISION, TORCH_THREADS, MNIST_MAX_IMAGE_BYTES, MNIST_MAX_IMAGE_PIXELS, MNIST_MAX_BATCH.
+# and the model's settings, as for the Seldon image (runtime/settings.py): MODEL_URI, MODEL_SHA256,
+# MNIST_PRECISION, TORCH_THREADS, MODEL_MAX_IMAGE_BYTES, MODEL_MAX_IMAGE_PIXELS, MODEL_MAX_BATCH.
 # PROMETHEUS_MULTIPROC_DIR: where every process's metrics go, so /metrics sums the workers; it
 # must be writable (the chart mounts an emptyDir at /tmp), and is emptied at start.
 FROM python:3.11-slim
@@ -29,15 +29,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 ARG PIP_INSTALL_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
 
 WORKDIR /app
-# torch alone first, in the same steps as model/train.Dockerfile and model/seldon.Dockerfile: the
+# torch alone first, in the same steps as runtime/train.Dockerfile and runtime/seldon.Dockerfile: the
 # images share this layer.
 COPY requirements/constraints.txt /tmp/requirements/constraints.txt
 RUN pip install $PIP_INSTALL_ARGS -r /tmp/requirements/constraints.txt
 COPY requirements/kserve.txt /tmp/requirements/kserve.txt
-RUN pip install $PIP_INSTALL_ARGS -r /tmp/requirements/kserve.txt -c /tmp/requirements/constraints.txt \
- && rm -rf /tmp/requirements
+RUN pip install $PIP_INSTALL_ARGS -r /tmp/requirements/kserve.txt -c /tmp/requirements/constraints.txt
 
-COPY model/ /app/model/
+# The model package's own requirements, then the runtime, then the package itself (`mlctl build`
+# stages the spec's package as package/ and passes its import name as PACKAGE).
+ARG PACKAGE=model
+COPY package/requirements.txt /tmp/requirements/package.txt
+RUN pip install $PIP_INSTALL_ARGS -r /tmp/requirements/package.txt -c /tmp/requirements/constraints.txt \
+ && rm -rf /tmp/requirements
+COPY runtime/ /app/runtime/
+COPY package/ /app/${PACKAGE}/
+ENV MODEL_PACKAGE=/app/${PACKAGE}
 # uid 10001: non-root and above the range host users have (the chart runs the pod as it too).
 RUN useradd --uid 10001 --no-create-home --home-dir /app --shell /usr/sbin/nologin kserve \
  && chown -R 10001:0 /app && chmod -R g=u /app
@@ -46,16 +53,15 @@ USER 10001
 # Defaults for a 2-core pod: two workers, one torch thread each (the network is small; more
 # threads per worker only contend). MNIST_PRECISION=int8: the network quantized with the
 # activation ranges training recorded (float32 for artifacts without them).
-ENV MODEL_NAME=mnist \
+ENV MODEL_NAME=model \
     HTTP_PORT=8080 \
     GRPC_PORT=8081 \
     WORKERS=2 \
     ENABLE_GRPC=true \
     MODEL_URI=/mnt/models \
     TORCH_THREADS=1 \
-    MNIST_PRECISION=int8 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus-multiproc \
     PYTHONPATH=/app
 
 EXPOSE 8080 8081
-CMD ["sh", "-c", "exec python -m model.kserve_server --model_name \"$MODEL_NAME\" --http_port \"$HTTP_PORT\" --grpc_port \"$GRPC_PORT\" --workers \"$WORKERS\" --enable_grpc \"$ENABLE_GRPC\""]
+CMD ["sh", "-c", "exec python -m runtime.kserve_server --model_name \"$MODEL_NAME\" --http_port \"$HTTP_PORT\" --grpc_port \"$GRPC_PORT\" --workers \"$WORKERS\" --enable_grpc \"$ENABLE_GRPC\""]
