@@ -139,7 +139,7 @@ class Server:
 
     @property
     def label(self) -> str:
-        return self.cfg.model_class if self.cfg.engine == "seldon" else f"{KSERVE_MODULE}.MnistKServeModel"
+        return self.cfg.model_class if self.cfg.engine == "seldon" else f"{KSERVE_MODULE}.KServeModel"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""mlctl: take a PyTorch model from training to a Seldon Core (or KServe) deployment, from one spec.
+"""mlctl: take a PyTorch model package from training to a Seldon Core (or KServe) deployment, from one spec.
 
 The package is layered. Each row below is a layer, lowest first; a module imports only from its
 own row or earlier ones, the targets never from one another (each may use `targets/shared`),
@@ -14,7 +14,7 @@ the code to it, so the map is also the list of every module.
     targets/local:      server target serve
     targets/podman:     store target
     targets/kubernetes: store deploy cluster train
-    commands:           train actions apply lifecycle
+    commands:           train actions apply lifecycle init
     cli:                cli __main__
 
 - base: errors with exit codes, typed results, the one wait loop, bounded YAML, values files.
@@ -31,10 +31,13 @@ the code to it, so the map is also the list of every module.
   kubernetes: the model store, the training Job, helm upgrade and the SeldonDeployment or
   InferenceService. shared: the check of the model's examples every target ends with, and image
   builds.
-- commands: what each CLI command does, as functions returning data; cli: typer, text and JSON.
+- commands: what each CLI command does, as functions returning data (`init` writes a new project
+  from templates/blank or a shipped spec); cli: typer, text and JSON.
 
-The serving side (the network, training, the Seldon model class, the KServe runtime and their
-settings) is the `model` package beside this one, which imports nothing from mlctl.
+The serving side is the `runtime` package beside this one (the Seldon and KServe adapters over
+any model package, the artifact format, the server's settings), which imports nothing from
+mlctl; mlctl reads its settings, contract bounds and artifact format from there. The models are
+packages of their own, which mlctl reads (model.yaml, the source) but never imports.
 """
 
 __version__ = "0.1.0"

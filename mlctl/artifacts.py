@@ -57,7 +57,7 @@ def training_hash(spec: Spec) -> str:
 
 
 def model_name(spec: Spec, digest: str | None = None) -> str:
-    """`mnist-3e627a2e8fc6`: the spec's name and the training hash's first 12 hex digits."""
+    """`NAME-3e627a2e8fc6`: the spec's name and the training hash's first 12 hex digits."""
     return f"{spec.name}-{(digest or training_hash(spec))[:12]}"
 
 

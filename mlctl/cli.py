@@ -67,6 +67,32 @@ def _emit(result: dict, as_json: bool, text: str) -> None:
 
 
 @app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="The new project's folder (new or empty).", show_default=False)],
+    start: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Where to start: blank (a class with load and predict stubbed, one example), or a project "
+            "this installation ships, by its spec file's or example folder's name.",
+        ),
+    ] = "blank",
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a project: a spec and a model package that validate at once."""
+    from mlctl.init import init as initialise
+
+    result = initialise(folder, start)
+    spec = result["spec"]
+    _emit(
+        result,
+        as_json,
+        f"{result['folder']}: a new project from {start} (package {result['package']}, "
+        f"{len(result['files'])} files)\n  mlctl validate {spec}\n  mlctl apply {spec}",
+    )
+
+
+@app.command()
 def validate(spec: SpecArg, as_json: JsonOpt = False) -> None:
     """Check a spec and its model package (model.yaml, the class, the examples): every problem
     with its file, line, column and field, without starting a server."""
@@ -261,7 +287,10 @@ def _apply_text(result) -> str:
             f"stop it with: mlctl delete {s['spec']} --target podman"
         )
     if result.target == "local":
-        curl = f"  curl -F binData=@{s['sample']} {s['url']}\n" if s["protocol"] == "seldon" else ""
+        from mlctl.contract import kind_of
+
+        image = kind_of(Path(s["sample"])) == "image"
+        curl = f"  curl -F binData=@{s['sample']} {s['url']}\n" if s["protocol"] == "seldon" and image else ""
         return (
             f"{head}\nmodel sha256 {s['modelSha256'][:12]}…, test accuracy {s['testAccuracy']:.2%}\n"
             f"predictions: {s['url']}\n{curl}"

@@ -37,7 +37,7 @@ class Names:
     predictor_service: str
     service_port: int
     engine: str = "seldon"
-    model: str = "mnist"
+    model: str = "model"
     """The model's name in KServe's V1/V2 paths (the spec's name)."""
 
     @classmethod

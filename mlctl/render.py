@@ -30,7 +30,7 @@ def fullname(spec: Spec) -> str:
 
 
 def hyperparameter_args(training: TrainingSpec) -> list[str]:
-    """The `python -m model.train` flags that set the hyper-parameters (shared by both runners)."""
+    """The training command's flags that set the hyper-parameters (shared by both runners)."""
     args = [
         "--epochs", str(training.epochs),
         "--batch-size", str(training.batch_size),
@@ -83,7 +83,7 @@ def build_values(
     images = resolve_images(spec)
     contract = load_contract(spec.model)
     runner = training.runner if isinstance(training.runner, KubernetesRunner) else KubernetesRunner(kind="kubernetes")
-    data_claim, data_path = _pvc(spec.data.cluster_uri)
+    data_claim, data_path = _pvc(spec.data.cluster_uri if spec.data else None)
     job_args = [
         *hyperparameter_args(training), "--no-progress",
         "--training-hash", digest,
@@ -146,7 +146,11 @@ def build_values(
                 "image": _image(images["training"], serving.image_pull_policy),
                 "command": list(contract.training.command),
                 "args": job_args,
-                "data": {"claimName": data_claim, "subPath": data_path, "mirrors": list(spec.data.mirrors)},
+                "data": {
+                    "claimName": data_claim,
+                    "subPath": data_path,
+                    "mirrors": list(spec.data.mirrors) if spec.data else [],
+                },
                 "resources": _resources(runner.resources),
                 "gpus": runner.gpus,
                 "activeDeadlineSeconds": runner.timeout_seconds,

@@ -29,7 +29,6 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from model import trainconfig as recipe
 from runtime.settings import DEFAULTS as SERVING_DEFAULTS
 from runtime.settings import PRECISIONS
 
@@ -39,11 +38,6 @@ MIN_REST_TIMEOUT_MS = 5000
 # A gunicorn worker's start in the serving image: seconds, plus CPU-seconds per process starting
 # at once (measured: bench/README.md, "Worker start-up"; min_rest_timeout_ms doubles the sum).
 WORKER_START_S, WORKER_START_CPU_S = 0.6, 0.4
-
-DEFAULT_MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_LABEL_MAX = 53
@@ -157,20 +151,20 @@ class SecretRef(Strict):
 
 
 class DataSpec(Strict):
-    """The MNIST data: a folder holding the four standard IDX `.gz` files."""
+    """The training data: a folder the training command reads (`--data-dir`)."""
 
-    dir: SpecPath = Path("~/.cache/mlctl/mnist")
-    """Folder with train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz
-    and t10k-labels-idx1-ubyte.gz. Relative to the spec file."""
-    download: bool = True
-    """Download missing files from `mirrors` into `dir` (checksums are verified either way)."""
-    mirrors: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(
-        default_factory=lambda: list(DEFAULT_MIRRORS), min_length=1
-    )
-    """Base URLs tried in order for each missing file (here and in the cluster's training Job)."""
+    dir: SpecPath
+    """The data folder, relative to the spec file. The podman target copies it whole into the
+    training Job's data volume."""
+    download: bool = False
+    """Pass `--download`: the training command fetches what the folder lacks (from `mirrors`,
+    or from its own defaults)."""
+    mirrors: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(default_factory=list)
+    """Base URLs passed as `--mirror`, tried in order (here and in the cluster's training Job);
+    empty: the training command's own."""
     cluster_uri: Annotated[str, Field(pattern=_PVC_FOLDER)] | None = None
-    """The same four files as the cluster's training Job reads them: pvc://claim/path (mounted
-    read-only); empty means the Job downloads them from `mirrors`."""
+    """The same folder as the cluster's training Job reads it: pvc://claim/path (mounted
+    read-only); empty means the Job starts from an empty folder (and downloads, with `download`)."""
 
 
 # --- training ------------------------------------------------------------------------------
@@ -205,7 +199,7 @@ def _quantity_value(q: str) -> float:
 
 
 class LocalRunner(Strict):
-    """Train on this machine, as a subprocess (`python -m model.train`)."""
+    """Train on this machine, as a subprocess (the model contract's training.command)."""
 
     kind: Literal["local"] = "local"
     threads: int | None = Field(None, ge=1, le=256)
@@ -244,17 +238,17 @@ class TrainingSpec(Strict):
     """Training image (runtime/train.Dockerfile), run by the cluster's Job and the podman target.
     Without a tag, `mlctl build` tags it with a digest of what goes into it."""
 
-    epochs: int = Field(recipe.DEFAULT_EPOCHS, ge=1, le=100)
+    epochs: int = Field(5, ge=1, le=100)
     """Passes over the training set."""
-    batch_size: int = Field(recipe.DEFAULT_BATCH_SIZE, ge=1, le=8192)
+    batch_size: int = Field(256, ge=1, le=8192)
     """Images per optimiser step."""
-    learning_rate: float = Field(recipe.DEFAULT_LR, gt=0, le=10)
+    learning_rate: float = Field(0.005, gt=0, le=10)
     """Peak learning rate of the one-cycle schedule (AdamW)."""
-    label_smoothing: float = Field(recipe.DEFAULT_LABEL_SMOOTHING, ge=0, lt=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
     """Cross-entropy label smoothing."""
-    weight_decay: float = Field(recipe.DEFAULT_WEIGHT_DECAY, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0, lt=1)
     """Decoupled weight decay."""
-    seed: int = Field(recipe.DEFAULT_SEED, ge=0, le=2**32 - 1)
+    seed: int = Field(1, ge=0, le=2**32 - 1)
     """Random seed: the same seed, settings and data give the same weights."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto` uses a GPU (with mixed precision) when one is visible."""
@@ -373,10 +367,9 @@ class ServingSpec(Strict):
     torch_threads: int = Field(SERVING_DEFAULTS.torch_threads, ge=1, le=64)
     """torch intra-op threads per worker (TORCH_THREADS)."""
     precision: Literal[PRECISIONS] = SERVING_DEFAULTS.precision
-    """Network arithmetic (MNIST_PRECISION): `int8` runs the network quantized with the
-    activation ranges training recorded (faster on CPU; tests demand the same prediction as
-    float32 on ≥ 99.8 % of the test set; bench/README.md has the figures); `float32` runs the
-    weights as trained."""
+    """The arithmetic the model serves in (MODEL_PRECISION), for a model that offers a choice:
+    `int8` (a quantized form, where the model has one; the shipped example's is calibrated at
+    training time, bench/README.md has the figures) or `float32` (the weights as trained)."""
     rest_timeout_ms: int = Field(MIN_REST_TIMEOUT_MS, ge=MIN_REST_TIMEOUT_MS, le=600000)
     """The request timeout (ms). Seldon: the seldon.io/rest-timeout annotation, which the wrapper
     also makes gunicorn's worker timeout in whole seconds; that clock runs while each worker
@@ -635,7 +628,7 @@ class KubernetesSpec(Strict):
 
 
 class Spec(Strict):
-    """An mlctl project: train the MNIST CNN, serve it with Seldon Core, deploy it with Helm."""
+    """An mlctl project: train a model package, serve it with Seldon Core or KServe, deploy it with Helm."""
 
     api_version: Literal["mlctl/v1"] = Field(SPEC_VERSION, alias="apiVersion")
     """Spec format version."""
@@ -648,8 +641,9 @@ class Spec(Strict):
     target: Literal["local", "podman", "kubernetes"] = "local"
     """What `mlctl apply` does by default: run the model on this machine (`local`), run the
     release's pods here in containers as the cluster would (`podman`), or deploy it."""
-    data: DataSpec = Field(default_factory=dict)
-    """Training and test data."""
+    data: DataSpec | None = None
+    """Training and test data; empty for a model whose training command needs none (it makes
+    or carries its own)."""
     training: TrainingSpec = Field(default_factory=dict)
     """Training settings."""
     serving: ServingSpec = Field(default_factory=dict)

@@ -24,6 +24,17 @@ from mlctl.spec import LocalRunner, Spec
 from mlctl.specload import load_contract
 
 
+def data_args(spec: Spec) -> list[str]:
+    """The data flags of the training command (none when the spec names no data)."""
+    data = spec.data
+    if data is None:
+        return []
+    return [
+        "--data-dir", str(data.dir), *(["--download"] if data.download else []),
+        *[a for m in data.mirrors for a in ("--mirror", m)],
+    ]  # fmt: skip
+
+
 def local_argv(spec: Spec, out: Path, digest: str, progress: bool = True) -> list[str]:
     """The exact command the local runner runs (in the model package's parent folder)."""
     training = spec.training
@@ -32,8 +43,7 @@ def local_argv(spec: Spec, out: Path, digest: str, progress: bool = True) -> lis
     program, *rest = load_contract(spec.model).training.command
     return [
         sys.executable if program == "python" else program, *rest,
-        "--data-dir", str(spec.data.dir), *(["--download"] if spec.data.download else []),
-        *[a for m in spec.data.mirrors for a in ("--mirror", m)],
+        *data_args(spec),
         *hyperparameter_args(training),
         *(["--threads", str(runner.threads)] if runner.threads else []),
         "--training-hash", digest, "--out", str(out),

@@ -266,7 +266,7 @@ class Serving(Values):
     torch_threads: Annotated[int, Field(ge=1)] = SERVING_DEFAULTS.torch_threads
     """TORCH_THREADS: torch intra-op threads per worker."""
     precision: Literal[PRECISIONS] = SERVING_DEFAULTS.precision
-    """MNIST_PRECISION: int8 (quantized with the activation ranges training recorded) or float32."""
+    """MODEL_PRECISION: int8 (the model's quantized form, where it has one) or float32."""
     rest_timeout_ms: Annotated[int, Field(ge=MIN_REST_TIMEOUT_MS)] = MIN_REST_TIMEOUT_MS
     """Request timeout in ms. seldon: the seldon.io/rest-timeout annotation, which the wrapper
     also makes gunicorn's worker timeout in whole seconds (it covers each worker's start: at
@@ -381,15 +381,15 @@ class Storage(Values):
 
 
 class TrainingData(Values):
-    """Where the Job reads MNIST."""
+    """Where the Job reads its data (--data-dir /data)."""
 
     claim_name: Annotated[str, Field(pattern=_SUBDOMAIN_OR_EMPTY)] = ""
-    """A PersistentVolumeClaim holding the four MNIST .gz files (read-only); empty: download into
-    an emptyDir."""
+    """A PersistentVolumeClaim holding the training data (read-only); empty: an emptyDir (the
+    training command downloads into it)."""
     sub_path: Annotated[str, Field(pattern=r"^([^/].*)?$")] = ""
     """The folder inside training.data.claimName."""
     mirrors: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(default_factory=list)
-    """Download base URLs tried in order; empty: the standard MNIST mirrors."""
+    """Download base URLs tried in order (--mirror); empty: the training command's own."""
 
 
 class Training(Values):
@@ -402,10 +402,10 @@ class Training(Values):
     command: list[str] = Field(default_factory=list)
     """The training command (the model contract's training.command); required when enabled."""
     args: list[str] = Field(default_factory=list)
-    """Extra `python -m model.train` flags (hyper-parameters); the Job passes --data-dir,
+    """Extra training-command flags (hyper-parameters); the Job passes --data-dir,
     --download/--mirror and --out itself."""
     data: TrainingData = Field(default_factory=TrainingData)
-    """Where the Job reads MNIST."""
+    """Where the Job reads its data (--data-dir /data)."""
     resources: Resources = Field(
         default_factory=lambda: Resources(requests={"cpu": "1", "memory": "2Gi"}, limits={"cpu": "2", "memory": "4Gi"})
     )

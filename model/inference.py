@@ -5,7 +5,7 @@ request, then calls this class; what is MNIST's stays here: the network, the int
 choice, the traced graph, and the preprocessing that turns the runtime's arrays into normalised
 28×28 grids (model/preprocess.py, shared with training).
 
-Settings of this model (the environment): MNIST_PRECISION (default int8) serves the network
+Settings of this model (the environment): MODEL_PRECISION (default int8) serves the network
 quantized with the activation ranges training recorded in metadata.json (model/quantize.py:
 faster, the same predictions on ≥ 99.8 % of the test set); `float32` serves model.pt as trained.
 An artifact without int8 ranges, or a torch without the x86 int8 engine, is served in float32
@@ -29,7 +29,7 @@ from model.preprocess import image_to_grid, normalize, pixels_to_grid
 
 log = logging.getLogger(__name__)
 
-PRECISION_ENV = "MNIST_PRECISION"
+PRECISION_ENV = "MODEL_PRECISION"
 PRECISIONS = ("int8", "float32")
 
 

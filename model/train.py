@@ -4,7 +4,7 @@ The one training entrypoint: mlctl's local runner and the Kubernetes Job (runtim
 both run exactly this. Output contract:
 
 - `OUT/model.pt`: `Net().state_dict()` (`torch.load(p, weights_only=True)` loads it);
-- `OUT/metadata.json`: format `mlctl.mnist/v1`, the SHA-256 of model.pt, test accuracy and loss,
+- `OUT/metadata.json`: format `mlctl.model/v1`, the SHA-256 of model.pt, test accuracy and loss,
   the int8 serving qparams and their test accuracy, hyperparameters, data checksums, torch
   version, device, timings (see `build_metadata`);
 - stdout: exactly one line, the metadata as JSON; stderr: progress (a rich bar on a TTY, else
@@ -32,7 +32,7 @@ Deterministic for a fixed seed on the same device, thread count and torch build:
 torch RNG for init and dropout, a seeded generator for shuffling, deterministic kernels (on
 CUDA by torch's switch; on CPU every kernel the recipe runs is; model/fit.py).
 
-Test hook: with `MNIST_TRAIN_TEST_PAUSE_BEFORE_COMMIT=PATH` in the environment, the writer
+Test hook: with `MLCTL_TRAIN_TEST_PAUSE_BEFORE_COMMIT=PATH` in the environment, the writer
 creates PATH once the new artifact is complete in its temp folder and waits (until PATH is
 deleted) just before swapping it into OUT, so tests can SIGKILL it there deterministically.
 """

@@ -2,7 +2,7 @@
 the trainer and the model server all read and write artifacts through it.
 
 An artifact is a folder holding `model.pt` (a `Net` state_dict) and `metadata.json` (format
-`mlctl.mnist/v1`, carrying the SHA-256 of `model.pt`). `read_artifact` checks both, and the
+`mlctl.model/v1`, carrying the SHA-256 of `model.pt`). `read_artifact` checks both, and the
 digest the caller expects when it names one (the server's MODEL_SHA256).
 
 Writing: the writer builds the complete folder as a hidden sibling `.{OUT}.tmp-{pid}-{random}`
@@ -43,12 +43,15 @@ from typing import Any
 
 METADATA = "metadata.json"
 WEIGHTS = "model.pt"
-FORMAT = "mlctl.mnist/v1"
+FORMAT = "mlctl.model/v1"
+FORMATS = (FORMAT, "mlctl.mnist/v1")
+"""What this runtime reads: the format it writes, and the one artifacts had before any model
+could be served (same layout)."""
 
 # Test hook (documented in model/train.py): when set to a path, the writer creates that file
 # once the temp folder is complete and fsynced, then sleeps before the swap, so a test can
 # SIGKILL it at the most dangerous moment deterministically.
-PAUSE_ENV = "MNIST_TRAIN_TEST_PAUSE_BEFORE_COMMIT"
+PAUSE_ENV = "MLCTL_TRAIN_TEST_PAUSE_BEFORE_COMMIT"
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -117,7 +120,7 @@ def check_replaceable(out: str | os.PathLike[str]) -> None:
     if not entries:
         return
     try:
-        ours = json.loads((out / METADATA).read_text(encoding="utf-8")).get("format") == FORMAT
+        ours = json.loads((out / METADATA).read_text(encoding="utf-8")).get("format") in FORMATS
     except (OSError, ValueError, AttributeError):
         ours = False
     if not ours or not entries <= {METADATA, WEIGHTS}:
@@ -213,7 +216,7 @@ def read_metadata(out: str | os.PathLike[str]) -> dict[str, Any]:
         raise ArtifactError(f"{path}: no such file") from None
     except (OSError, ValueError) as e:
         raise ArtifactError(f"{path}: unreadable ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("sha256"), str):
+    if not isinstance(meta, dict) or meta.get("format") not in FORMATS or not isinstance(meta.get("sha256"), str):
         raise ArtifactError(f"{path}: not {FORMAT} metadata")
     return meta
 
@@ -239,7 +242,7 @@ def read_artifact(
             meta = json.loads(_read_at(dfd, METADATA))
             if not isinstance(meta, dict):
                 raise ArtifactError(f"{out}/{METADATA}: a JSON {type(meta).__name__}, not an object")
-            if meta.get("format") != FORMAT:
+            if meta.get("format") not in FORMATS:
                 raise ArtifactError(f"{out}/{METADATA}: format {meta.get('format')!r}, expected {FORMAT!r}")
             name = meta.get("weights", WEIGHTS)
             weights = _read_at(dfd, name)

@@ -19,7 +19,7 @@ An image input (the contract's `kind: image`), in order:
 
 A tensor input (`kind: tensor`): numbers shaped as one item (the declared shape without its
 batch) or as a batch of N items, any layout holding the same number of elements per item (a
-[-1, 28, 28] input takes (28, 28), (784,), (N, 784), (N, 28, 28) and (N, 1, 28, 28)); N at most
+[-1, 4, 4] input takes (4, 4), (16,), (N, 16), (N, 4, 4) and (N, 1, 4, 4)); N at most
 the contract's maxBatch; finite; within the declared `range`; converted to a declared datatype.
 """
 
@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from runtime.contract import Input
 from runtime.settings import DEFAULT_MAX_BATCH, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
-try:  # libjpeg-turbo in one C call: ~7 µs for a 28×28 JPEG where Pillow takes ~55 µs
+try:  # libjpeg-turbo in one C call: ~7 µs for a small JPEG where Pillow takes ~55 µs
     import simplejpeg
 except ImportError:  # pragma: no cover - the serving image and both venvs install it
     simplejpeg = None

@@ -1,7 +1,7 @@
-# The KServe serving image: the MNIST CNN behind KServe's ModelServer (kserve 0.21.0, Apache-2.0),
+# The KServe serving image: a model package behind KServe's ModelServer (kserve 0.21.0, Apache-2.0),
 # runtime/kserve_server.py: KServe V1 and Open Inference Protocol (V2) REST on 8080 (and /metrics),
 # OIP gRPC on 8081. No seldon-core inside.
-#   mlctl build spec/mnist.yaml   (serving.engine: kserve; or: docker build -f runtime/kserve.Dockerfile -t mnist-kserve .)
+#   mlctl build SPEC   (serving.engine: kserve; it stages the spec's model package as package/)
 # Weights are not baked in: KServe's storage initializer or a volume puts metadata.json + model.pt
 # at MODEL_URI (/mnt/models).
 #
@@ -13,7 +13,7 @@
 #                           worker loads the weights itself (the parent does too, for gRPC)
 #   ENABLE_GRPC (true)      the OIP gRPC server on GRPC_PORT (false: REST only, one port)
 # and the model's settings, as for the Seldon image (runtime/settings.py): MODEL_URI, MODEL_SHA256,
-# MNIST_PRECISION, TORCH_THREADS, MODEL_MAX_IMAGE_BYTES, MODEL_MAX_IMAGE_PIXELS, MODEL_MAX_BATCH.
+# MODEL_PRECISION, TORCH_THREADS, MODEL_MAX_IMAGE_BYTES, MODEL_MAX_IMAGE_PIXELS, MODEL_MAX_BATCH.
 # PROMETHEUS_MULTIPROC_DIR: where every process's metrics go, so /metrics sums the workers; it
 # must be writable (the chart mounts an emptyDir at /tmp), and is emptied at start.
 FROM python:3.11-slim
@@ -51,7 +51,7 @@ RUN useradd --uid 10001 --no-create-home --home-dir /app --shell /usr/sbin/nolog
 USER 10001
 
 # Defaults for a 2-core pod: two workers, one torch thread each (the network is small; more
-# threads per worker only contend). MNIST_PRECISION=int8: the network quantized with the
+# threads per worker only contend). MODEL_PRECISION=int8: the network quantized with the
 # activation ranges training recorded (float32 for artifacts without them).
 ENV MODEL_NAME=model \
     HTTP_PORT=8080 \

@@ -1,6 +1,6 @@
 """The KServe runtime: any package's model behind KServe's ModelServer (V1 and Open Inference Protocol).
 
-    python -m runtime.kserve_server --model_name mnist --http_port 8080 --grpc_port 8081 --workers 2
+    python -m runtime.kserve_server --model_name model --http_port 8080 --grpc_port 8081 --workers 2
 
 The flags are kserve's own (`kserve.model_server.parser`, extended here as KServe's custom
 predictors do); the model's settings come from the environment exactly as for the Seldon server

@@ -1,5 +1,5 @@
-# The serving image: the MNIST CNN behind the Seldon Core v1 Python wrapper (1.17.1, Apache-2.0).
-#   mlctl build spec/mnist.yaml            (or: docker build -f runtime/seldon.Dockerfile -t mnist-seldon .)
+# The serving image: a model package behind the Seldon Core v1 Python wrapper (1.17.1, Apache-2.0).
+#   mlctl build SPEC   (it stages the spec's model package as package/, its import name as PACKAGE)
 # Weights are not baked in: the storage initializer (graph.modelUri) or a volume puts
 # metadata.json + model.pt at MODEL_URI.
 FROM python:3.11-slim
@@ -37,7 +37,7 @@ USER 10001
 
 # Defaults for a 2-core pod: one sync worker per core, one torch thread each (the network is
 # small; more threads per worker only contend). GRPC_WORKERS=1: one gRPC process (about 40 MB)
-# answers Seldon's gRPC API on the port the operator declares. MNIST_PRECISION=int8: the network quantized with the activation ranges
+# answers Seldon's gRPC API on the port the operator declares. MODEL_PRECISION=int8: the network quantized with the activation ranges
 # training recorded (float32 for artifacts without them). Custom metrics go to :6000/metrics,
 # not into every response.
 ENV MODEL_NAME=runtime.seldon.Model \

@@ -99,7 +99,7 @@ class ServingSettings:
         "the only weights to load (64 hex digits); empty: any consistent artifact",
         pattern=(r"[0-9a-f]{64}", "64 hex digits"),
     )
-    precision: str = _setting("int8", "MNIST_PRECISION", "network arithmetic", choices=PRECISIONS)
+    precision: str = _setting("int8", "MODEL_PRECISION", "network arithmetic", choices=PRECISIONS)
     torch_threads: int = _setting(1, "TORCH_THREADS", "torch intra-op threads per worker", minimum=1)
     workers: int = _setting(2, "GUNICORN_WORKERS", "gunicorn worker processes", minimum=1, wrapper=True)
     threads: int = _setting(1, "GUNICORN_THREADS", "threads per gunicorn worker", minimum=1, wrapper=True)

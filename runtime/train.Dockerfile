@@ -1,6 +1,7 @@
-# The training image: runs `python -m model.train`, the same entrypoint mlctl's local runner uses.
-#   mlctl build spec/mnist.yaml            (or: docker build -f runtime/train.Dockerfile -t mnist-train .)
-#   docker run --rm -v "$PWD/data:/data:ro" -v "$PWD/out:/out" mnist-train \
+# The training image: a model package's training command (the contract's training.command), the
+# same command mlctl's local runner uses.
+#   mlctl build SPEC   (it stages the spec's model package as package/, its import name as PACKAGE)
+#   docker run --rm -v "$PWD/data:/data:ro" -v "$PWD/out:/out" IMAGE python -m PACKAGE.train \
 #       --data-dir /data --out /out/model
 #
 # CPU build (default): torch 2.13.0 from the CPU wheel index, ~200 MB instead of several GB.
@@ -43,4 +44,4 @@ RUN useradd --system --uid 10001 --no-create-home --home-dir /app trainer
 USER 10001
 
 # No entrypoint: the command is the contract's training.command, which the chart's Job (and
-# mlctl's podman target) run with the spec's flags, e.g. python -m model.train --out /out/model.
+# mlctl's podman target) run with the spec's flags, e.g. [python, -m, PACKAGE.train] --out /out/model.

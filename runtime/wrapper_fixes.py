@@ -112,7 +112,7 @@ def request_guard(max_request_bytes: int) -> Blueprint:
     """Flask hooks the wrapper lacks: a request size limit, and 4xx answers for malformed forms
     and JSON that the 1.17.1 wrapper would otherwise turn into 500s (a non-binData file is
     utf-8-decoded, a form field json-parsed, a tensor reshaped, all unguarded)."""
-    bp = Blueprint("mnist_request_guard", __name__)
+    bp = Blueprint("request_guard", __name__)
 
     @bp.record_once
     def _limit(state: Any) -> None:

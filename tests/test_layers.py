@@ -34,7 +34,9 @@ def module_id(path: Path) -> str:
 
 
 def modules() -> list[Path]:
-    return [p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"]
+    return [
+        p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" and "templates" not in p.relative_to(PACKAGE).parts
+    ]
 
 
 def imports(path: Path) -> set[str]:

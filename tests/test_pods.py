@@ -55,7 +55,7 @@ def test_the_model_container_gets_what_the_operator_injects():
         "GUNICORN_WORKERS",
         "GUNICORN_THREADS",
         "TORCH_THREADS",
-        "MNIST_PRECISION",
+        "MODEL_PRECISION",
         "GRPC_WORKERS",
         "MODEL_SHA256",
         "MODEL_URI",

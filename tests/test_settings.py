@@ -24,7 +24,7 @@ def test_the_environment_round_trips():
     for settings in (DEFAULTS, changed):
         assert ServingSettings.from_env(settings.to_env()) == settings
     assert ServingSettings.from_env({}) == DEFAULTS
-    assert ServingSettings.from_env({"MNIST_PRECISION": " Float32 ", "MODEL_SHA256": "AB" * 32}) == ServingSettings(
+    assert ServingSettings.from_env({"MODEL_PRECISION": " Float32 ", "MODEL_SHA256": "AB" * 32}) == ServingSettings(
         precision="float32", model_sha256="ab" * 32
     )
 
@@ -32,7 +32,7 @@ def test_the_environment_round_trips():
 @pytest.mark.parametrize(
     "env, message",
     [
-        ({"MNIST_PRECISION": "fp16"}, "MNIST_PRECISION='fp16': expected one of int8, float32"),
+        ({"MODEL_PRECISION": "fp16"}, "MODEL_PRECISION='fp16': expected one of int8, float32"),
         ({"TORCH_THREADS": "0"}, "TORCH_THREADS='0': expected a whole number ≥ 1"),
         ({"GUNICORN_WORKERS": "two"}, "GUNICORN_WORKERS='two': expected a whole number"),
         ({"MODEL_SHA256": "abc"}, "MODEL_SHA256='abc': expected 64 hex digits"),

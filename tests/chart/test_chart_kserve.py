@@ -71,7 +71,7 @@ def test_an_inferenceservice_replaces_the_seldondeployment(helm):
     assert env == {
         "PROTOCOL": "v2",
         "TORCH_THREADS": "1",
-        "MNIST_PRECISION": "int8",
+        "MODEL_PRECISION": "int8",
         "MODEL_SHA256": SHA,
         "MODEL_URI": "/mnt/models",
     }
@@ -182,7 +182,7 @@ def test_pull_secret_service_account_and_workers_reach_the_predictor(helm):
     c = container(objects)
     assert "--workers=4" in c["args"]
     env = {e["name"]: e["value"] for e in c["env"]}
-    assert (env["TORCH_THREADS"], env["MNIST_PRECISION"]) == ("2", "float32")
+    assert (env["TORCH_THREADS"], env["MODEL_PRECISION"]) == ("2", "float32")
 
 
 def test_the_test_pod_speaks_v2_to_kserves_predictor_service(helm):

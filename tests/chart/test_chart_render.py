@@ -82,7 +82,7 @@ def test_seldondeployment_shape(helm):
         "GUNICORN_WORKERS": "2",
         "GUNICORN_THREADS": "1",
         "TORCH_THREADS": "1",
-        "MNIST_PRECISION": "int8",
+        "MODEL_PRECISION": "int8",
         "GRPC_WORKERS": "1",
         "MODEL_URI": "/mnt/models",
         "MODEL_SHA256": "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8",
@@ -109,7 +109,7 @@ def test_serving_knobs_reach_env_and_annotations(helm):
     )
     env = {e["name"]: e["value"] for e in model_container(objects)["env"]}
     assert (env["GUNICORN_WORKERS"], env["GUNICORN_THREADS"], env["TORCH_THREADS"]) == ("4", "3", "2")
-    assert env["MNIST_PRECISION"] == "float32"
+    assert env["MODEL_PRECISION"] == "float32"
     assert one(objects, "SeldonDeployment")["spec"]["annotations"]["seldon.io/rest-timeout"] == "12000"
     assert model_container(objects)["image"].endswith(":sha-abc")
     assert component(objects)["metadata"]["annotations"]["a.io/b"] == "c"

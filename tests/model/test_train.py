@@ -49,7 +49,7 @@ def test_small_run_learns_and_writes_the_contract(small_run, mnist_dir):
     assert printed == meta
     assert meta["test_accuracy"] > 0.8, meta
     assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "model.pt"]
-    assert meta["format"] == "mlctl.mnist/v1" and meta["weights"] == "model.pt"
+    assert meta["format"] == artifact.FORMAT and meta["weights"] == "model.pt"
     assert meta["sha256"] == artifact.sha256_file(out / "model.pt")
     assert (meta["train_examples"], meta["test_examples"], meta["epochs"], meta["seed"]) == (4000, 1000, 2, 3)
     assert meta["hyperparameters"]["batch_size"] == 64

@@ -62,7 +62,7 @@ def test_predict_gives_log_probabilities_of_the_trained_network(loaded, trained_
 
 
 def test_float32_serves_the_module_itself(trained_model_dir, mnist_test, monkeypatch):
-    monkeypatch.setenv("MNIST_PRECISION", "float32")
+    monkeypatch.setenv("MODEL_PRECISION", "float32")
     model = served(trained_model_dir)
     model.load()
     net = Net()

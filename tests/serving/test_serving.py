@@ -571,6 +571,6 @@ def test_predict_client_reports_an_unreadable_file(tmp_path: Path):
 @pytest.mark.slow
 def test_a_bad_setting_stops_the_server_naming_its_variable(trained_model_dir, serve_bin):
     """Settings come from the environment only (runtime/settings.py), checked before any worker."""
-    cfg = ServerConfig(model_dir=trained_model_dir, workers=1, extra_env={"MNIST_PRECISION": "fp16"})
-    with pytest.raises(ServerError, match=re.escape("MNIST_PRECISION='fp16': expected one of int8, float32")):
+    cfg = ServerConfig(model_dir=trained_model_dir, workers=1, extra_env={"MODEL_PRECISION": "fp16"})
+    with pytest.raises(ServerError, match=re.escape("MODEL_PRECISION='fp16': expected one of int8, float32")):
         LocalServer(cfg, start_timeout=60).start()

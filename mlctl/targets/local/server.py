@@ -243,7 +243,7 @@ class LocalServer:
         if not (Path(self.cfg.model_dir) / "metadata.json").is_file():
             raise ServerError(
                 f"{self.cfg.model_dir} holds no metadata.json",
-                hint="point at a folder written by `python -m model.train --out DIR`",
+                hint="point at a folder the model's training command wrote (its --out DIR)",
             )
         argv = self.argv
         # Append mode: the server writes through the same open file (its inherited descriptor),

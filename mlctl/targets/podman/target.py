@@ -51,12 +51,6 @@ from mlctl.specload import load_contract
 from mlctl.targets.podman import store as podman_store
 
 Report = Callable[[str, str, str], None]
-DATA_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
 
 
 SERVICE_PORT_LABEL = f"{podman.LABEL}.service-port"
@@ -139,35 +133,45 @@ def _release(
     return PodmanRelease(release, objects, pods, runner)
 
 
+def _data_files(spec: Spec) -> list[Path]:
+    """The files of data.dir (what the podman target hands the Job), checked before any pod
+    starts: a missing or empty folder is an error unless the training command downloads."""
+    data = spec.data
+    assert data is not None
+    files = sorted(p for p in data.dir.rglob("*") if p.is_file()) if data.dir.is_dir() else []
+    if not files and not data.download:
+        raise MlctlError(
+            f"data.dir {data.dir} is missing or empty: the podman target puts its files into the "
+            "training Job's data volume",
+            hint="point data.dir at the data, or set data.download: true if the training command fetches it",
+        )
+    return files
+
+
 def _seeds(spec: Spec, pods: dict[str, ClusterPod]) -> dict[str, Path]:
     """The Job's data emptyDir starts with data.dir's files (see the module's docstring)."""
     job = pods.get("training")
-    if job is None or spec.data.cluster_uri:
+    if job is None or spec.data is None or spec.data.cluster_uri:
         return {}
     kinds = {v["name"]: v for v in job.manifest["spec"].get("volumes") or []}
     if "emptyDir" not in kinds.get("data", {}):
         return {}
-    missing = [f for f in DATA_FILES if not (spec.data.dir / f).is_file()]
-    if missing:
-        raise MlctlError(
-            f"data.dir {spec.data.dir} lacks {', '.join(missing)}: the podman target puts the files "
-            "into the training Job's data volume",
-            hint="run `mlctl train` once (it downloads them), or point data.dir at the files",
-        )
-    return {"data": spec.data.dir}
+    return {"data": spec.data.dir} if _data_files(spec) else {}
 
 
 def _provision_data_claim(spec: Spec, release: PodmanRelease) -> None:
-    """A data.clusterUri claim gets the four files, as a data team would have put them there."""
-    uri = spec.data.cluster_uri
+    """A data.clusterUri claim gets data.dir's files, as a data team would have put them there."""
+    uri = spec.data.cluster_uri if spec.data else None
     if not uri:
         return
+    assert spec.data is not None
     claim, _, path = uri.removeprefix("pvc://").partition("/")
     folder = release.runner.cluster.claim(claim) / path
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in DATA_FILES:
-        if not (folder / name).is_file():
-            shutil.copy2(spec.data.dir / name, folder / name)
+    for file in _data_files(spec):
+        target = folder / file.relative_to(spec.data.dir)
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, target)
 
 
 def apply(spec: Spec, report: Report, on_log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Your model package: model.yaml (the contract), model.py (the class), train.py (training)."""
