@@ -46,7 +46,7 @@ from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.user_model import SeldonResponse
 
 from runtime.decode import InputError, decode_image, to_tensor
-from runtime.served import BadAnswer, ServedModel, UnhealthyModel, column_names
+from runtime.served import BadAnswer, ServedModel, UnhealthyModel, column_names, import_class
 from runtime.settings import REQUEST_OVERHEAD_BYTES, ServingSettings
 from runtime.wrapper_fixes import (
     grpc_status_for_bad_input,
@@ -65,6 +65,10 @@ class Model:
         self.settings = settings
         self.model = ServedModel(settings)  # loaded in load(), in each worker
         self.contract = self.model.contract
+        # The class's module is imported here, in the parent, before gunicorn forks: the workers
+        # then share its libraries' pages (torch's, for a torch model) instead of each loading
+        # its own. Importing creates no torch state; load() still runs in each worker.
+        import_class(self.contract.cls, self.model.package)
         self.max_image_bytes = settings.max_image_bytes
         self.max_image_pixels = settings.max_image_pixels
         self.max_batch = settings.max_batch
