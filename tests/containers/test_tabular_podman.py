@@ -6,33 +6,18 @@ the chart's `helm test` pod. No registry or storage credential is needed or aske
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from tests.containers.conftest import mlctl
-from tests.examples.test_tabular_targets import PACKAGE, SPEC
-
-
-def write_spec(folder: Path, engine: str) -> Path:
-    text = SPEC.read_text()
-    text = text.replace("model: tabular", f"model: {PACKAGE}")
-    text = text.replace("output: ../../.mlctl/models", f"output: {folder / 'models'}")
-    text = text.replace("namespace: models", f"namespace: tabular-{engine}")
-    if engine == "kserve":
-        text = text.replace(
-            "  engine: seldon", "  engine: kserve\n  kserve: {image: ghcr.io/example/pumps-kserve}\n  #"
-        )
-    spec = folder / f"{engine}.yaml"
-    spec.write_text(text)
-    return spec
+from tests.examples.test_tabular_targets import write_spec
 
 
 @pytest.mark.parametrize("engine", ["seldon", "kserve"])
 def test_the_tabular_example_runs_as_the_cluster_would(tmp_path, base_image, initializer_image, engine, request):
     if engine == "kserve":
         request.getfixturevalue("kserve_initializer_image")
-    spec = write_spec(tmp_path, engine)
+    spec = write_spec(tmp_path, engine, namespace=f"tabular-{engine}")
     env = {"REGISTRY_PASSWORD": "", "MLCTL_S3_ACCESS_KEY_ID": "", "MLCTL_S3_SECRET_ACCESS_KEY": ""}
     try:
         p = mlctl("apply", str(spec), "--target", "podman", "--json", env=env)

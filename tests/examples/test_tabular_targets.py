@@ -24,16 +24,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_spec(folder: Path, engine: str, port: int) -> Path:
-    """The shipped tabular spec, its package and outputs made absolute, on `engine` and `port`."""
+def write_spec(folder: Path, engine: str, port: int | None = None, namespace: str | None = None) -> Path:
+    """The shipped tabular spec, its package and outputs made absolute, on `engine` (and `port`,
+    `namespace` when given)."""
     text = SPEC.read_text()
     text = text.replace("model: tabular", f"model: {PACKAGE}")
     text = text.replace("output: ../../.mlctl/models", f"output: {folder / 'models'}")
-    text = text.replace("port: 9100", f"port: {port}")
+    if port is not None:
+        text = text.replace("port: 9100", f"port: {port}")
+    if namespace is not None:
+        text = text.replace("namespace: models", f"namespace: {namespace}")
     if engine == "kserve":
-        text = text.replace(
-            "  engine: seldon", "  engine: kserve\n  kserve: {image: ghcr.io/example/pumps-kserve}\n  #"
-        )
+        kserve = "  engine: kserve\n  kserve: {image: ghcr.io/example/pumps-kserve}\n  #"
+        text = text.replace("  engine: seldon", kserve)
     spec = folder / f"{engine}.yaml"
     spec.write_text(text)
     return spec
