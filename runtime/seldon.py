@@ -1,8 +1,9 @@
 """The Seldon Core v1 model class over any package: `seldon-core-microservice runtime.seldon.Model`.
 
 The wrapper builds this object once in the parent process, forks its gunicorn workers, then calls
-`load()` in each worker. So `__init__` only reads settings and the contract, and the package's
-model (and torch's thread pools) come to life in `load()`: created before the fork, the first
+`load()` in each worker. So `__init__` only reads settings and the contract and imports the
+class's module (its libraries' pages are then shared by the workers), and the package's model
+(and torch's thread pools) come to life in `load()`: created before the fork, the first
 prediction in a worker deadlocks inside Conv2d.
 
 Input, as the contract (model.yaml in MODEL_PACKAGE) declares it: a multipart `binData` file is

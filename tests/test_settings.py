@@ -113,3 +113,13 @@ def test_bounds_are_read_from_the_contract_file(tmp_path):
     file.write_text("inputs:\n  - {name: t, kind: tensor}\n")  # nothing declared: the defaults stay
     assert contract_bounds(file) == {}
     assert contract_bounds(tmp_path / "missing.yaml") == {}
+
+
+def test_the_mnist_package_reads_the_runtimes_precision_setting():
+    """MODEL_PRECISION is the runtime's setting (its name and values written in runtime/settings.py);
+    the MNIST class reads the same variable and accepts the same values."""
+    from model import inference
+    from runtime.settings import PRECISIONS
+
+    assert inference.PRECISION_ENV == env_name("precision")
+    assert inference.PRECISIONS == PRECISIONS
